@@ -1,0 +1,78 @@
+"""Building AWS clients, and turning transport failures into domain errors.
+
+Clients are injected into the adapters; this module only builds the default ones,
+with timeouts short enough that a down DynamoDB or SQS gives a clear error fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from .errors import DependencyUnavailable
+from .settings import AwsSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+#: Error codes AWS returns when it is overloaded or throttling: retryable, not the caller's fault.
+_THROTTLING = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def client_config(settings: AwsSettings) -> Config:
+    return Config(
+        region_name=settings.region,
+        connect_timeout=settings.aws_connect_timeout_s,
+        read_timeout=settings.aws_read_timeout_s,
+        retries={"max_attempts": settings.aws_max_attempts, "mode": "standard"},
+        max_pool_connections=settings.aws_max_pool_connections,
+    )
+
+
+def dynamodb_client(settings: AwsSettings) -> DynamoDBClient:
+    return boto3.session.Session().client("dynamodb", config=client_config(settings))
+
+
+def sqs_client(settings: AwsSettings) -> SQSClient:
+    return boto3.session.Session().client("sqs", config=client_config(settings))
+
+
+def error_code(exc: ClientError) -> str:
+    code: Any = exc.response.get("Error", {}).get("Code", "")
+    return str(code)
+
+
+@contextmanager
+def unavailable_on_transport_errors(service: str) -> Iterator[None]:
+    """Re-raise connection failures, timeouts and throttling as ``DependencyUnavailable``."""
+    try:
+        yield
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as exc:
+        raise DependencyUnavailable(f"{service} is unreachable", service=service) from exc
+    except ClientError as exc:
+        if error_code(exc) in _THROTTLING:
+            raise DependencyUnavailable(f"{service} is overloaded", service=service) from exc
+        raise
+    except BotoCoreError as exc:
+        raise DependencyUnavailable(f"{service} failed: {exc}", service=service) from exc

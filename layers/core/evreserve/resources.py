@@ -1,0 +1,33 @@
+"""Names that tie the code to the resources declared in ``template.yaml``.
+
+The template declares every table and queue (one source of truth); the code reaches
+them through environment variables. This module is the map between the two, so the
+local stack can create resources from the template and export the same variables,
+and a test can check that every variable the code reads is declared for it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Logical id of each DynamoDB table in template.yaml -> the environment variable
+#: that carries its physical name.
+TABLE_ENV: Final[dict[str, str]] = {
+    "RegistryTable": "REGISTRY_TABLE",
+    "ReservationsTable": "RESERVATIONS_TABLE",
+    "CommandsTable": "COMMANDS_TABLE",
+}
+
+#: Logical id of each SQS queue in template.yaml -> the environment variable that
+#: carries its URL.
+QUEUE_ENV: Final[dict[str, str]] = {
+    "CommandDeadLetterQueue": "COMMAND_DLQ_URL",
+}
+
+#: Attribute names shared by the tables' key schemas.
+PK: Final = "pk"
+SK: Final = "sk"
+GSI1: Final = "gsi1"
+GSI1_PK: Final = "gsi1pk"
+GSI1_SK: Final = "gsi1sk"
+TTL_ATTRIBUTE: Final = "ttl"

@@ -1,0 +1,69 @@
+"""Secrets: charger passwords (slow salted hashes) and API keys (random, stored hashed).
+
+Charger passwords may be short and human-chosen, so they are stored as scrypt hashes.
+API keys are 256-bit random strings: a plain SHA-256 is enough to make a stolen table
+useless, and lets the authorizer find a key by its hash in one read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCRYPT_LEN = 32
+_PREFIX = "scrypt"
+
+#: Visible prefix of every API key, so leaked keys are easy to recognise and scan for.
+API_KEY_PREFIX = "evr_"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN)
+    return f"{_PREFIX}${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of ``password`` against a ``hash_password`` result."""
+    try:
+        prefix, n, r, p, salt, digest = stored.split("$")
+        if prefix != _PREFIX:
+            return False
+        expected = _unb64(digest)
+        actual = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def generate_password() -> str:
+    """A charger password within OCPP's limits (16-40 chars; 1.6 AuthorizationKey <= 40 hex)."""
+    return secrets.token_hex(16)
+
+
+def generate_api_key() -> tuple[str, str, str]:
+    """A new API key: ``(key, key_id, key_hash)``. Only the hash and the id are stored."""
+    key_id = secrets.token_hex(6)
+    key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+    return key, key_id, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_matches(key: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_api_key(key), stored_hash)

@@ -1,0 +1,55 @@
+"""Typed settings, read from the environment by each entrypoint at start-up.
+
+Core code receives settings objects; it never reads ``os.environ`` itself. Each
+entrypoint composes its own model from these pieces and instantiates it once, so a
+missing or malformed variable fails the start, not the first request.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+
+class AwsSettings(_Settings):
+    """How to reach AWS. Endpoints come from boto3's own ``AWS_ENDPOINT_URL_<SERVICE>``."""
+
+    region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    #: Short timeouts and few attempts: a caller waiting on us must get an answer, not a hang.
+    aws_connect_timeout_s: float = Field(2.0, gt=0)
+    aws_read_timeout_s: float = Field(5.0, gt=0)
+    aws_max_attempts: int = Field(3, ge=1)
+    aws_max_pool_connections: int = Field(50, ge=1)
+
+
+class TableSettings(_Settings):
+    """Physical table names, set by template.yaml in AWS and by devstack locally."""
+
+    registry_table: str
+    reservations_table: str
+    commands_table: str
+
+
+class ChannelSettings(_Settings):
+    """The command channel between the API functions and the gateways."""
+
+    #: How long a charger gets to answer a command. With the grace below it stays
+    #: within API Gateway's 29 s integration limit.
+    command_timeout_s: float = Field(20.0, gt=0, le=25)
+    #: How long the waiting function allows past the deadline for the gateway to
+    #: write the outcome before it records a timeout itself.
+    command_grace_s: float = Field(2.0, ge=0, le=4)
+    #: How long a finished command answers retries of the same request.
+    idempotency_window_s: int = Field(300, ge=0)
+    #: Per-instance gateway queues are named ``{prefix}{instance_id}``.
+    gateway_queue_prefix: str = "evreserve-gw-"
+    #: Where a gateway's queue sends messages it failed to process repeatedly.
+    command_dlq_url: str | None = None
+
+
+class CoreSettings(AwsSettings, TableSettings, ChannelSettings):
+    """What every entrypoint needs to build the core's adapters."""

@@ -1,0 +1,101 @@
+"""Key builders: the one place that knows how items are addressed in each table.
+
+Registry table (``pk`` / ``sk``; ``gsi1`` lists things per account):
+  ``ACCOUNT#{id}``  / ``ACCOUNT``                account; gsi1 ``ACCOUNTS``
+  ``APIKEY#{hash}`` / ``APIKEY``                 API key by hash; gsi1 ``ACCOUNT#{id}#APIKEYS``
+  ``CHARGER#{id}``  / ``CHARGER``                charger, its ports, connection and port status;
+                                                 gsi1 ``ACCOUNT#{id}#CHARGERS``
+  ``OCPPID#{ocppId}`` / ``OCPPID``               unique ocppId -> charger id
+  ``EXTID#{account}#{externalId}`` / ``EXTID``   unique externalId per account -> charger id
+  ``PORT#{id}``     / ``PORT``                   port id -> charger id, port number
+  ``COUNTER#{name}`` / ``COUNTER``               integer id sequences
+Reservations table: ``ACCOUNT#{id}`` / ``RES#{reservationId}``; gsi1 ``CHARGER#{id}`` / ``RES#...``.
+Commands table: ``COMMAND#{commandId}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..resources import GSI1_PK, GSI1_SK, PK, SK
+
+Key = dict[str, Any]
+
+#: Zero-padded so that string order is numeric order in sort keys.
+_ID_WIDTH = 10
+
+
+def _padded(value: int) -> str:
+    return f"{value:0{_ID_WIDTH}d}"
+
+
+def _key(pk: str, sk: str) -> Key:
+    return {PK: {"S": pk}, SK: {"S": sk}}
+
+
+def account(account_id: int) -> Key:
+    return _key(f"ACCOUNT#{account_id}", "ACCOUNT")
+
+
+def accounts_index() -> tuple[str, str]:
+    return "ACCOUNTS", "ACCOUNT#"
+
+
+def account_index_sk(account_id: int) -> str:
+    return f"ACCOUNT#{_padded(account_id)}"
+
+
+def api_key(key_hash: str) -> Key:
+    return _key(f"APIKEY#{key_hash}", "APIKEY")
+
+
+def api_keys_index_pk(account_id: int | None) -> str:
+    return f"ACCOUNT#{account_id if account_id is not None else 'ADMIN'}#APIKEYS"
+
+
+def charger(charger_id: int) -> Key:
+    return _key(f"CHARGER#{charger_id}", "CHARGER")
+
+
+def chargers_index_pk(account_id: int) -> str:
+    return f"ACCOUNT#{account_id}#CHARGERS"
+
+
+def chargers_index_sk(charger_id: int) -> str:
+    return f"CHARGER#{_padded(charger_id)}"
+
+
+def ocpp_id(value: str) -> Key:
+    return _key(f"OCPPID#{value}", "OCPPID")
+
+
+def external_id(account_id: int, value: str) -> Key:
+    return _key(f"EXTID#{account_id}#{value}", "EXTID")
+
+
+def port(port_id: int) -> Key:
+    return _key(f"PORT#{port_id}", "PORT")
+
+
+def counter(name: str) -> Key:
+    return _key(f"COUNTER#{name}", "COUNTER")
+
+
+def reservation(account_id: int, reservation_id: int) -> Key:
+    return _key(f"ACCOUNT#{account_id}", f"RES#{_padded(reservation_id)}")
+
+
+def reservations_by_charger_pk(charger_id: int) -> str:
+    return f"CHARGER#{charger_id}"
+
+
+def reservation_sk(reservation_id: int) -> str:
+    return f"RES#{_padded(reservation_id)}"
+
+
+def command(command_id: str) -> Key:
+    return {PK: {"S": f"COMMAND#{command_id}"}}
+
+
+def index_attributes(pk: str, sk: str) -> dict[str, str]:
+    return {GSI1_PK: pk, GSI1_SK: sk}

@@ -1,0 +1,146 @@
+"""The registry: accounts, API keys, chargers and their ports, and what chargers report.
+
+Reads here serve the API functions and the gateway alike; the live writes (connection,
+port status, boot info) are the gateway's, each conditional so that an older
+connection can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..aws import unavailable_on_transport_errors
+from ..errors import NotFound, StaleWrite
+from ..models import ApiKey, BootInfo, Charger, Connection, ConnectionState, OcppStatus
+from . import keys
+from .base import DynamoStore, is_condition_failure
+from .codec import from_item, serialize
+from .items import api_key_from, boot_data, charger_from, connection_data, iso, ocpp_status_data
+
+
+@dataclass(frozen=True, slots=True)
+class PortRef:
+    """What a port id resolves to without reading its charger."""
+
+    port_id: int
+    charger_id: int
+    account_id: int
+    port_number: int
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class RegistryStore(DynamoStore):
+    # -- reads shared by the API and the gateway ----------------------------------
+
+    def get_charger(self, charger_id: int) -> Charger | None:
+        item = self._get(keys.charger(charger_id))
+        return charger_from(item) if item else None
+
+    def charger_id_for_ocpp_id(self, ocpp_id: str) -> int | None:
+        item = self._get(keys.ocpp_id(ocpp_id))
+        return int(from_item(item)["chargerId"]) if item else None
+
+    def get_charger_by_ocpp_id(self, ocpp_id: str) -> Charger | None:
+        charger_id = self.charger_id_for_ocpp_id(ocpp_id)
+        return self.get_charger(charger_id) if charger_id is not None else None
+
+    def get_port_ref(self, port_id: int) -> PortRef | None:
+        item = self._get(keys.port(port_id))
+        if not item:
+            return None
+        data = from_item(item)
+        return PortRef(port_id, int(data["chargerId"]), int(data["accountId"]), int(data["portNumber"]))
+
+    def get_api_key(self, key_hash: str) -> ApiKey | None:
+        item = self._get(keys.api_key(key_hash))
+        return api_key_from(item) if item else None
+
+    # -- live writes from the gateway -----------------------------------------------
+
+    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> None:
+        with unavailable_on_transport_errors(self.service):
+            self._client.update_item(
+                TableName=self._table, Key=key, UpdateExpression=expression, ConditionExpression=condition, **kwargs
+            )
+
+    def register_connection(self, charger_id: int, connection: Connection) -> None:
+        """Record that ``connection`` now holds the charger, unless a newer one already does.
+
+        Raises ``StaleWrite`` when a connection that started later is registered, and
+        ``NotFound`` when the charger was deleted meanwhile.
+        """
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET #c = :c, connectionEpochMs = :e",
+                "attribute_exists(pk) AND (attribute_not_exists(connectionEpochMs) OR connectionEpochMs <= :e)",
+                ExpressionAttributeNames={"#c": "connection"},
+                ExpressionAttributeValues={
+                    ":c": serialize(connection_data(connection)),
+                    ":e": {"N": str(epoch_ms(connection.timestamp))},
+                },
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if self._get(keys.charger(charger_id)) is None:
+                raise NotFound("charger not found", charger_id=charger_id) from exc
+            raise StaleWrite("a newer connection holds this charger", charger_id=charger_id) from exc
+
+    def register_disconnection(self, charger_id: int, session_id: str, at: datetime) -> bool:
+        """Mark the charger disconnected if ``session_id`` is still its connection; False if not."""
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET #c.#s = :s, #c.#t = :t",
+                "#c.sessionId = :sid",
+                ExpressionAttributeNames={"#c": "connection", "#s": "state", "#t": "timestamp"},
+                ExpressionAttributeValues={
+                    ":s": {"S": ConnectionState.DISCONNECTED.value},
+                    ":t": {"S": iso(at)},
+                    ":sid": {"S": session_id},
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def record_port_status(self, charger_id: int, port_number: int, status: OcppStatus) -> None:
+        """Store a StatusNotification; an older report never overwrites a newer one."""
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET portStatus.#n = :s",
+                "attribute_exists(pk) AND (attribute_not_exists(portStatus.#n) OR portStatus.#n.#t <= :t)",
+                ExpressionAttributeNames={"#n": str(port_number), "#t": "timestamp"},
+                ExpressionAttributeValues={
+                    ":s": serialize(ocpp_status_data(status)),
+                    ":t": {"S": iso(status.timestamp)},
+                },
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            raise StaleWrite("a newer status is stored", charger_id=charger_id, port_number=port_number) from exc
+
+    def record_boot(self, charger_id: int, boot: BootInfo) -> None:
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET boot = :b",
+                "attribute_exists(pk)",
+                ExpressionAttributeValues={":b": serialize(boot_data(boot))},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            raise NotFound("charger not found", charger_id=charger_id) from exc
