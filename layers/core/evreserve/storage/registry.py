@@ -13,13 +13,24 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import unavailable_on_transport_errors
-from ..errors import NotFound, StaleWrite
-from ..models import ApiKey, BootInfo, Charger, Connection, ConnectionState, OcppStatus
+from ..aws import error_code, unavailable_on_transport_errors
+from ..errors import AlreadyExists, NotFound, StaleWrite
+from ..models import Account, ApiKey, BootInfo, Charger, Connection, ConnectionState, OcppStatus
 from . import keys
-from .base import DynamoStore, is_condition_failure
-from .codec import from_item, serialize
-from .items import api_key_from, boot_data, charger_from, connection_data, iso, ocpp_status_data
+from .base import DynamoStore, cancellation_reasons, is_condition_failure
+from .codec import from_item, serialize, to_item
+from .items import (
+    account_from,
+    account_item,
+    api_key_from,
+    api_key_item,
+    boot_data,
+    charger_from,
+    charger_item,
+    connection_data,
+    iso,
+    ocpp_status_data,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,95 @@ class RegistryStore(DynamoStore):
     def get_api_key(self, key_hash: str) -> ApiKey | None:
         item = self._get(keys.api_key(key_hash))
         return api_key_from(item) if item else None
+
+    def get_account(self, account_id: int) -> Account | None:
+        item = self._get(keys.account(account_id))
+        return account_from(item) if item else None
+
+    # -- creation --------------------------------------------------------------------
+
+    def next_id(self, sequence: str) -> int:
+        """The next integer of a named sequence (``charger``, ``port``, ``account``)."""
+        with unavailable_on_transport_errors(self.service):
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=keys.counter(sequence),
+                UpdateExpression="ADD #v :one",
+                ExpressionAttributeNames={"#v": "value"},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(answer["Attributes"]["value"]["N"])
+
+    def create_account(self, account: Account) -> None:
+        self._put_new(account_item(account))
+
+    def put_api_key(self, key: ApiKey) -> None:
+        self._put_new(api_key_item(key))
+
+    def _put_new(self, item: dict[str, Any]) -> None:
+        try:
+            with unavailable_on_transport_errors(self.service):
+                self._client.put_item(
+                    TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise AlreadyExists("already exists") from exc
+            raise
+
+    def _pointer(self, key: keys.Key, **attributes: Any) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**key, **to_item(attributes)},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def create_charger(self, charger: Charger) -> None:
+        """Create a charger with its ports and its unique ocppId / externalId, all or nothing.
+
+        Raises ``AlreadyExists`` naming the field (``ocppId`` / ``externalId``) that is taken.
+        """
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(charger_item(charger)),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            self._pointer(keys.ocpp_id(charger.ocpp_id), chargerId=charger.id, accountId=charger.account_id),
+        ]
+        fields = ["id", "ocppId"]
+        if charger.external_id is not None:
+            items.append(
+                self._pointer(
+                    keys.external_id(charger.account_id, charger.external_id),
+                    chargerId=charger.id,
+                    accountId=charger.account_id,
+                )
+            )
+            fields.append("externalId")
+        for port in charger.ports:
+            items.append(
+                self._pointer(
+                    keys.port(port.id), chargerId=charger.id, accountId=charger.account_id, portNumber=port.port_number
+                )
+            )
+            fields.append("portId")
+        try:
+            with unavailable_on_transport_errors(self.service):
+                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = cancellation_reasons(exc)
+            for field, reason in zip(fields, reasons, strict=False):
+                if reason == "ConditionalCheckFailed":
+                    raise AlreadyExists(f"{field} is already registered", field=field) from exc
+            raise
 
     # -- live writes from the gateway -----------------------------------------------
 
