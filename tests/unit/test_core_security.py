@@ -1,0 +1,38 @@
+"""Secrets are stored only as hashes and checked in constant time."""
+
+from evreserve.security import (
+    API_KEY_PREFIX,
+    api_key_matches,
+    generate_api_key,
+    generate_password,
+    hash_password,
+    verify_password,
+)
+
+
+def test_password_hash_verifies_only_the_right_password():
+    """A scrypt hash accepts its password and nothing else, and never contains it."""
+    password = generate_password()
+    stored = hash_password(password)
+    assert password not in stored
+    assert verify_password(password, stored)
+    assert not verify_password(password + "x", stored)
+
+
+def test_same_password_hashes_differently():
+    """Each hash has its own salt."""
+    assert hash_password("correct horse battery") != hash_password("correct horse battery")
+
+
+def test_garbage_hash_never_verifies():
+    """A malformed stored hash is a refusal, not an exception."""
+    assert not verify_password("anything", "not-a-hash")
+
+
+def test_api_key_is_random_and_matches_its_hash():
+    """Keys are unique, recognisable by prefix, and only their hash is needed to check them."""
+    key, key_id, key_hash = generate_api_key()
+    other, _, _ = generate_api_key()
+    assert key != other and key.startswith(API_KEY_PREFIX + key_id)
+    assert api_key_matches(key, key_hash)
+    assert not api_key_matches(other, key_hash)
