@@ -36,9 +36,10 @@ run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gat
 test: lint types cfn-lint $(NODE_STAMP)  ## Lint, type-check, cfn-lint and every test
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint gateway/Dockerfile
 
 format: $(STAMP)  ## Format the code
 	$(BIN)/ruff check --fix .
