@@ -1,0 +1,122 @@
+"""Accounts and their API keys, and authenticating a key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import AlreadyExists, InvalidRequest, NotFound, Unauthorized
+from ..models import Account, ApiKey, utcnow
+from ..schemas import AccountCreate, ApiKeyCreate
+from ..security import generate_api_key, hash_api_key
+from ..storage import keys
+from ..storage.registry import RegistryStore
+from .pages import Page, take_page
+from .principal import Principal
+
+#: Key id of the platform admin key the local run (or a deployment's secret) seeds.
+ADMIN_KEY_ID = "admin"
+
+_BEARER = "bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: ApiKey
+    #: The key itself, shown once.
+    secret: str
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The key in an ``Authorization: Bearer {key}`` header; anything else is 401."""
+    if not authorization or not authorization[: len(_BEARER)].lower() == _BEARER:
+        raise Unauthorized("Invalid API key")
+    token = authorization[len(_BEARER) :].strip()
+    if not token or len(token) > 200:
+        raise Unauthorized("Invalid API key")
+    return token
+
+
+def ensure_admin_key(registry: RegistryStore, key: str, clock: Callable[[], datetime] = utcnow) -> ApiKey:
+    """Make ``key`` a platform admin key (idempotent): the local run's ``ADMIN_API_KEY``."""
+    api_key = ApiKey(
+        key_id=ADMIN_KEY_ID, key_hash=hash_api_key(key), name="platform admin", account_id=None, created_at=clock()
+    )
+    try:
+        registry.put_api_key(api_key)
+    except AlreadyExists:
+        existing = registry.get_api_key(api_key.key_hash)
+        if existing is not None:
+            return existing
+        raise
+    return api_key
+
+
+class AccountService:
+    def __init__(self, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self._registry = registry
+        self._clock = clock
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header; ``Unauthorized`` when unknown."""
+        key = self._registry.get_api_key(hash_api_key(bearer_token(authorization)))
+        if key is None:
+            raise Unauthorized("Invalid API key")
+        return Principal.of(key)
+
+    def create_account(self, principal: Principal, request: AccountCreate) -> Account:
+        principal.require_admin()
+        account = Account(id=self._registry.next_id("account"), name=request.name, created_at=self._clock())
+        self._registry.create_account(account)
+        return account
+
+    def list_accounts(self, principal: Principal, limit: int, cursor: str | None) -> Page[Account]:
+        principal.require_admin()
+        return take_page(
+            self._registry.iter_accounts, partition={"gsi1pk": keys.accounts_index()[0]}, limit=limit, cursor=cursor
+        )
+
+    def _account(self, principal: Principal, account_id: int) -> Account:
+        principal.require_admin_or_owner(account_id)
+        account = self._registry.get_account(account_id)
+        if account is None:
+            raise NotFound("Account not found")
+        return account
+
+    def create_api_key(self, principal: Principal, account_id: int, request: ApiKeyCreate) -> IssuedKey:
+        account = self._account(principal, account_id)
+        charger_ids = tuple(sorted(set(request.charger_ids))) if request.charger_ids is not None else None
+        for charger_id in charger_ids or ():
+            charger = self._registry.get_charger(charger_id)
+            if charger is None or charger.account_id != account.id:
+                raise InvalidRequest(f"charger {charger_id} is not a charger of this account", field="chargerIds")
+        secret, key_id, key_hash = generate_api_key()
+        key = ApiKey(
+            key_id=key_id,
+            key_hash=key_hash,
+            name=request.name,
+            account_id=account.id,
+            charger_ids=charger_ids,
+            created_at=self._clock(),
+        )
+        self._registry.put_api_key(key)
+        return IssuedKey(key, secret)
+
+    def list_api_keys(self, principal: Principal, account_id: int, limit: int, cursor: str | None) -> Page[ApiKey]:
+        self._account(principal, account_id)
+        return take_page(
+            lambda start, size: self._registry.iter_api_keys(account_id, start, size),
+            partition={"gsi1pk": keys.api_keys_index_pk(account_id)},
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def delete_api_key(self, principal: Principal, account_id: int, key_id: str) -> None:
+        """Revoke a key. Authorizer results are cached, so it may work for a few more minutes."""
+        self._account(principal, account_id)
+        for key, _ in self._registry.iter_api_keys(account_id):
+            if key.key_id == key_id:
+                self._registry.delete_api_key(key)
+                return
+        raise NotFound("API key not found")

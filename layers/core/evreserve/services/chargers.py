@@ -1,0 +1,176 @@
+"""Registering and managing chargers and their ports (the registry ``portId`` refers to)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import InvalidRequest, NotFound
+from ..models import Charger, Port, utcnow
+from ..schemas import ChargerCreate, ChargerUpdate, PortInput, PortUpdate
+from ..security import generate_password, hash_password
+from ..storage import keys
+from ..storage.registry import RegistryStore
+from .pages import Page, take_page
+from .principal import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    charger: Charger
+    #: The generated password, to show once; ``None`` when the caller chose one.
+    generated_password: str | None
+
+
+class ChargerService:
+    def __init__(self, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self._registry = registry
+        self._clock = clock
+
+    def _port(self, data: PortInput) -> Port:
+        return Port(
+            id=self._registry.next_id("port"),
+            port_number=data.port_number,
+            name=data.name,
+            connector_type=data.connector_type,
+            maximum_power_kw=data.maximum_power_kw,
+        )
+
+    def register(self, principal: Principal, request: ChargerCreate) -> Registered:
+        account_id = principal.require_whole_account()
+        generated = generate_password() if request.password is None else None
+        password = request.password or generated
+        assert password is not None
+        now = self._clock()
+        charger = Charger(
+            id=self._registry.next_id("charger"),
+            account_id=account_id,
+            ocpp_id=request.ocpp_id,
+            external_id=request.external_id,
+            serial_number=request.serial_number,
+            ocpp_version=request.ocpp_version,
+            password_hash=hash_password(password),
+            ports=tuple(self._port(p) for p in request.ports),
+            created_at=now,
+            updated_at=now,
+        )
+        self._registry.create_charger(charger)
+        return Registered(charger, generated)
+
+    def get(self, principal: Principal, charger_id: int) -> Charger:
+        charger = self._registry.get_charger(charger_id)
+        if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
+            raise NotFound("Charger not found")
+        return charger
+
+    def list_chargers(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        cursor: str | None,
+        ocpp_id: str | None = None,
+        external_id: str | None = None,
+    ) -> Page[Charger]:
+        """The caller's chargers in id order; ``ocppId`` / ``externalId`` look one up."""
+        account_id = principal.require_account()
+        if ocpp_id is not None or external_id is not None:
+            return Page(self._lookup(principal, account_id, ocpp_id, external_id), None)
+        return take_page(
+            lambda start, size: self._registry.iter_chargers(account_id, start, size),
+            partition={"gsi1pk": keys.chargers_index_pk(account_id)},
+            limit=limit,
+            cursor=cursor,
+            keep=lambda c: principal.may_access_charger(c.account_id, c.id),
+            selective=principal.charger_ids is not None,
+        )
+
+    def _lookup(
+        self, principal: Principal, account_id: int, ocpp_id: str | None, external_id: str | None
+    ) -> list[Charger]:
+        ids: set[int] = set()
+        if ocpp_id is not None:
+            found = self._registry.charger_id_for_ocpp_id(ocpp_id)
+            if found is None:
+                return []
+            ids.add(found)
+        if external_id is not None:
+            found = self._registry.charger_id_for_external_id(account_id, external_id)
+            if found is None:
+                return []
+            ids.add(found)
+        if len(ids) != 1:
+            return []  # both given, naming different chargers
+        charger = self._registry.get_charger(ids.pop())
+        if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
+            return []
+        return [charger]
+
+    def update(self, principal: Principal, charger_id: int, request: ChargerUpdate) -> Charger:
+        charger = self.get(principal, charger_id)
+        given = request.model_fields_set
+        changes: dict[str, object] = {"updated_at": self._clock()}
+        if "ocpp_version" in given:
+            changes["ocpp_version"] = request.ocpp_version
+        if "external_id" in given:
+            changes["external_id"] = request.external_id
+        if "serial_number" in given:
+            changes["serial_number"] = request.serial_number
+        if "password" in given:
+            if request.password is None:
+                raise InvalidRequest("password cannot be cleared; send a new one", field="password")
+            changes["password_hash"] = hash_password(request.password)
+        updated = charger.model_copy(update=changes)
+        self._registry.update_charger(charger, updated)
+        return updated
+
+    def delete(self, principal: Principal, charger_id: int) -> None:
+        principal.require_whole_account()
+        charger = self.get(principal, charger_id)
+        self._registry.delete_charger(charger)
+
+    # -- ports ---------------------------------------------------------------------------
+
+    def add_port(self, principal: Principal, charger_id: int, request: PortInput) -> tuple[Charger, Port]:
+        charger = self.get(principal, charger_id)
+        if charger.port_by_number(request.port_number) is not None:
+            raise InvalidRequest(f"portNumber {request.port_number} already exists on this charger", field="portNumber")
+        port = self._port(request)
+        updated = charger.model_copy(update={"ports": (*charger.ports, port), "updated_at": self._clock()})
+        self._registry.update_charger(charger, updated)
+        return updated, port
+
+    def update_port(
+        self, principal: Principal, charger_id: int, port_id: int, request: PortUpdate
+    ) -> tuple[Charger, Port]:
+        charger = self.get(principal, charger_id)
+        port = charger.port_by_id(port_id)
+        if port is None:
+            raise NotFound("Port not found")
+        given = request.model_fields_set
+        changes: dict[str, object] = {}
+        if "port_number" in given:
+            if request.port_number is None:
+                raise InvalidRequest("portNumber cannot be cleared", field="portNumber")
+            other = charger.port_by_number(request.port_number)
+            if other is not None and other.id != port.id:
+                raise InvalidRequest(
+                    f"portNumber {request.port_number} already exists on this charger", field="portNumber"
+                )
+            changes["port_number"] = request.port_number
+        for name in ("name", "connector_type", "maximum_power_kw"):
+            if name in given:
+                changes[name] = getattr(request, name)
+        new_port = port.model_copy(update=changes)
+        ports = tuple(new_port if p.id == port.id else p for p in charger.ports)
+        updated = charger.model_copy(update={"ports": ports, "updated_at": self._clock()})
+        self._registry.update_charger(charger, updated)
+        return updated, new_port
+
+    def delete_port(self, principal: Principal, charger_id: int, port_id: int) -> None:
+        charger = self.get(principal, charger_id)
+        if charger.port_by_id(port_id) is None:
+            raise NotFound("Port not found")
+        ports = tuple(p for p in charger.ports if p.id != port_id)
+        self._registry.update_charger(charger, charger.model_copy(update={"ports": ports, "updated_at": self._clock()}))

@@ -1,0 +1,299 @@
+"""Reserving and cancelling ports, and reading the reservations recorded.
+
+The happy path of a reservation costs two reads (port pointer, charger), one
+transaction (command + pending reservation), one SQS message and the polls for the
+outcome; the reservation record is read only on a retry, to tell a plain retry from
+a request that must be sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .. import ocpp_mapping
+from ..channel import CommandChannel, Submitted
+from ..errors import ChargerOffline, DependencyUnavailable, NotFound, ReservationIdConflict
+from ..models import (
+    CancelStatus,
+    Charger,
+    Command,
+    CommandAction,
+    CommandOutcome,
+    OcppVersion,
+    OutcomeKind,
+    Reservation,
+    ReservationRef,
+    ReservationState,
+    ReserveStatus,
+    utcnow,
+)
+from ..schemas import CancelRequest, ReserveRequest
+from ..settings import ChannelSettings
+from ..storage.paging import Key, decode_cursor, encode_cursor
+from ..storage.registry import RegistryStore
+from ..storage.reservations import ReservationStore
+from .idempotency import command_id_for
+from .principal import Principal
+
+#: Outcomes that mean the charger gave no answer: a retry of the request sends the
+#: command again (re-sending a ReserveNow with the same id is safe: the charger
+#: replaces the reservation, OCPP 1.6 / 2.0.1 H01.FR.02).
+NO_ANSWER = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.OFFLINE, OutcomeKind.EXPIRED})
+
+#: States in which a reservation made by a command no longer stands as that command left it.
+_ENDED_LATER = frozenset(
+    {ReservationState.CANCELLED, ReservationState.USED, ReservationState.REMOVED, ReservationState.EXPIRED}
+)
+
+#: How many generations a request may chain through before giving up (each costs reads).
+MAX_GENERATIONS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationFilter:
+    charger_id: int | None = None
+    port_id: int | None = None
+    status: ReservationState | None = None
+    active: bool | None = None
+
+    def matches(self, reservation: Reservation, now: datetime) -> bool:
+        if self.port_id is not None and reservation.port_id != self.port_id:
+            return False
+        if self.status is not None and reservation.effective_state(now) is not self.status:
+            return False
+        return self.active is None or reservation.is_active(now) == self.active
+
+    @property
+    def selective(self) -> bool:
+        return self.port_id is not None or self.status is not None or self.active is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationPage:
+    items: list[Reservation]
+    next_cursor: str | None
+
+
+class ReservationService:
+    def __init__(
+        self,
+        registry: RegistryStore,
+        reservations: ReservationStore,
+        channel: CommandChannel,
+        settings: ChannelSettings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._registry = registry
+        self._reservations = reservations
+        self._channel = channel
+        self._settings = settings
+        self._clock = clock
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _connected_charger(self, principal: Principal, charger_id: int, not_found: str) -> Charger:
+        charger = self._registry.get_charger(charger_id)
+        if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
+            raise NotFound(not_found)
+        if not charger.is_connected:
+            raise ChargerOffline("The charger is not connected")
+        return charger
+
+    def _command(
+        self,
+        charger: Charger,
+        command_id: str,
+        action: CommandAction,
+        payload: dict[str, object],
+        now: datetime,
+        reservation: ReservationRef | None,
+    ) -> Command:
+        conn = charger.connection
+        assert conn is not None  # checked by _connected_charger
+        return Command(
+            command_id=command_id,
+            account_id=charger.account_id,
+            charger_id=charger.id,
+            ocpp_id=charger.ocpp_id,
+            ocpp_version=self._version(charger),
+            action=action,
+            payload=payload,
+            instance_id=conn.instance_id,
+            session_id=conn.session_id,
+            created_at=now,
+            deadline=self._channel.deadline(now),
+            request_hash=command_id,
+            reservation=reservation,
+        )
+
+    @staticmethod
+    def _version(charger: Charger) -> OcppVersion:
+        # The version negotiated on the live connection is what the charger speaks now.
+        if charger.connection is not None and charger.connection.protocol is not None:
+            return charger.connection.protocol
+        return charger.ocpp_version or OcppVersion.V16
+
+    def _run(
+        self,
+        queue_url: str,
+        attempt: Callable[[str], Submitted],
+        superseded: Callable[[Command], bool],
+    ) -> CommandOutcome:
+        """Submit generation after generation until one is new or still stands; await its outcome."""
+        after = ""
+        for _ in range(MAX_GENERATIONS):
+            submitted = attempt(after)
+            command = submitted.command
+            if not submitted.created and command.outcome is not None and superseded(command):
+                after = command.command_id
+                continue
+            if command.outcome is not None:
+                return command.outcome
+            if submitted.created:
+                self._channel.send(command, queue_url)
+            return self._channel.wait(command)
+        raise DependencyUnavailable("This request was repeated too often in a short time; wait and retry")
+
+    def reserve(self, principal: Principal, request: ReserveRequest) -> ReserveStatus:
+        account_id = principal.require_account()
+        ref = self._registry.get_port_ref(request.port_id)
+        if ref is None or not principal.may_access_charger(ref.account_id, ref.charger_id):
+            raise NotFound("Port not found")
+        charger = self._connected_charger(principal, ref.charger_id, "Port not found")
+        port = charger.port_by_id(request.port_id)
+        if port is None:
+            raise NotFound("Port not found")
+        assert charger.connection is not None
+        payload = ocpp_mapping.reserve_now_payload(
+            self._version(charger),
+            reservation_id=request.reservation_id,
+            port_number=port.port_number,
+            expiry_date=request.expiry_date,
+            id_tag=request.id_tag,
+            parent_id_tag=request.parent_id_tag,
+            id_token_type=request.id_token_type,
+        )
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        stale_after = timedelta(seconds=self._settings.command_timeout_s + self._settings.command_grace_s + 5)
+
+        def attempt(after: str) -> Submitted:
+            now = self._clock()
+            command_id = command_id_for(account_id, "reserve", body, after)
+            reservation = Reservation(
+                account_id=account_id,
+                reservation_id=request.reservation_id,
+                charger_id=charger.id,
+                port_id=port.id,
+                port_number=port.port_number,
+                id_tag=request.id_tag,
+                parent_id_tag=request.parent_id_tag,
+                id_token_type=request.id_token_type,
+                expiry_date=request.expiry_date,
+                state=ReservationState.PENDING,
+                created_at=now,
+                updated_at=now,
+                command_id=command_id,
+            )
+            command = self._command(
+                charger,
+                command_id,
+                CommandAction.RESERVE_NOW,
+                payload,
+                now,
+                ReservationRef(account_id=account_id, reservation_id=request.reservation_id),
+            )
+            put = self._reservations.create_request(reservation, now=now, pending_stale_before=now - stale_after)
+            return self._channel.submit(
+                command,
+                also=[put],
+                on_conflict=lambda _i: ReservationIdConflict(
+                    f"reservationId {request.reservation_id} is already active on another port",
+                    reservationId=request.reservation_id,
+                ),
+            )
+
+        def superseded(command: Command) -> bool:
+            assert command.outcome is not None
+            if command.outcome.kind in NO_ANSWER:
+                return True
+            record = self._reservations.get(account_id, request.reservation_id)
+            if record is None or record.command_id != command.command_id:
+                return True
+            return record.effective_state(self._clock()) in _ENDED_LATER
+
+        outcome = self._run(charger.connection.queue_url, attempt, superseded)
+        return ocpp_mapping.reserve_status(outcome)
+
+    def cancel(self, principal: Principal, request: CancelRequest) -> CancelStatus:
+        account_id = principal.require_account()
+        charger = self._connected_charger(principal, request.charger_id, "Charger not found")
+        assert charger.connection is not None
+        record = self._reservations.get(account_id, request.reservation_id)
+        # The cancel command's id follows the reservation's current command: a retry is
+        # deduplicated, but cancel -> reserve again -> cancel sends a new command.
+        current = record.command_id if record is not None else ""
+        ref = (
+            ReservationRef(account_id=account_id, reservation_id=request.reservation_id)
+            if record is not None and record.charger_id == charger.id
+            else None
+        )
+        body = request.model_dump(mode="json", by_alias=True)
+        payload = ocpp_mapping.cancel_reservation_payload(request.reservation_id)
+
+        def attempt(after: str) -> Submitted:
+            now = self._clock()
+            command_id = command_id_for(account_id, "cancel", body, after or current)
+            command = self._command(charger, command_id, CommandAction.CANCEL_RESERVATION, payload, now, ref)
+            return self._channel.submit(command)
+
+        def superseded(command: Command) -> bool:
+            assert command.outcome is not None
+            return command.outcome.kind in NO_ANSWER
+
+        outcome = self._run(charger.connection.queue_url, attempt, superseded)
+        return ocpp_mapping.cancel_status(outcome)
+
+    # -- records -------------------------------------------------------------------------
+
+    def get(self, principal: Principal, reservation_id: int) -> Reservation:
+        account_id = principal.require_account()
+        record = self._reservations.get(account_id, reservation_id)
+        if record is None or not principal.may_access_charger(account_id, record.charger_id):
+            raise NotFound("Reservation not found")
+        return record
+
+    def list_reservations(self, principal: Principal, where: ReservationFilter, limit: int, cursor: str | None) -> ReservationPage:
+        """One page of the caller's reservations, in reservationId order."""
+        account_id = principal.require_account()
+        page_size = 100 if where.selective or principal.charger_ids is not None else limit + 1
+        source: Iterator[tuple[Reservation, Key]]
+        if where.charger_id is not None:
+            if not principal.may_access_charger(account_id, where.charger_id):
+                raise NotFound("Charger not found")
+            partition = {"gsi1pk": f"CHARGER#{where.charger_id}", "pk": f"ACCOUNT#{account_id}"}
+            start = decode_cursor(cursor, expect=partition) if cursor else None
+            source = self._reservations.iter_for_charger(where.charger_id, start, page_size)
+        else:
+            partition = {"pk": f"ACCOUNT#{account_id}"}
+            start = decode_cursor(cursor, expect=partition) if cursor else None
+            source = self._reservations.iter_for_account(account_id, start, page_size)
+        now = self._clock()
+        found: list[tuple[Reservation, Key]] = []
+        for reservation, key in source:
+            if reservation.account_id != account_id:
+                continue  # a charger re-registered by another account keeps no old records here
+            if not principal.may_access_charger(account_id, reservation.charger_id):
+                continue
+            if not where.matches(reservation, now):
+                continue
+            found.append((reservation, key))
+            if len(found) > limit:
+                break
+        has_next = len(found) > limit
+        items = found[:limit]
+        return ReservationPage(
+            items=[r for r, _ in items],
+            next_cursor=encode_cursor(items[-1][1]) if has_next and items else None,
+        )
