@@ -1,0 +1,103 @@
+"""An SQS-compatible server on 127.0.0.1: moto in server mode, in a child process.
+
+moto was picked over ministack by measurement (``benchmarks/sqs_candidates.py``, figures
+in ``docs/decisions.md``): its long poll wakes on a condition variable (~7 ms from
+SendMessage to the blocked ReceiveMessage returning) where ministack polls every 100 ms,
+and that wake-up sits on every reservation's path. Its weakness is that each call walks
+the whole queue, so it slows down as a backlog grows; queues that the stack drains
+continuously never get there.
+
+``python -m devstack.sqs --port 0`` is the child's entry point: it serves moto's
+application with werkzeug, prints ``DEVSTACK_LISTENING host:port`` and exits when its
+stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from devstack import ACCESS_KEY_ID, HOST, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class SqsLocal(LocalServer):
+    """moto's SQS, in memory; queue URLs it returns point at this endpoint."""
+
+    name = "sqs"
+
+    def __init__(self, port: int = 0, log_path: Path | None = None, start_timeout: float = 30.0) -> None:
+        super().__init__(port, log_path, start_timeout)
+        self._probe_client: SQSClient | None = None
+
+    def _command(self, port: int) -> Sequence[str]:
+        # -u: the readiness line must reach the log file without waiting for a buffer.
+        return [sys.executable, "-u", "-m", "devstack.sqs", "--port", str(port)]
+
+    def client(self, config: Config | None = None) -> SQSClient:
+        """A boto3 client on this server (one attempt, short timeouts unless ``config``)."""
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+            config=config or client_config(),
+        )
+
+    def _probe(self) -> None:
+        if self._probe_client is None or self._probe_client.meta.endpoint_url != self.endpoint:
+            self._probe_client = self.client()
+        self._probe_client.list_queues(MaxResults=1)
+
+
+def _exit_when_stdin_closes() -> None:
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        # os._exit: serve_forever() holds the main thread and a clean shutdown could
+        # wait on long polls (up to 20 s each); there is nothing to flush.
+        os._exit(0)
+
+    threading.Thread(target=watch, name="devstack-parent-watch", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="moto's SQS on 127.0.0.1, for the devstack")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+
+    # Imported here: the parent process only needs SqsLocal, not moto's import time.
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    _exit_when_stdin_closes()
+    server = make_server(
+        HOST,
+        args.port,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=True,  # a long poll must not block the sends that would end it
+        request_handler=MotoRequestHandler,
+    )
+    # moto builds some URLs from MOTO_PORT rather than the request's Host header.
+    os.environ["MOTO_PORT"] = str(server.server_port)
+    print(f"DEVSTACK_LISTENING {HOST}:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
