@@ -31,11 +31,13 @@ from ocpp.v201 import call as call201
 
 from simulator.state import SimulatorError, Version
 
-# The library logs every frame at INFO; the simulator logs frames itself (see
-# simulator.frames), so only the library's warnings and errors are wanted. A logger
-# of our own keeps this from changing the `ocpp` logger of a CSMS in the same process.
+# The library logs every frame at INFO and each CALLERROR received at WARNING; the
+# simulator logs both itself (simulator.frames, simulator.charger), so only the
+# library's errors are wanted. A logger of our own keeps this from changing the
+# `ocpp` logger of a CSMS running in the same process.
 _LIBRARY_LOG = logging.getLogger("simulator.ocpp")
-_LIBRARY_LOG.setLevel(logging.WARNING)
+_LIBRARY_LOG.setLevel(logging.ERROR)
+_LOG = logging.getLogger("simulator.charger")
 
 
 class RemoteCallError(SimulatorError):
@@ -172,7 +174,7 @@ def _charge_point_class(version: Version) -> type[Any]:
             if msg.action not in self.route_map:
                 # Answered here rather than by the library, which logs a traceback for it.
                 error = OcppNotImplemented if msg.action in _KNOWN_ACTIONS[version] else NotSupportedError
-                _LIBRARY_LOG.warning("%s: answering %s with %s", self.id, msg.action, error.code)
+                _LOG.warning("%s: answering %s with %s", self.id, msg.action, error.code)
                 await self._send(msg.create_call_error(error(description=f"{msg.action} is not handled")).to_json())
                 return
             if plan.delay > 0:
@@ -189,7 +191,7 @@ def _charge_point_class(version: Version) -> type[Any]:
             try:
                 await super().route_message(raw_msg)
             except Exception as exc:  # a late answer to a closed socket is expected
-                _LIBRARY_LOG.info("%s: late answer not sent: %r", self.id, exc)
+                _LOG.info("%s: late answer not sent: %r", self.id, exc)
 
         def cancel_late_answers(self) -> None:
             for task in list(self._late):
