@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from simulator._ocpp import ANSWERED, Link, LinkClosed, Plan, RemoteCallError, Reply
 from simulator.behaviour import Behaviour
@@ -123,6 +124,11 @@ class SimulatedCharger:
         self.ocpp_id = ocpp_id
         self.version = Version(version)
         self.url = f"{gateway_url.rstrip('/')}/{quote(ocpp_id, safe='')}"
+        try:
+            parse_uri(self.url)
+        except InvalidURI as exc:
+            # Checked here because a bad URL would otherwise only end the background task.
+            raise ValueError(str(exc)) from exc
         self.behaviour = behaviour or Behaviour()
         self._port_behaviour: dict[int, Behaviour] = dict(port_behaviour or {})
         self._password = password
@@ -458,8 +464,6 @@ class SimulatedCharger:
                         self.last_disconnect = f"server did not accept subprotocol {self.version.subprotocol}"
                     else:
                         await self._session(ws)
-            except InvalidURI:
-                raise
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 self.last_disconnect = _describe(exc)
             if self._stopping:

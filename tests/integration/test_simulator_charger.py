@@ -27,7 +27,7 @@ from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
-from simulator import Behaviour, NoReservationSupport, PortStatus, ReserveStatus, SimulatedCharger
+from simulator import Behaviour, Fleet, NoReservationSupport, PortStatus, ReserveStatus, SimulatedCharger
 
 PASSWORD = "correct-horse-battery"
 CSMS_TIMEOUT = 0.5  # how long the CSMS waits for a charger's answer
@@ -239,6 +239,15 @@ async def test_reconnects_after_the_server_closes_with_1012(csms: Csms, charger:
     await sim.wait_for(lambda c: c.connect_count == 2 and c.connected, 5)
     assert len(csms.messages(sim.ocpp_id, "BootNotification")) == 2
     assert sim.last_disconnect is not None and "1012" in sim.last_disconnect
+
+
+async def test_fleet_runs_many_chargers_in_one_process(csms: Csms, version: str) -> None:
+    """A Fleet of twenty chargers all boot against one CSMS and stop cleanly."""
+    ids = [f"FLEET-{n}" for n in range(1, 21)]
+    async with Fleet.build(ids, csms.url, password=PASSWORD, version=version) as fleet:
+        await fleet.wait_connected(5)
+        assert {i for i, a, _ in csms.received if a == "BootNotification"} == set(ids)
+    assert not any(sim.connected for sim in fleet)
 
 
 # --- ReserveNow / CancelReservation ---------------------------------------------------
