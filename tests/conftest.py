@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+pytest_plugins = ["fixtures.gateway_fixtures"]
+
 TEST_LOGS = REPO_ROOT / ".cache" / "test-logs"
 _SERVER_LOGS = pytest.StashKey[list[Path]]()
 

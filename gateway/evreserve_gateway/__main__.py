@@ -1,0 +1,37 @@
+"""``python -m evreserve_gateway``: run one gateway instance until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from .gateway import Gateway
+from .logs import configure_logging
+from .settings import GatewaySettings
+
+
+async def run(settings: GatewaySettings) -> None:
+    gateway = Gateway(settings)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await gateway.stop()
+
+
+def main() -> None:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        settings = GatewaySettings()
+    except Exception:
+        logging.getLogger("evreserve_gateway").exception("invalid settings")
+        raise SystemExit(2) from None
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""What the gateway makes of charger-initiated messages: pure functions, no I/O.
+
+The OCPP session (``ocpp_session``) calls these with the handler's snake_case kwargs
+and hands the results to a ``ChargerEvents`` implementation (``reports``), which does
+the storage side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from evreserve.models import BootInfo, IdTokenType, OcppStatus, Reservation, ReservationState
+
+#: Port states that end a port's reservation (OCPP 1.6 Reservation profile; 2.0.1 H01.FR.16/17).
+ENDS_RESERVATION = frozenset({"Faulted", "Unavailable"})
+
+#: 2.0.1 ReservationStatusUpdate statuses -> the state the reservation ends in.
+RESERVATION_UPDATE_STATES = {"Expired": ReservationState.EXPIRED, "Removed": ReservationState.REMOVED}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupToken:
+    """The parent idTag (1.6) / groupIdToken (2.0.1) an Authorize answer carries."""
+
+    id_token: str
+    type: str
+
+
+class ChargerEvents(Protocol):
+    """The storage side of one connected charger, as its OCPP session sees it.
+
+    The ``record_*`` methods must return at once (they write in the background) so
+    the charger's answer never waits on storage.
+    """
+
+    def record_boot(self, boot: BootInfo) -> None: ...
+
+    def record_port_status(self, port_number: int, status: OcppStatus) -> None: ...
+
+    def record_reservation_end(self, reservation_id: int, state: ReservationState) -> None: ...
+
+    async def group_token_for(self, id_tag: str) -> GroupToken | None: ...
+
+    def new_transaction_id(self) -> int: ...
+
+
+def parse_timestamp(value: Any, now: datetime) -> datetime:
+    """A charger's timestamp, or ``now`` when it sent none or garbage (schemas don't check format)."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return now
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return now
+
+
+def boot_info_v16(kwargs: dict[str, Any], now: datetime) -> BootInfo:
+    return BootInfo(
+        vendor=kwargs.get("charge_point_vendor"),
+        model=kwargs.get("charge_point_model"),
+        serial_number=kwargs.get("charge_point_serial_number") or kwargs.get("charge_box_serial_number"),
+        firmware_version=kwargs.get("firmware_version"),
+        timestamp=now,
+    )
+
+
+def boot_info_v201(charging_station: dict[str, Any], now: datetime) -> BootInfo:
+    return BootInfo(
+        vendor=charging_station.get("vendor_name"),
+        model=charging_station.get("model"),
+        serial_number=charging_station.get("serial_number"),
+        firmware_version=charging_station.get("firmware_version"),
+        timestamp=now,
+    )
+
+
+def port_status_v16(kwargs: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
+    """(connectorId, status); connector 0 is the charger as a whole."""
+    return int(kwargs["connector_id"]), OcppStatus(
+        status=kwargs["status"],
+        timestamp=parse_timestamp(kwargs.get("timestamp"), now),
+        error_code=kwargs.get("error_code"),
+        vendor_error_code=kwargs.get("vendor_error_code"),
+        info=kwargs.get("info"),
+    )
+
+
+def port_status_v201(kwargs: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
+    """(evseId, status): a port is an EVSE, so the last report of any of its connectors wins."""
+    return int(kwargs["evse_id"]), OcppStatus(
+        status=kwargs["connector_status"],
+        timestamp=parse_timestamp(kwargs.get("timestamp"), now),
+    )
+
+
+def reservations_ended_by_status(
+    reservations: Iterable[Reservation], port_number: int, status: str, now: datetime
+) -> list[Reservation]:
+    """The accepted reservations a port status ends; port 0 stands for every port."""
+    if status not in ENDS_RESERVATION:
+        return []
+    return [
+        r
+        for r in reservations
+        if r.state is ReservationState.ACCEPTED
+        and r.is_active(now)
+        and (port_number == 0 or r.port_number == port_number)
+    ]
+
+
+def group_token(reservations: Iterable[Reservation], id_tag: str, now: datetime) -> GroupToken | None:
+    """The group of an active reservation held for ``id_tag`` (idTags are case-insensitive)."""
+    wanted = id_tag.casefold()
+    for reservation in reservations:
+        if (
+            reservation.parent_id_tag is not None
+            and reservation.is_active(now)
+            and reservation.id_tag.casefold() == wanted
+        ):
+            token_type = (reservation.id_token_type or IdTokenType.CENTRAL).value
+            return GroupToken(reservation.parent_id_tag, token_type)
+    return None

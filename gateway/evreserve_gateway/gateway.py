@@ -1,0 +1,455 @@
+"""The gateway process: the WebSocket server chargers connect to, and this instance's command queue.
+
+Usage, in-process (tests, the local runner)::
+
+    async with Gateway(GatewaySettings()) as gateway:
+        ...  # chargers connect to ws://127.0.0.1:{gateway.port}/ocpp/{ocppId}
+
+``python -m evreserve_gateway`` runs it until SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidHeader
+from websockets.frames import CloseCode
+from websockets.headers import parse_authorization_basic, parse_subprotocol
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from evreserve import aws
+from evreserve.channel import CommandLedger
+from evreserve.errors import DependencyUnavailable, NotFound, StaleWrite
+from evreserve.models import Charger, Command, Connection, ConnectionState, utcnow
+from evreserve.security import verify_password
+from evreserve.storage.registry import RegistryStore
+from evreserve.storage.reservations import ReservationStore
+
+from .admission import Admission, VerifiedPasswords, choose_version, identity_from_path
+from .background import Background
+from .commands import CommandRunner
+from .instance_queue import InstanceQueue
+from .logs import ChargerLogger, quiet_libraries
+from .ocpp_session import OcppSession, new_session, use_inline_validation
+from .offload import Offload
+from .reports import ChargerReports
+from .settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger("evreserve_gateway")
+#: The ocpp library's own records for a session go here, with the charger identity.
+ocpp_log = logging.getLogger("evreserve_gateway.ocpp")
+
+HEALTH_PATH = "/health"
+#: Margin over the long-poll wait for the HTTP read of ReceiveMessage.
+_POLL_READ_MARGIN_S = 10
+
+
+@dataclass(slots=True)
+class Held:
+    """A charger connection this instance holds."""
+
+    charger_id: int
+    account_id: int
+    ocpp_id: str
+    session_id: str
+    websocket: ServerConnection
+    session: OcppSession
+
+
+class Gateway:
+    """One gateway instance: holds charger connections and executes the commands queued for them."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        dynamodb: DynamoDBClient | None = None,
+        sqs: SQSClient | None = None,
+    ) -> None:
+        self.settings = settings
+        dynamodb = dynamodb or aws.dynamodb_client(settings)
+        sqs = sqs or aws.sqs_client(settings)
+        # Long polls outlast the core's short read timeout, so they get their own client.
+        poll_sqs = aws.sqs_client(
+            settings.model_copy(update={"aws_read_timeout_s": settings.gateway_queue_wait_s + _POLL_READ_MARGIN_S})
+        )
+        self.registry = RegistryStore(dynamodb, settings.registry_table)
+        self.reservations = ReservationStore(dynamodb, settings.reservations_table)
+        self.ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
+        self.queue = InstanceQueue(sqs, settings.queue_name)
+        self._poll_queue = InstanceQueue(poll_sqs, settings.queue_name)
+        self._io = Offload(settings.gateway_io_threads, "gw-io")
+        self._auth = Offload(settings.gateway_auth_threads, "gw-auth")
+        self._passwords = VerifiedPasswords()
+        self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
+        self._held: dict[str, Held] = {}
+        self._background = Background()
+        self._runner = CommandRunner(
+            self.ledger,
+            self.queue,
+            self._io,
+            settings.instance_id,
+            self._session_for,
+            keep_poison_messages=settings.command_dlq_url is not None,
+        )
+        self._server: Server | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._wake_poller = asyncio.Event()
+        self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
+
+    # -- public surface ---------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        return self.settings.instance_id
+
+    @property
+    def queue_url(self) -> str:
+        return self.queue.url
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the gateway is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """The base URL chargers use here: ``{url}/{ocppId}``."""
+        scheme = "wss" if self.settings.gateway_tls_cert_file else "ws"
+        return f"{scheme}://{self.settings.gateway_host}:{self.port}/ocpp"
+
+    def holds(self, ocpp_id: str) -> bool:
+        return ocpp_id in self._held
+
+    @property
+    def charger_count(self) -> int:
+        return len(self._held)
+
+    async def start(self) -> None:
+        quiet_libraries()
+        use_inline_validation()
+        self._poll_queue.url = await self._io(
+            self.queue.create,
+            visibility_s=self.settings.gateway_queue_visibility_s,
+            wait_s=self.settings.gateway_queue_wait_s,
+            dlq_url=self.settings.command_dlq_url,
+            max_receive_count=self.settings.gateway_queue_max_receive_count,
+        )
+        s = self.settings
+        self._server = await serve(
+            self._handle,
+            s.gateway_host,
+            s.gateway_port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            ping_interval=s.gateway_ping_interval_s,
+            ping_timeout=s.gateway_ping_timeout_s,
+            max_size=s.gateway_max_frame_bytes,
+            compression="deflate" if s.gateway_compression else None,
+            ssl=self._ssl_context(),
+            server_header=None,
+            logger=logging.getLogger("websockets.server"),
+        )
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+        self._stopped = asyncio.get_running_loop().create_future()
+        log.info(
+            "gateway started",
+            extra={"instanceId": self.instance_id, "port": self.port, "queueUrl": self.queue_url},
+        )
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def wait_stopped(self) -> None:
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+
+    async def stop(self) -> None:
+        """Stop accepting; let in-flight commands finish (bounded); close chargers with 1012; delete the queue."""
+        if self._stopping:
+            await self.wait_stopped()
+            return
+        self._stopping = True
+        self._wake_poller.set()
+        log.info("gateway stopping", extra={"instanceId": self.instance_id, "chargers": len(self._held)})
+        server = self._server
+        try:
+            if server is not None:
+                # Refuses new connections at once; open ones keep running to finish their commands.
+                server.server.close()
+            if not await self._runner.join(limit_s=self.settings.gateway_drain_timeout_s):
+                log.warning("closing chargers with commands still in flight; they end offline")
+            for held in list(self._held.values()):
+                held.session.close()
+            if server is not None:
+                server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="gateway restarting")
+                await server.wait_closed()
+            if self._poller is not None:
+                await self._poller
+            await self._fail_queued_commands()
+            await self._runner.join()
+            try:
+                await self._io(self.queue.delete_queue)
+            except Exception:
+                log.exception("could not delete the instance queue", extra={"queueUrl": self.queue_url})
+            await self._background.join(limit_s=5.0)
+        finally:
+            self._io.shutdown()
+            self._auth.shutdown()
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_result(None)
+            log.info("gateway stopped", extra={"instanceId": self.instance_id})
+
+    # -- the opening handshake ----------------------------------------------------------
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path == HEALTH_PATH:
+            return self._health(connection)
+        identity = identity_from_path(request.path)
+        if identity is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Chargers connect to /ocpp/{identity}.\n")
+        if self._stopping:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Restarting; connect again.\n")
+        try:
+            charger = await self._io(self.registry.get_charger_by_ocpp_id, identity)
+        except DependencyUnavailable:
+            log.exception("registry unreachable during a handshake", extra={"charger": identity})
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later.\n")
+        if charger is None:
+            log.info("refused an unknown charger", extra={"charger": identity})
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger.\n")
+        if not await self._authenticated(charger, request.headers.get("Authorization")):
+            log.warning("refused a charger's credentials", extra={"charger": identity})
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials.\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+            return response
+        try:
+            offered = _offered_subprotocols(request.headers)
+        except InvalidHeader:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "Malformed Sec-WebSocket-Protocol.\n")
+        version = choose_version(offered, charger.ocpp_version)
+        self._admissions[connection] = Admission(charger.id, charger.account_id, charger.ocpp_id, version)
+        return None
+
+    async def _authenticated(self, charger: Charger, header: str | None) -> bool:
+        if header is None:
+            return charger.allow_no_password
+        try:
+            username, password = parse_authorization_basic(header)
+        except InvalidHeader:
+            return False
+        if username != charger.ocpp_id:
+            return False
+        if charger.password_hash is None:
+            return charger.allow_no_password
+        if self._passwords.known(charger, password):
+            return True
+        if not await self._auth(verify_password, password, charger.password_hash):
+            return False
+        self._passwords.remember(charger, password)
+        return True
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+        # Returning None completes the handshake without a subprotocol; the handler then
+        # closes it if no version was agreed (OCPP-J 3.2), or speaks the registry's one.
+        admission = self._admissions.get(connection)
+        if admission is None or admission.version is None:
+            return None
+        chosen = admission.version.subprotocol
+        return Subprotocol(chosen) if chosen in offered else None
+
+    def _health(self, connection: ServerConnection) -> Response:
+        status = HTTPStatus.SERVICE_UNAVAILABLE if self._stopping else HTTPStatus.OK
+        body = {
+            "status": "stopping" if self._stopping else "ok",
+            "instanceId": self.instance_id,
+            "chargers": len(self._held),
+            "commandsInFlight": self._runner.in_flight,
+        }
+        response = connection.respond(status, json.dumps(body) + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cert, key = self.settings.gateway_tls_cert_file, self.settings.gateway_tls_key_file
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
+        context.load_cert_chain(cert, key)
+        return context
+
+    # -- a charger's connection -----------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        admission = self._admissions.pop(websocket, None)
+        if admission is None:  # pragma: no cover - process_request always admits first
+            await websocket.close(CloseCode.INTERNAL_ERROR)
+            return
+        logger = ChargerLogger(log, {"charger": admission.ocpp_id})
+        if admission.version is None:
+            logger.warning("refused: no acceptable OCPP subprotocol offered")
+            await websocket.close(CloseCode.PROTOCOL_ERROR, "no acceptable OCPP subprotocol")
+            return
+        session_id = uuid.uuid4().hex
+        reports = ChargerReports(
+            admission.charger_id,
+            admission.account_id,
+            self.registry,
+            self.reservations,
+            self._io,
+            self._background,
+            logger,
+        )
+        session = new_session(
+            admission.version,
+            admission.ocpp_id,
+            websocket,
+            reports,
+            ChargerLogger(ocpp_log, {"charger": admission.ocpp_id}),
+            self.settings.gateway_heartbeat_interval_s,
+        )
+        held = Held(admission.charger_id, admission.account_id, admission.ocpp_id, session_id, websocket, session)
+        previous = self._held.get(held.ocpp_id)
+        self._held[held.ocpp_id] = held
+        if previous is not None:
+            logger.info("a new connection replaces the previous one", extra={"previousSession": previous.session_id})
+            self._release(previous, CloseCode.NORMAL_CLOSURE, "replaced by a newer connection")
+        registered = False
+        try:
+            registered = await self._register(held, admission, logger)
+            if registered:
+                logger.info(
+                    "charger connected",
+                    extra={"sessionId": session_id, "protocol": admission.version.value, "peer": _peer(websocket)},
+                )
+                async for frame in websocket:
+                    await session.route_message(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.close()
+            if self._held.get(held.ocpp_id) is held:
+                del self._held[held.ocpp_id]
+            if registered:
+                await self._deregister(held, logger)
+            logger.info(
+                "charger disconnected",
+                extra={"sessionId": session_id, "closeCode": websocket.close_code, "reason": websocket.close_reason},
+            )
+
+    async def _register(self, held: Held, admission: Admission, logger: ChargerLogger) -> bool:
+        connection = Connection(
+            state=ConnectionState.CONNECTED,
+            timestamp=utcnow(),
+            session_id=held.session_id,
+            instance_id=self.instance_id,
+            queue_url=self.queue_url,
+            protocol=admission.version,
+        )
+        try:
+            await self._io(self.registry.register_connection, held.charger_id, connection)
+        except StaleWrite:
+            logger.warning("a newer connection holds this charger elsewhere; closing this one")
+            await held.websocket.close(CloseCode.POLICY_VIOLATION, "a newer connection holds this charger")
+            return False
+        except NotFound:
+            logger.warning("the charger was deleted; closing")
+            await held.websocket.close(CloseCode.POLICY_VIOLATION, "unknown charger")
+            return False
+        except DependencyUnavailable:
+            logger.exception("could not register the connection; closing")
+            await held.websocket.close(CloseCode.TRY_AGAIN_LATER, "try again later")
+            return False
+        return True
+
+    async def _deregister(self, held: Held, logger: ChargerLogger) -> None:
+        try:
+            await self._io(self.registry.register_disconnection, held.charger_id, held.session_id, utcnow())
+        except Exception:
+            logger.exception("could not record the disconnection")
+
+    def _release(self, held: Held, code: CloseCode, reason: str) -> None:
+        held.session.close()
+        self._background.spawn(held.websocket.close(code, reason), "close a replaced connection")
+
+    def _session_for(self, command: Command) -> OcppSession | None:
+        held = self._held.get(command.ocpp_id)
+        if (
+            held is None
+            or held.charger_id != command.charger_id
+            or held.session.version is not command.ocpp_version
+            or held.session.closed
+        ):
+            return None
+        return held.session
+
+    # -- the command queue ---------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            try:
+                messages = await self._io(self._poll_queue.receive, self.settings.gateway_queue_wait_s)
+            except Exception:
+                log.exception("could not receive commands; retrying", extra={"backoffS": backoff})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_poller.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            for message in messages:
+                self._runner.on_message(message)
+
+    async def _fail_queued_commands(self) -> None:
+        """Give commands still queued at shutdown their definitive outcome (no charger is held: offline)."""
+        while True:
+            try:
+                messages = await self._io(self.queue.receive, 0)
+            except Exception:
+                log.exception("could not drain the instance queue")
+                return
+            if not messages:
+                return
+            for message in messages:
+                self._runner.on_message(message)
+
+
+def _offered_subprotocols(headers: Headers) -> list[str]:
+    offered: list[str] = []
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        offered.extend(parse_subprotocol(value))
+    return offered
+
+
+def _peer(websocket: ServerConnection) -> str:
+    address = websocket.remote_address
+    return f"{address[0]}:{address[1]}" if address else "?"

@@ -1,0 +1,54 @@
+"""Structured JSON logs: one object per line, with the charger identity where there is one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+#: LogRecord attributes that are not extra fields.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class ChargerLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds the charger identity (and any other context) to every record of one connection."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra: Mapping[str, Any] = self.extra or {}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    # ocpp 2.1.0 logs every frame at INFO, and websockets every handshake failure.
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)

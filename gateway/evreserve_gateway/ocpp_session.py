@@ -1,0 +1,523 @@
+"""The OCPP-J session with one charger: the one module that touches the untyped ``ocpp`` library.
+
+Incoming CALLs are routed by the library's ``@on`` handlers. Everything around them
+is the gateway's own, because the library's defaults are wrong for a CSMS holding
+thousands of chargers (see ``/work/shared/ocpp-facts.md``):
+
+* Frames are parsed here, so that malformed ones get the CALLERROR their version
+  prescribes (1.6 ``FormationViolation``, 2.0.1 ``RpcFrameworkError`` /
+  ``MessageTypeNotSupported``) instead of silence, and unknown actions get OCPP-J's
+  ``NotImplemented`` (unknown name) / ``NotSupported`` (known, not handled).
+* Outgoing CALLs wait on a per-call future rather than the library's shared queue:
+  a closed socket fails them at once instead of after the full timeout, a late
+  answer cannot be mistaken for the next call's, and the timeout is per call.
+* Heartbeat, most of the traffic, is answered without the library's per-call
+  introspection and schema round trips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import ocpp.messages
+from ocpp.charge_point import ChargePoint
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallResult
+from ocpp.routing import on as _on
+from ocpp.v16 import call_result as v16_result
+from ocpp.v16.enums import Action as V16Action
+from ocpp.v201 import call_result as v201_result
+from ocpp.v201.enums import Action as V201Action
+from websockets.exceptions import ConnectionClosed
+
+from evreserve.models import OcppVersion, ReservationState, utcnow
+from evreserve.ocpp_mapping import ocpp_datetime
+
+from . import charger_messages as msgs
+from .charger_messages import ChargerEvents
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Incoming CALLs whose answer waits on storage; they run off the reading task so
+#: that answers to the gateway's own CALLs are never stuck behind them.
+SLOW_ACTIONS = frozenset({"Authorize"})
+#: A charger has at most one CALL outstanding (OCPP-J); anything beyond this is abuse.
+MAX_QUEUED_CALLS = 16
+#: OCPP-J: the messageId to use when the frame's own cannot be read.
+UNKNOWN_MESSAGE_ID = "-1"
+
+
+def use_inline_validation() -> None:
+    """Validate payloads on the event loop: microseconds per frame, cheaper than a thread hop."""
+    ocpp.messages.ASYNC_VALIDATION = False
+
+
+def on(action: str) -> Callable[[F], F]:
+    """The library's ``@on``, typed."""
+    return cast(Callable[[F], F], _on(action))
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+class SessionClosed(Exception):
+    """The charger's socket closed before it answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallErrorReply:
+    """A CALLERROR: the charger's, or the gateway's verdict on an invalid answer."""
+
+    code: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallResultReply:
+    payload: dict[str, Any]
+
+
+Reply = CallResultReply | CallErrorReply
+
+
+_V16_SPELLING = {
+    "FormatViolation": "FormationViolation",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+}
+_V201_SPELLING = {"FormationViolation": "FormatViolation"}
+
+
+def error_code_for(version: OcppVersion, code: str) -> str:
+    """The spelling of a CALLERROR code in ``version`` (the library uses 2.0.1's everywhere)."""
+    if version is OcppVersion.V16:
+        return _V16_SPELLING.get(code, code)
+    return _V201_SPELLING.get(code, code)
+
+
+def _frame_error_code(version: OcppVersion) -> str:
+    return "FormationViolation" if version is OcppVersion.V16 else "RpcFrameworkError"
+
+
+_KNOWN_ACTIONS = {
+    OcppVersion.V16: frozenset(a.value for a in V16Action),
+    OcppVersion.V201: frozenset(a.value for a in V201Action),
+}
+
+
+class _BoundRoutes:
+    """The library's ``route_map``, built per class instead of per connection (memory)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: OcppSession) -> None:
+        self._owner = owner
+
+    def __contains__(self, action: object) -> bool:
+        return action in self._owner._routes
+
+    def __getitem__(self, action: str) -> dict[str, Any]:
+        function, skip = self._owner._routes[action]
+        return {"_on_action": function.__get__(self._owner), "_skip_schema_validation": skip}
+
+
+class OcppSession(ChargePoint):  # type: ignore[misc]
+    """One charger's OCPP-J session over a websockets connection."""
+
+    version: OcppVersion
+    _ocpp_version: str
+    _routes: dict[str, tuple[Callable[..., Any], bool]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        routes: dict[str, tuple[Callable[..., Any], bool]] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute in vars(klass).values():
+                action = getattr(attribute, "_on_action", None)
+                if action is not None:
+                    routes[str(action)] = (attribute, bool(getattr(attribute, "_skip_schema_validation", False)))
+        cls._routes = routes
+
+    def __init__(
+        self,
+        identity: str,
+        connection: Any,
+        events: ChargerEvents,
+        logger: logging.LoggerAdapter[Any],
+        heartbeat_s: int = 300,
+    ) -> None:
+        # The base __init__ is skipped on purpose: it builds a route map, a queue and a
+        # lock per connection, none of which this class uses.
+        self.id = identity
+        self._connection = connection
+        self.logger = logger
+        self.route_map = _BoundRoutes(self)
+        self.events = events
+        self.heartbeat_s = heartbeat_s
+        self._call_lock = asyncio.Lock()
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._inbox: deque[Call] | None = None
+        self._inbox_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- incoming frames ------------------------------------------------------------
+
+    async def route_message(self, raw: str | bytes) -> None:
+        try:
+            await self._route(raw)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            # A bug in one frame's handling must not take the charger's connection down.
+            self.logger.exception("failed to handle a frame")
+
+    async def _route(self, raw: str | bytes) -> None:
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is not valid JSON")
+            return
+        if not isinstance(frame, list) or not frame or not isinstance(frame[0], int):
+            message_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else None
+            await self._send_error(
+                message_id or UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is not an OCPP-J message"
+            )
+            return
+        kind = frame[0]
+        if kind == 2:
+            await self._route_call(frame)
+        elif kind in (3, 4):
+            self._route_reply(frame)
+        elif self.version is OcppVersion.V201:
+            message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else UNKNOWN_MESSAGE_ID
+            await self._send_error(message_id, "MessageTypeNotSupported", f"unknown messageTypeId {kind}")
+        else:
+            # OCPP-J 1.6: a message with an unknown type is ignored.
+            self.logger.warning("ignored a frame of unknown messageTypeId", extra={"messageTypeId": kind})
+
+    async def _route_call(self, frame: list[Any]) -> None:
+        message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        if message_id is None or len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
+            await self._send_error(
+                message_id or UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "CALL is not [2, id, action, {}]"
+            )
+            return
+        action: str = frame[2]
+        payload: dict[str, Any] = frame[3]
+        if action == "Heartbeat" and not payload and self._inbox is None:
+            await self._connection.send(f'[3,{json.dumps(message_id)},{{"currentTime":"{ocpp_datetime(utcnow())}"}}]')
+            return
+        call = Call(message_id, action, payload)
+        if self._inbox is None and action not in SLOW_ACTIONS:
+            await self._answer(call)
+        elif self._inbox is None:
+            self._inbox = deque([call])
+            self._inbox_task = asyncio.get_running_loop().create_task(self._drain_inbox())
+        elif len(self._inbox) < MAX_QUEUED_CALLS:
+            # Queued behind the slow one so that the charger's CALLs are answered in order.
+            self._inbox.append(call)
+        else:
+            await self._send_error(message_id, "GenericError", "too many CALLs outstanding")
+
+    async def _drain_inbox(self) -> None:
+        try:
+            while self._inbox:
+                await self._answer(self._inbox[0])
+                self._inbox.popleft()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self.logger.exception("failed to answer a CALL")
+        finally:
+            self._inbox = None
+            self._inbox_task = None
+
+    async def _answer(self, call: Call) -> None:
+        if call.action not in self.route_map:
+            # OCPP-J: NotImplemented = action unknown; NotSupported = known but not
+            # supported (the library has these the other way round).
+            known = call.action in _KNOWN_ACTIONS[self.version]
+            code = "NotSupported" if known else "NotImplemented"
+            await self._send_error(call.unique_id, code, f"{call.action} is not handled by this CSMS")
+            return
+        try:
+            await self._handle_call(call)
+        except OCPPError as error:
+            await self._send_error(call.unique_id, error_code_for(self.version, error.code), error.description)
+
+    async def _send_error(self, message_id: str, code: str, description: str) -> None:
+        self.logger.warning("answered with a CALLERROR", extra={"errorCode": code, "description": description})
+        await self._connection.send(json.dumps([4, message_id, code, description, {}], separators=(",", ":")))
+
+    def _route_reply(self, frame: list[Any]) -> None:
+        message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        future = self._pending.pop(message_id, None) if message_id is not None else None
+        if future is None or future.done():
+            self.logger.warning("ignored an answer to no pending CALL", extra={"messageId": message_id})
+            return
+        if frame[0] == 3:
+            payload = frame[2] if len(frame) > 2 else None
+            if not isinstance(payload, dict):
+                future.set_result(CallErrorReply(_frame_error_code(self.version), "CALLRESULT without a payload"))
+            else:
+                future.set_result(CallResultReply(payload))
+        else:
+            code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "GenericError"
+            description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
+            future.set_result(CallErrorReply(code, description))
+
+    # -- outgoing CALLs -------------------------------------------------------------
+
+    async def send_call(self, action: str, payload: dict[str, Any]) -> Reply:
+        """Send one CALL (camelCase payload) and return the charger's answer.
+
+        Serialized per charger (one outstanding CALL, OCPP-J). Raises
+        ``SessionClosed`` if the socket closes first; the caller bounds the wait
+        (``asyncio.timeout``), which also covers the wait for the previous CALL.
+        A request or an answer that breaks the schema comes back as a
+        ``CallErrorReply`` with the violation's code.
+        """
+        if self._closed:
+            raise SessionClosed
+        message_id = str(uuid.uuid4())
+        call = Call(message_id, action, payload)
+        try:
+            ocpp.messages._validate_payload(call, self._ocpp_version)
+        except OCPPError as error:
+            return CallErrorReply(error.code, f"refused to send an invalid {action}: {error.description}")
+        async with self._call_lock:
+            if self._closed:
+                raise SessionClosed
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self._pending[message_id] = future
+            try:
+                try:
+                    await self._connection.send(call.to_json())
+                except ConnectionClosed as exc:
+                    raise SessionClosed from exc
+                reply = await future
+            finally:
+                self._pending.pop(message_id, None)
+        if isinstance(reply, CallResultReply):
+            try:
+                ocpp.messages._validate_payload(CallResult(message_id, reply.payload, action), self._ocpp_version)
+            except OCPPError as error:
+                return CallErrorReply(error.code, f"invalid {action} answer: {error.description}")
+        return reply
+
+    def close(self) -> None:
+        """Fail every outstanding CALL at once: the charger can no longer answer it."""
+        self._closed = True
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(SessionClosed())
+
+
+class V16Session(OcppSession):
+    version = OcppVersion.V16
+    _ocpp_version = "1.6"
+
+    @on("BootNotification")
+    def on_boot_notification(self, **kwargs: Any) -> Any:
+        now = utcnow()
+        self.events.record_boot(msgs.boot_info_v16(kwargs, now))
+        return v16_result.BootNotification(
+            current_time=ocpp_datetime(now), interval=self.heartbeat_s, status="Accepted"
+        )
+
+    @on("Heartbeat")
+    def on_heartbeat(self, **kwargs: Any) -> Any:
+        return v16_result.Heartbeat(current_time=ocpp_datetime(utcnow()))
+
+    @on("StatusNotification")
+    def on_status_notification(self, **kwargs: Any) -> Any:
+        self.events.record_port_status(*msgs.port_status_v16(kwargs, utcnow()))
+        return v16_result.StatusNotification()
+
+    @on("Authorize")
+    async def on_authorize(self, id_tag: str, **kwargs: Any) -> Any:
+        info: dict[str, Any] = {"status": "Accepted"}
+        group = await self.events.group_token_for(id_tag)
+        if group is not None:
+            info["parent_id_tag"] = group.id_token
+        return v16_result.Authorize(id_tag_info=info)
+
+    @on("StartTransaction")
+    def on_start_transaction(self, reservation_id: int | None = None, **kwargs: Any) -> Any:
+        if reservation_id is not None:
+            self.events.record_reservation_end(reservation_id, ReservationState.USED)
+        return v16_result.StartTransaction(
+            transaction_id=self.events.new_transaction_id(), id_tag_info={"status": "Accepted"}
+        )
+
+    @on("StopTransaction")
+    def on_stop_transaction(self, id_tag: str | None = None, **kwargs: Any) -> Any:
+        return v16_result.StopTransaction(id_tag_info={"status": "Accepted"} if id_tag is not None else None)
+
+    @on("MeterValues")
+    def on_meter_values(self, **kwargs: Any) -> Any:
+        return v16_result.MeterValues()
+
+    @on("DataTransfer")
+    def on_data_transfer(self, **kwargs: Any) -> Any:
+        return v16_result.DataTransfer(status="UnknownVendorId")
+
+    @on("DiagnosticsStatusNotification")
+    def on_diagnostics_status_notification(self, **kwargs: Any) -> Any:
+        return v16_result.DiagnosticsStatusNotification()
+
+    @on("FirmwareStatusNotification")
+    def on_firmware_status_notification(self, **kwargs: Any) -> Any:
+        return v16_result.FirmwareStatusNotification()
+
+    @on("SecurityEventNotification")
+    def on_security_event_notification(self, **kwargs: Any) -> Any:
+        self.logger.info("security event", extra={"event": kwargs.get("type"), "info": kwargs.get("tech_info")})
+        return v16_result.SecurityEventNotification()
+
+    @on("SignedFirmwareStatusNotification")
+    def on_signed_firmware_status_notification(self, **kwargs: Any) -> Any:
+        return v16_result.SignedFirmwareStatusNotification()
+
+    @on("LogStatusNotification")
+    def on_log_status_notification(self, **kwargs: Any) -> Any:
+        return v16_result.LogStatusNotification()
+
+
+class V201Session(OcppSession):
+    version = OcppVersion.V201
+    _ocpp_version = "2.0.1"
+
+    @on("BootNotification")
+    def on_boot_notification(self, charging_station: dict[str, Any], **kwargs: Any) -> Any:
+        now = utcnow()
+        self.events.record_boot(msgs.boot_info_v201(charging_station, now))
+        return v201_result.BootNotification(
+            current_time=ocpp_datetime(now), interval=self.heartbeat_s, status="Accepted"
+        )
+
+    @on("Heartbeat")
+    def on_heartbeat(self, **kwargs: Any) -> Any:
+        return v201_result.Heartbeat(current_time=ocpp_datetime(utcnow()))
+
+    @on("StatusNotification")
+    def on_status_notification(self, **kwargs: Any) -> Any:
+        self.events.record_port_status(*msgs.port_status_v201(kwargs, utcnow()))
+        return v201_result.StatusNotification()
+
+    @on("Authorize")
+    async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> Any:
+        info: dict[str, Any] = {"status": "Accepted"}
+        group = await self.events.group_token_for(str(id_token.get("id_token", "")))
+        if group is not None:
+            info["group_id_token"] = {"id_token": group.id_token, "type": group.type}
+        return v201_result.Authorize(id_token_info=info)
+
+    @on("TransactionEvent")
+    def on_transaction_event(
+        self, reservation_id: int | None = None, id_token: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        if reservation_id is not None:
+            self.events.record_reservation_end(reservation_id, ReservationState.USED)
+        return v201_result.TransactionEvent(id_token_info={"status": "Accepted"} if id_token is not None else None)
+
+    @on("ReservationStatusUpdate")
+    def on_reservation_status_update(self, reservation_id: int, reservation_update_status: str, **kwargs: Any) -> Any:
+        state = msgs.RESERVATION_UPDATE_STATES.get(reservation_update_status)
+        if state is not None:
+            self.events.record_reservation_end(reservation_id, state)
+        return v201_result.ReservationStatusUpdate()
+
+    @on("MeterValues")
+    def on_meter_values(self, **kwargs: Any) -> Any:
+        return v201_result.MeterValues()
+
+    @on("DataTransfer")
+    def on_data_transfer(self, **kwargs: Any) -> Any:
+        return v201_result.DataTransfer(status="UnknownVendorId")
+
+    @on("SecurityEventNotification")
+    def on_security_event_notification(self, **kwargs: Any) -> Any:
+        self.logger.info("security event", extra={"event": kwargs.get("type"), "info": kwargs.get("tech_info")})
+        return v201_result.SecurityEventNotification()
+
+    @on("FirmwareStatusNotification")
+    def on_firmware_status_notification(self, **kwargs: Any) -> Any:
+        return v201_result.FirmwareStatusNotification()
+
+    @on("NotifyEvent")
+    def on_notify_event(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyEvent()
+
+    @on("NotifyReport")
+    def on_notify_report(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyReport()
+
+    @on("LogStatusNotification")
+    def on_log_status_notification(self, **kwargs: Any) -> Any:
+        return v201_result.LogStatusNotification()
+
+    @on("NotifyMonitoringReport")
+    def on_notify_monitoring_report(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyMonitoringReport()
+
+    @on("NotifyCustomerInformation")
+    def on_notify_customer_information(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyCustomerInformation()
+
+    @on("NotifyDisplayMessages")
+    def on_notify_display_messages(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyDisplayMessages()
+
+    @on("NotifyChargingLimit")
+    def on_notify_charging_limit(self, **kwargs: Any) -> Any:
+        return v201_result.NotifyChargingLimit()
+
+    @on("ClearedChargingLimit")
+    def on_cleared_charging_limit(self, **kwargs: Any) -> Any:
+        return v201_result.ClearedChargingLimit()
+
+    @on("ReportChargingProfiles")
+    def on_report_charging_profiles(self, **kwargs: Any) -> Any:
+        return v201_result.ReportChargingProfiles()
+
+    @on("PublishFirmwareStatusNotification")
+    def on_publish_firmware_status_notification(self, **kwargs: Any) -> Any:
+        return v201_result.PublishFirmwareStatusNotification()
+
+
+SESSION_CLASSES: dict[OcppVersion, type[OcppSession]] = {OcppVersion.V16: V16Session, OcppVersion.V201: V201Session}
+
+
+def new_session(
+    version: OcppVersion,
+    identity: str,
+    connection: Any,
+    events: ChargerEvents,
+    logger: logging.LoggerAdapter[Any],
+    heartbeat_s: int = 300,
+) -> OcppSession:
+    return SESSION_CLASSES[version](identity, connection, events, logger, heartbeat_s)
+
+
+__all__ = [
+    "CallErrorReply",
+    "CallResultReply",
+    "OcppSession",
+    "Reply",
+    "SessionClosed",
+    "error_code_for",
+    "new_session",
+    "use_inline_validation",
+]

@@ -1,0 +1,63 @@
+"""The gateway's settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from evreserve.settings import CoreSettings
+
+
+def _random_instance_id() -> str:
+    return secrets.token_hex(6)
+
+
+class GatewaySettings(CoreSettings):
+    """CoreSettings plus what only the gateway process needs (see docs/gateway.md)."""
+
+    gateway_host: str = "127.0.0.1"
+    #: 0 picks a free port (tests); ``Gateway.port`` tells which.
+    gateway_port: int = Field(9000, ge=0, le=65535)
+    #: Names this process's queue and its registrations; the ECS task id in production.
+    instance_id: str = Field(default_factory=_random_instance_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: How chargers reach this gateway (behind the load balancer); informational.
+    gateway_public_url: str | None = None
+    #: Terminate TLS here instead of at the load balancer (both or neither).
+    gateway_tls_cert_file: Path | None = None
+    gateway_tls_key_file: Path | None = None
+
+    #: WebSocket keepalive. Some chargers never answer pings, so this is generous.
+    gateway_ping_interval_s: float | None = Field(60.0, gt=0)
+    gateway_ping_timeout_s: float | None = Field(60.0, gt=0)
+    #: OCPP frames are small; a bound keeps one charger from exhausting memory.
+    gateway_max_frame_bytes: int = Field(1024 * 1024, ge=1024)
+    #: permessage-deflate costs ~100 KiB per connection; off unless asked for.
+    gateway_compression: bool = False
+    #: Seconds between Heartbeats the gateway asks for in its BootNotification answer.
+    gateway_heartbeat_interval_s: int = Field(300, ge=1)
+
+    #: SQS long-poll wait (at most 20); shorter only speeds up shutdown in tests.
+    gateway_queue_wait_s: int = Field(20, ge=0, le=20)
+    #: Must exceed the longest a command can take, or SQS redelivers it meanwhile.
+    gateway_queue_visibility_s: int = Field(60, ge=1, le=43200)
+    #: Deliveries before SQS moves a message the gateway could not process to the DLQ.
+    gateway_queue_max_receive_count: int = Field(3, ge=1, le=1000)
+
+    #: On SIGTERM: how long in-flight commands may still finish before the sockets close.
+    gateway_drain_timeout_s: float = Field(10.0, ge=0)
+    #: Threads running the blocking DynamoDB / SQS calls.
+    gateway_io_threads: int = Field(32, ge=2)
+    #: Threads running scrypt; few, so an attack on passwords cannot starve the storage calls.
+    gateway_auth_threads: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
+            raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
+        return self
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.gateway_queue_prefix}{self.instance_id}"
