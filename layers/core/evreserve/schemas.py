@@ -353,3 +353,61 @@ class ApiKeyCreated(ApiKeyView):
     """The new key; ``apiKey`` is shown this once and never again."""
 
     api_key: str
+
+
+# -- concrete envelopes -----------------------------------------------------------------------
+# Named subclasses rather than ``Data[X]`` in the handlers: the OpenAPI document gets
+# readable schema names, and pydantic parametrizes the generics here, in a module that
+# is always importable by name (the local API imports handler modules from files).
+
+
+class ReserveResponse(Data[ReserveResult]):
+    pass
+
+
+class CancelResponse(Data[CancelResult]):
+    pass
+
+
+class ReservationResponse(Data[ReservationView]):
+    pass
+
+
+class ReservationList(Page[ReservationView]):
+    pass
+
+
+class ChargerResponse(Data[ChargerView]):
+    pass
+
+
+class ChargerCreatedResponse(Data[ChargerCreated]):
+    pass
+
+
+class ChargerList(Page[ChargerView]):
+    pass
+
+
+class PortResponse(Data[PortView]):
+    pass
+
+
+class PortListResponse(Data[list[PortView]]):
+    pass
+
+
+class AccountResponse(Data[AccountView]):
+    pass
+
+
+class AccountList(Page[AccountView]):
+    pass
+
+
+class ApiKeyCreatedResponse(Data[ApiKeyCreated]):
+    pass
+
+
+class ApiKeyList(Page[ApiKeyView]):
+    pass

@@ -264,7 +264,9 @@ class ReservationService:
             raise NotFound("Reservation not found")
         return record
 
-    def list_reservations(self, principal: Principal, where: ReservationFilter, limit: int, cursor: str | None) -> ReservationPage:
+    def list_reservations(
+        self, principal: Principal, where: ReservationFilter, limit: int, cursor: str | None
+    ) -> ReservationPage:
         """One page of the caller's reservations, in reservationId order."""
         account_id = principal.require_account()
         page_size = 100 if where.selective or principal.charger_ids is not None else limit + 1

@@ -1,0 +1,102 @@
+"""The reservation API: reserve and cancel ports (exactly as the public spec), read records."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.metrics import MetricUnit
+
+from evreserve.models import INT32_MAX, ReservationState, utcnow
+from evreserve.schemas import (
+    CancelRequest,
+    CancelResponse,
+    CancelResult,
+    Pagination,
+    ReservationList,
+    ReservationResponse,
+    ReservationView,
+    ReserveRequest,
+    ReserveResponse,
+    ReserveResult,
+)
+from evreserve.services.reservations import ReservationFilter
+from evreserve_lambda.app import caller, create_app, lambda_handler, metrics, services, tracer
+from evreserve_lambda.openapi import CHARGER, errors
+
+app = create_app()
+
+_CHARGER_ERRORS = errors(
+    *CHARGER,
+    descriptions={
+        409: "CHARGER_OFFLINE: the charger is not connected; RESERVATION_ID_CONFLICT: the id is active on another port"
+    },
+)
+
+
+@app.post(
+    "/api/ocpp/reservations",
+    summary="Reserve a charging port",
+    description="Sends ReserveNow to the port's charger and answers with the charger's status.",
+    tags=["Reservations"],
+    responses=_CHARGER_ERRORS,
+)
+@tracer.capture_method
+def reserve(request: ReserveRequest) -> ReserveResponse:
+    status = services().reservations.reserve(caller(app), request)
+    metrics.add_metric(name=f"Reserve{status.value}", unit=MetricUnit.Count, value=1)
+    return ReserveResponse(data=ReserveResult(status=status))
+
+
+@app.post(
+    "/api/ocpp/reservations/cancel",
+    summary="Cancel a reservation",
+    description="Sends CancelReservation to the charger and answers with the charger's status.",
+    tags=["Reservations"],
+    responses=errors(*CHARGER, descriptions={409: "CHARGER_OFFLINE: the charger is not connected"}),
+)
+@tracer.capture_method
+def cancel(request: CancelRequest) -> CancelResponse:
+    status = services().reservations.cancel(caller(app), request)
+    metrics.add_metric(name=f"Cancel{status.value}", unit=MetricUnit.Count, value=1)
+    return CancelResponse(data=CancelResult(status=status))
+
+
+@app.get(
+    "/api/ocpp/reservations",
+    summary="List reservations",
+    description="The caller's reservations in reservationId order; expired ones show as Expired.",
+    tags=["Reservations"],
+    responses=errors(),
+)
+@tracer.capture_method
+def list_reservations(
+    charger_id: Annotated[int | None, Query(alias="chargerId", ge=1, le=INT32_MAX)] = None,
+    port_id: Annotated[int | None, Query(alias="portId", ge=1, le=INT32_MAX)] = None,
+    status: Annotated[ReservationState | None, Query()] = None,
+    active: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    next_page_cursor: Annotated[str | None, Query(alias="nextPageCursor", max_length=1000)] = None,
+) -> ReservationList:
+    where = ReservationFilter(charger_id=charger_id, port_id=port_id, status=status, active=active)
+    page = services().reservations.list_reservations(caller(app), where, limit, next_page_cursor)
+    now = utcnow()
+    return ReservationList(
+        data=[ReservationView.of(r, now) for r in page.items],
+        pagination=Pagination(has_next_page=page.next_cursor is not None, next_page_cursor=page.next_cursor),
+    )
+
+
+@app.get(
+    "/api/ocpp/reservations/<reservationId>",
+    summary="Read a reservation",
+    tags=["Reservations"],
+    responses=errors(),
+)
+@tracer.capture_method
+def get_reservation(
+    reservation_id: Annotated[int, Path(alias="reservationId", ge=0, le=INT32_MAX)],
+) -> ReservationResponse:
+    record = services().reservations.get(caller(app), reservation_id)
+    return ReservationResponse(data=ReservationView.of(record, utcnow()))
+
+
+handler: Any = lambda_handler(app)
