@@ -8,9 +8,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# SAM CLI pins its own versions of boto3 and friends, so it lives in a venv of its own.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+# `sam validate` and `sam build` run offline but insist on a region and credentials.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test lint format types cfn-lint unit integration e2e openapi bench build clean system-deps
+.PHONY: help run test lint format types cfn-lint sam-validate unit integration e2e openapi bench build clean system-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -33,7 +38,7 @@ $(NODE_STAMP): package.json package-lock.json | system-deps
 run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gateway on :9000)
 	$(BIN)/python -m devstack
 
-test: lint types cfn-lint $(NODE_STAMP)  ## Lint, type-check, cfn-lint and every test
+test: lint types cfn-lint sam-validate $(NODE_STAMP)  ## Lint, type-check, cfn-lint and every test
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
@@ -51,6 +56,17 @@ types: $(STAMP)  ## mypy (strict) on the core, gateway, functions and tools
 cfn-lint: $(STAMP)  ## Lint template.yaml
 	$(BIN)/cfn-lint template.yaml
 
+$(SAM_STAMP): requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q -r requirements-sam.txt
+	touch $@
+
+sam-validate: $(SAM_STAMP)  ## sam validate --lint (offline)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_STAMP)  ## sam build (no Docker: needs python3.12 on PATH for the arm64 layer and functions)
+	$(SAM_ENV) $(SAM_VENV)/bin/sam build
+
 unit: $(STAMP)  ## Unit tests only (no servers)
 	$(BIN)/python -m pytest -q tests/unit
 
@@ -64,4 +80,4 @@ bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:  ## Remove the venv, node_modules and caches
-	rm -rf $(VENV) node_modules .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) node_modules .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
