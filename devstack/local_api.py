@@ -589,7 +589,7 @@ class _CachedPolicy:
     expires: float
     principal_id: str
     policy: Mapping[str, Any]
-    context: Mapping[str, str]
+    context: Mapping[str, str | None]
 
 
 class ApiGateway:
@@ -877,7 +877,9 @@ class ApiGateway:
             self._cache.clear()
 
 
-def _context_value(value: Any) -> str:
+def _context_value(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
