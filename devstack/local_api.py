@@ -25,11 +25,13 @@ template and headers the template declares for the type, else for DEFAULT_4XX /
 DEFAULT_5XX, else API Gateway's defaults.
 
 Intrinsics in the functions' environment are resolved from the process environment, the
-one place the local stack publishes its resources: ``!Ref RegistryTable`` is
+one place the local stack publishes its resources: a variable the process environment
+already holds keeps that value (the local stack's ``GATEWAY_QUEUE_PREFIX`` over the
+template's ``!Sub "${Stage}-evreserve-gw-"``); otherwise ``!Ref RegistryTable`` is
 ``os.environ["REGISTRY_TABLE"]`` through :data:`evreserve.resources.TABLE_ENV` (queues
 through ``QUEUE_ENV``), ``!Ref <Parameter>`` its default (or an override), pseudo
 parameters fixed local values, ``!Sub`` / ``!Join`` of those; anything else is left out of
-the environment with a warning, as ``sam local`` does.
+the environment with a warning, as ``sam local`` does. Literal values are the template's.
 
 Run alone with ``python -m devstack.local_api`` (the AWS endpoints and table names must
 already be in the environment); tests and ``make run`` use :class:`LocalApi`.
@@ -300,7 +302,13 @@ def read_template(
         environment: dict[str, str] = {}
         for name, value in variables.items():
             try:
-                environment[name] = resolver.resolve(value)
+                if _as_intrinsic(value) is not None and name in environ:
+                    # An intrinsic stands for a fact of the deployment; locally the stack
+                    # is the deployment, and what it exports under the same name wins
+                    # (GATEWAY_QUEUE_PREFIX: the gateway reads the stack's, not !Sub's).
+                    environment[name] = environ[name]
+                else:
+                    environment[name] = resolver.resolve(value)
             except Unresolvable as exc:
                 warnings.append(f"{logical_id}: environment variable {name} left out: {exc}")
         functions[logical_id] = FunctionSpec(

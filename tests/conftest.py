@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
-pytest_plugins = ["fixtures.gateway_fixtures"]
+pytest_plugins = ["fixtures.gateway_fixtures", "fixtures.api_fixtures"]
 
 TEST_LOGS = REPO_ROOT / ".cache" / "test-logs"
 _SERVER_LOGS = pytest.StashKey[list[Path]]()

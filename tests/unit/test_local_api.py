@@ -94,6 +94,13 @@ def test_environment_intrinsics_resolve_from_process_environment_and_parameters(
     assert env["GREETING"] == "hello-test-us-east-1"
 
 
+def test_intrinsic_variable_already_in_the_environment_keeps_its_value() -> None:
+    """The local stack's own value of a variable beats the template's intrinsic for it."""
+    env = definition(environ={**ENVIRON, "GREETING": "from-the-stack", "FLAVOUR": "ignored"}).functions
+    assert env["EchoFunction"].environment["GREETING"] == "from-the-stack"
+    assert env["EchoFunction"].environment["FLAVOUR"] == "echo"  # a literal is the template's
+
+
 def test_function_variables_override_globals() -> None:
     """A function's own Environment is merged over Globals.Function.Environment."""
     functions = definition().functions
