@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from evreserve.schemas import ErrorBody
 
-_ERROR_CONTENT = {"application/json": {"schema": ErrorBody}}
+_ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
 
 _DESCRIPTIONS = {
     400: "Invalid request (INVALID_REQUEST), with `details` per field",
@@ -49,6 +49,6 @@ def errors(*extra: int, descriptions: dict[int, str] | None = None) -> dict[int,
 @cache
 def bundled_document() -> dict[str, Any]:
     """The generated OpenAPI document shipped in this layer."""
-    text = resources.files(__package__).joinpath("openapi.json").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "openapi.json").read_text(encoding="utf-8")
     document: dict[str, Any] = json.loads(text)
     return document

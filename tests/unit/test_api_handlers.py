@@ -1,0 +1,434 @@
+"""The API functions end to end in-process: events/*.json -> handler -> DynamoDB (moto) + fake gateway.
+
+Every sample event in events/ is exercised here (test_every_sample_event_is_exercised).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_harness import (
+    ACCOUNT_ID,
+    ACCOUNT_KEY,
+    EVENTS,
+    OTHER_ACCOUNT_ID,
+    LambdaContext,
+    Stack,
+    call_error,
+    future,
+    invoke,
+    load_event,
+    load_function,
+    no_answer,
+    principal_context,
+    result,
+    seed,
+    start_stack,
+)
+
+from evreserve.models import Account, OcppVersion, OutcomeKind
+from evreserve.security import verify_password
+from evreserve_lambda import app as glue
+
+
+def event(name: str, **kwargs: Any) -> dict[str, Any]:
+    return load_event(name, **kwargs)
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for stack in start_stack(monkeypatch):
+        glue.use_services(stack.services)
+        yield stack
+    glue.use_services(None)
+
+
+@pytest.fixture(scope="module")
+def fn() -> dict[str, Any]:
+    return {name: load_function(name) for name in ("authorizer", "reservations", "chargers", "admin")}
+
+
+def with_query(request: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+    """The same request with another query string (REST events carry it twice)."""
+    return request | {
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()},
+    }
+
+
+def reserve_body(**changes: Any) -> dict[str, Any]:
+    return {"portId": 34, "expiryDate": future(), "idTag": "RFID001", "reservationId": 1001, **changes}
+
+
+# -- reservations -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+@pytest.mark.parametrize("status", ["Accepted", "Faulted", "Occupied", "Rejected", "Unavailable"])
+def test_reserve_answers_the_chargers_status(stack: Stack, fn: dict[str, Any], version: OcppVersion, status: str):
+    """POST /api/ocpp/reservations answers {"data": {"status"}} with the charger's own status."""
+    seed(stack, version=version)
+    stack.gateway.answer = result(status)
+    assert invoke(fn["reservations"].handler, event("reserve.json")) == (200, {"data": {"status": status}})
+    sent = stack.gateway.sent[0]
+    assert sent.action == "ReserveNow"
+    assert ("connectorId" in sent.payload) is (version is OcppVersion.V16)
+
+
+def test_reserve_sends_the_version_mapping(stack: Stack, fn: dict[str, Any]):
+    """A 2.0.1 charger gets evseId, idToken with idTokenType, and parentIdTag as groupIdToken."""
+    seed(stack, version=OcppVersion.V201)
+    body = reserve_body(parentIdTag="FLEET", idTokenType="ISO14443")
+    assert invoke(fn["reservations"].handler, event("reserve.json", body=body))[0] == 200
+    payload = stack.gateway.sent[0].payload
+    assert payload["evseId"] == 1 and payload["id"] == 1001
+    assert payload["groupIdToken"] == {"idToken": "FLEET", "type": "ISO14443"}
+
+
+@pytest.mark.parametrize("code", ["NotImplemented", "NotSupported"])
+def test_reserve_without_reservation_support_is_rejected(stack: Stack, fn: dict[str, Any], code: str):
+    """A charger answering CALLERROR NotImplemented/NotSupported yields Rejected."""
+    seed(stack)
+    stack.gateway.answer = call_error(code)
+    assert invoke(fn["reservations"].handler, event("reserve.json")) == (200, {"data": {"status": "Rejected"}})
+
+
+def test_reserve_other_call_error_is_502(stack: Stack, fn: dict[str, Any]):
+    """Another CALLERROR is 502 CHARGER_ERROR with the OCPP code."""
+    seed(stack)
+    stack.gateway.answer = call_error("InternalError")
+    status, body = invoke(fn["reservations"].handler, event("reserve.json"))
+    assert status == 502 and body["code"] == "CHARGER_ERROR" and body["ocppErrorCode"] == "InternalError"
+
+
+def test_reserve_timeout_is_504_and_recorded_failed(stack: Stack, fn: dict[str, Any]):
+    """No answer in time is 504 CHARGER_TIMEOUT; the record shows Failed with that code."""
+    seed(stack)
+    stack.gateway.answer = no_answer(OutcomeKind.TIMEOUT)
+    status, body = invoke(fn["reservations"].handler, event("reserve.json"))
+    assert (status, body["code"]) == (504, "CHARGER_TIMEOUT")
+    _, record = invoke(fn["reservations"].handler, event("get-reservation.json"))
+    assert record["data"]["status"] == "Failed" and record["data"]["failureCode"] == "CHARGER_TIMEOUT"
+
+
+def test_reserve_on_offline_charger_is_409(stack: Stack, fn: dict[str, Any]):
+    """A charger that is not connected: 409 CHARGER_OFFLINE, nothing sent."""
+    seed(stack, connected=False)
+    status, body = invoke(fn["reservations"].handler, event("reserve.json"))
+    assert (status, body["code"]) == (409, "CHARGER_OFFLINE") and stack.gateway.sent == []
+
+
+def test_charger_leaving_mid_command_is_409(stack: Stack, fn: dict[str, Any]):
+    """The gateway reporting the charger gone (offline outcome) is 409 CHARGER_OFFLINE too."""
+    seed(stack)
+    stack.gateway.answer = no_answer(OutcomeKind.OFFLINE)
+    status, body = invoke(fn["reservations"].handler, event("reserve.json"))
+    assert (status, body["code"]) == (409, "CHARGER_OFFLINE")
+
+
+def test_identical_retry_sends_no_second_command(stack: Stack, fn: dict[str, Any]):
+    """The same body again gets the same outcome from the first command."""
+    seed(stack)
+    first = invoke(fn["reservations"].handler, event("reserve.json"))
+    stack.gateway.answer = result("Occupied")  # would differ if it were sent again
+    assert invoke(fn["reservations"].handler, event("reserve.json")) == first
+    assert len(stack.gateway.sent) == 1
+
+
+def test_retry_after_timeout_sends_again(stack: Stack, fn: dict[str, Any]):
+    """A retry of a request the charger never answered is sent again (safe: same id replaces)."""
+    seed(stack)
+    stack.gateway.answer = no_answer()
+    assert invoke(fn["reservations"].handler, event("reserve.json"))[0] == 504
+    stack.gateway.answer = result("Accepted")
+    assert invoke(fn["reservations"].handler, event("reserve.json")) == (200, {"data": {"status": "Accepted"}})
+    assert len(stack.gateway.sent) == 2
+
+
+def test_cancel_then_reserve_again_sends_each(stack: Stack, fn: dict[str, Any]):
+    """reserve, cancel, the same reserve, cancel: four commands; a cancel retry is deduplicated."""
+    seed(stack)
+    handler = fn["reservations"].handler
+    assert invoke(handler, event("reserve.json"))[0] == 200
+    assert invoke(handler, event("cancel.json")) == (200, {"data": {"status": "Accepted"}})
+    assert invoke(handler, event("cancel.json"))[0] == 200
+    assert len(stack.gateway.sent) == 2
+    _, record = invoke(handler, event("get-reservation.json"))
+    assert record["data"]["status"] == "Cancelled" and record["data"]["active"] is False
+    assert invoke(handler, event("reserve.json"))[0] == 200
+    assert invoke(handler, event("cancel.json"))[0] == 200
+    assert [c.action for c in stack.gateway.sent] == ["ReserveNow", "CancelReservation"] * 2
+
+
+def test_cancel_rejected_by_charger(stack: Stack, fn: dict[str, Any]):
+    """The charger's Rejected (unknown reservation) is passed through."""
+    seed(stack)
+    stack.gateway.answer = result("Rejected")
+    assert invoke(fn["reservations"].handler, event("cancel.json")) == (200, {"data": {"status": "Rejected"}})
+
+
+def test_reservation_id_active_on_another_port_is_409(stack: Stack, fn: dict[str, Any]):
+    """reservationId accepted on port 34 and sent for port 35: 409 RESERVATION_ID_CONFLICT."""
+    seed(stack)
+    handler = fn["reservations"].handler
+    assert invoke(handler, event("reserve.json", body=reserve_body()))[0] == 200
+    status, body = invoke(handler, event("reserve.json", body=reserve_body(portId=35)))
+    assert (status, body["code"]) == (409, "RESERVATION_ID_CONFLICT")
+    assert len(stack.gateway.sent) == 1
+
+
+def test_same_reservation_id_on_same_port_replaces(stack: Stack, fn: dict[str, Any]):
+    """The same reservationId on the same port with another idTag is a replacement (OCPP), sent."""
+    seed(stack)
+    handler = fn["reservations"].handler
+    assert invoke(handler, event("reserve.json", body=reserve_body()))[0] == 200
+    assert invoke(handler, event("reserve.json", body=reserve_body(idTag="OTHER")))[0] == 200
+    _, record = invoke(handler, event("get-reservation.json"))
+    assert record["data"]["idTag"] == "OTHER" and len(stack.gateway.sent) == 2
+
+
+def test_reservation_id_reusable_after_it_ended(stack: Stack, fn: dict[str, Any]):
+    """Once cancelled, the reservationId may go to another port."""
+    seed(stack)
+    handler = fn["reservations"].handler
+    assert invoke(handler, event("reserve.json"))[0] == 200
+    assert invoke(handler, event("cancel.json"))[0] == 200
+    assert invoke(handler, event("reserve.json", body=reserve_body(portId=35)))[0] == 200
+
+
+def test_validation_errors_are_400_envelopes(stack: Stack, fn: dict[str, Any]):
+    """Invalid body: 400 INVALID_REQUEST naming each field (not Powertools' 422)."""
+    seed(stack)
+    status, body = invoke(fn["reservations"].handler, event("reserve.json", body={"portId": "x", "idTag": "a" * 21}))
+    assert status == 400 and body["code"] == "INVALID_REQUEST"
+    assert {d["field"] for d in body["details"]} == {"portId", "idTag", "expiryDate", "reservationId"}
+    status, body = invoke(fn["reservations"].handler, event("reserve.json", body="{nope"))
+    assert (status, body["code"]) == (400, "INVALID_REQUEST")
+
+
+def test_unknown_port_and_foreign_port_look_the_same(stack: Stack, fn: dict[str, Any]):
+    """A port of another account is 404 NOT_FOUND, exactly like a port that does not exist."""
+    seed(stack)
+    other = principal_context(OTHER_ACCOUNT_ID)
+    foreign = invoke(fn["reservations"].handler, event("reserve.json", context=other))
+    missing = invoke(fn["reservations"].handler, event("reserve.json", body=reserve_body(portId=999)))
+    assert foreign == missing == (404, {"error": "Port not found", "code": "NOT_FOUND"})
+
+
+def test_key_limited_to_other_chargers_gets_404(stack: Stack, fn: dict[str, Any]):
+    """A key limited to chargers [99] cannot reserve, cancel, read or list charger 12's things."""
+    seed(stack)
+    assert invoke(fn["reservations"].handler, event("reserve.json"))[0] == 200
+    limited = principal_context(ACCOUNT_ID, [99])
+    for name in ("reserve.json", "cancel.json", "get-reservation.json", "list-reservations.json"):
+        assert invoke(fn["reservations"].handler, event(name, context=limited))[0] == 404, name
+    assert invoke(fn["chargers"].handler, event("get-charger.json", context=limited))[0] == 404
+
+
+def test_listing_filters_and_paginates(stack: Stack, fn: dict[str, Any]):
+    """GET /api/ocpp/reservations: filters, and a cursor that continues where the page ended."""
+    seed(stack)
+    handler = fn["reservations"].handler
+    for rid in (1, 2, 3):
+        assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=rid, portId=34)))[0] == 200
+    stack.gateway.answer = result("Occupied")
+    assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=4, portId=35)))[0] == 200
+    listing = event("list-reservations.json")
+    status, page = invoke(handler, listing)
+    assert status == 200 and [r["reservationId"] for r in page["data"]] == [1, 2, 3]
+    _, first = invoke(handler, with_query(listing, {"limit": "2"}))
+    assert [r["reservationId"] for r in first["data"]] == [1, 2] and first["pagination"]["hasNextPage"] is True
+    cursor = first["pagination"]["nextPageCursor"]
+    _, second = invoke(handler, with_query(listing, {"limit": "2", "nextPageCursor": cursor}))
+    assert [r["reservationId"] for r in second["data"]] == [3, 4]
+    assert second["pagination"] == {"hasNextPage": False, "nextPageCursor": None}
+    assert [r["portId"] for r in invoke(handler, with_query(listing, {"status": "Occupied"}))[1]["data"]] == [35]
+    assert invoke(handler, with_query(listing, {"nextPageCursor": "garbage"}))[0] == 400
+
+
+def test_expired_reservation_never_shows_active(stack: Stack, fn: dict[str, Any]):
+    """An accepted reservation past its expiryDate reads as Expired, inactive."""
+    seed(stack)
+    assert (
+        invoke(fn["reservations"].handler, event("reserve.json", body=reserve_body(expiryDate=future(0.0003))))[0]
+        == 200
+    )
+    time.sleep(1.2)
+    _, record = invoke(fn["reservations"].handler, event("get-reservation.json"))
+    assert record["data"]["status"] == "Expired" and record["data"]["active"] is False
+
+
+def test_unknown_reservation_is_404(stack: Stack, fn: dict[str, Any]):
+    """GET of a reservation that was never made: 404."""
+    seed(stack)
+    assert invoke(fn["reservations"].handler, event("get-reservation.json"))[0] == 404
+
+
+def test_admin_key_cannot_reserve(stack: Stack, fn: dict[str, Any]):
+    """The platform admin key owns no chargers: 403 FORBIDDEN on reservations."""
+    seed(stack)
+    status, body = invoke(fn["reservations"].handler, event("reserve.json", context=principal_context(None)))
+    assert (status, body["code"]) == (403, "FORBIDDEN")
+
+
+def test_missing_authorizer_context_is_401(stack: Stack, fn: dict[str, Any]):
+    """Without the authorizer's context (never through API Gateway) the function answers 401."""
+    seed(stack)
+    assert invoke(fn["reservations"].handler, event("reserve.json", context={}))[0] == 401
+
+
+# -- chargers -------------------------------------------------------------------------------
+
+
+def test_register_generates_a_password_once(stack: Stack, fn: dict[str, Any]):
+    """POST /api/chargers without password: 201 with a generated one, stored only as a hash."""
+    seed(stack)
+    status, body = invoke(fn["chargers"].handler, event("register-charger.json"))
+    assert status == 201
+    data = body["data"]
+    assert data["connectionStatus"] is None and data["numberOfPorts"] == 2 and data["ports"][0]["ocppStatus"] is None
+    stored = stack.services.registry.get_charger(data["id"])
+    assert stored is not None and stored.password_hash is not None
+    assert verify_password(data["password"], stored.password_hash) and data["password"] not in stored.password_hash
+    read = event("get-charger.json", pathParameters={"chargerId": str(data["id"])}, path=f"/api/chargers/{data['id']}")
+    _, again = invoke(fn["chargers"].handler, read)
+    assert "password" not in again["data"]
+
+
+def test_register_with_password_returns_none_and_duplicate_ocpp_id_is_409(stack: Stack, fn: dict[str, Any]):
+    """A chosen password is not echoed; an ocppId registered twice is 409 ALREADY_EXISTS."""
+    seed(stack)
+    body = json.loads(load_event("register-charger.json")["body"]) | {"password": "p" * 16}
+    status, created = invoke(fn["chargers"].handler, event("register-charger.json", body=body))
+    assert status == 201 and created["data"]["password"] is None
+    status, error = invoke(fn["chargers"].handler, event("register-charger.json", body=body))
+    assert (status, error["code"]) == (409, "ALREADY_EXISTS")
+
+
+def test_charger_crud_and_ports(stack: Stack, fn: dict[str, Any]):
+    """List, look up, read, update, ports add/update/delete, delete: each as documented."""
+    seed(stack)
+    h = fn["chargers"].handler
+    _, listing = invoke(h, event("list-chargers.json"))
+    assert [c["id"] for c in listing["data"]] == [12]
+    assert listing["data"][0]["connectionStatus"]["status"] == "Connected"
+    assert [c["ocppId"] for c in invoke(h, event("lookup-charger.json"))[1]["data"]] == ["CP-12"]
+    _, updated = invoke(h, event("update-charger.json"))
+    assert updated["data"]["externalId"] == "site-a/cp-12" and updated["data"]["serialNumber"] == "SN-0012"
+    by_ext = with_query(event("lookup-charger.json"), {"externalId": "site-a/cp-12"})
+    assert [c["id"] for c in invoke(h, by_ext)[1]["data"]] == [12]
+    assert [p["id"] for p in invoke(h, event("list-ports.json"))[1]["data"]] == [34, 35]
+    status, added = invoke(h, event("add-port.json"))
+    assert status == 201 and added["data"]["portNumber"] == 3
+    assert invoke(h, event("update-port.json"))[1]["data"]["name"] == "Left bay"
+    assert invoke(h, event("delete-port.json")) == (204, None)
+    assert stack.services.registry.get_port_ref(35) is None
+    assert invoke(h, event("get-charger.json"))[1]["data"]["numberOfPorts"] == 2
+    assert invoke(h, event("delete-charger.json")) == (204, None)
+    assert invoke(h, event("get-charger.json"))[0] == 404
+    assert stack.services.registry.charger_id_for_ocpp_id("CP-12") is None
+
+
+def test_other_accounts_charger_is_404_everywhere(stack: Stack, fn: dict[str, Any]):
+    """Another account's key sees nothing of charger 12, on every charger route."""
+    seed(stack)
+    other = principal_context(OTHER_ACCOUNT_ID)
+    for name in (
+        "get-charger.json",
+        "update-charger.json",
+        "delete-charger.json",
+        "list-ports.json",
+        "add-port.json",
+        "update-port.json",
+        "delete-port.json",
+    ):
+        assert invoke(fn["chargers"].handler, event(name, context=other))[0] == 404, name
+    assert invoke(fn["chargers"].handler, event("list-chargers.json", context=other))[1]["data"] == []
+    assert invoke(fn["chargers"].handler, event("lookup-charger.json", context=other))[1]["data"] == []
+
+
+# -- admin, authorizer, OpenAPI ---------------------------------------------------------------
+
+
+def test_admin_accounts_and_keys(stack: Stack, fn: dict[str, Any]):
+    """The admin creates accounts and keys; the key is shown once and then authenticates."""
+    seed(stack)
+    h = fn["admin"].handler
+    status, account = invoke(h, event("create-account.json"))
+    assert status == 201 and account["data"]["name"] == "Acme Charging"
+    assert any(a["id"] == account["data"]["id"] for a in invoke(h, event("list-accounts.json"))[1]["data"])
+    status, key = invoke(h, event("create-api-key.json"))
+    assert status == 201 and key["data"]["chargerIds"] == [12] and key["data"]["apiKey"].startswith("evr_")
+    listed = invoke(h, event("list-api-keys.json"))[1]["data"]
+    assert {k["keyId"] for k in listed} == {"acct", key["data"]["keyId"]} and all("apiKey" not in k for k in listed)
+    principal = stack.services.accounts.authenticate(f"Bearer {key['data']['apiKey']}")
+    assert principal.account_id == ACCOUNT_ID and principal.charger_ids == frozenset({12})
+    assert invoke(h, event("delete-api-key.json")) == (204, None)
+
+
+def test_account_keys_cannot_administer_other_accounts(stack: Stack, fn: dict[str, Any]):
+    """An account key: 403 on accounts and on other accounts' keys; may list its own keys."""
+    seed(stack)
+    stack.services.registry.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
+    acct = principal_context(ACCOUNT_ID)
+    assert invoke(fn["admin"].handler, event("create-account.json", context=acct))[0] == 403
+    other = event(
+        "create-api-key.json",
+        context=acct,
+        pathParameters={"accountId": str(OTHER_ACCOUNT_ID)},
+        path=f"/api/admin/accounts/{OTHER_ACCOUNT_ID}/api-keys",
+    )
+    assert invoke(fn["admin"].handler, other)[0] == 403
+    assert invoke(fn["admin"].handler, event("list-api-keys.json", context=acct))[0] == 200
+
+
+def test_authorizer_allows_the_whole_stage_with_context(stack: Stack, fn: dict[str, Any]):
+    """A known key: Allow on {apiId}/{stage}/*/* and the principal's context."""
+    seed(stack)
+    answer = fn["authorizer"].handler(event("authorizer.json"), LambdaContext())
+    statement = answer["policyDocument"]["Statement"][0]
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abc123def4/dev/*/*"
+    assert answer["context"] == {
+        "keyId": "acct",
+        "accountId": str(ACCOUNT_ID),
+        "isAdmin": "false",
+        "chargerIds": "null",
+    }
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic " + ACCOUNT_KEY, "Bearer "])
+def test_authorizer_rejects_unknown_keys_with_unauthorized(stack: Stack, fn: dict[str, Any], header: str | None):
+    """Missing, unknown or non-Bearer: raise Exception("Unauthorized") (API Gateway's 401)."""
+    seed(stack)
+    request = event("authorizer.json")
+    request["headers"] = {"Authorization": header} if header is not None else {}
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        fn["authorizer"].handler(request, LambdaContext())
+
+
+def test_openapi_document_is_served(stack: Stack, fn: dict[str, Any]):
+    """GET /api/openapi.json answers the bundled, generated document."""
+    seed(stack)
+    status, document = invoke(fn["admin"].handler, event("get-openapi.json"))
+    assert status == 200 and "/api/ocpp/reservations" in document["paths"]
+
+
+def test_unknown_route_is_404_envelope(stack: Stack, fn: dict[str, Any]):
+    """A path no route matches: 404 in the error envelope."""
+    seed(stack)
+    request = load_event("get-charger.json", path="/api/nothing", resource="/api/nothing")
+    assert invoke(fn["chargers"].handler, request) == (404, {"error": "Not found", "code": "NOT_FOUND"})
+
+
+def test_every_sample_event_is_exercised():
+    """Every events/*.json is loaded by a test of this module (by name, through event())."""
+    source = Path(__file__).read_text(encoding="utf-8")
+    unused = [p.name for p in EVENTS.glob("*.json") if f'event("{p.name}"' not in source]
+    assert unused == []
