@@ -21,7 +21,7 @@ from evreserve.channel import CommandEnvelope, CommandLedger
 from evreserve.errors import InvalidRequest
 from evreserve.models import Command, CommandOutcome, OutcomeKind, utcnow
 
-from .instance_queue import InstanceQueue, Received
+from .instance_queue import WAKE_UP_BODY, InstanceQueue, Received
 from .ocpp_session import CallErrorReply, OcppSession, SessionClosed
 from .offload import Offload
 
@@ -72,6 +72,9 @@ class CommandRunner:
         return len(self._tasks)
 
     def on_message(self, message: Received) -> None:
+        if message.body == WAKE_UP_BODY:
+            self._delete(message.receipt_handle)
+            return
         try:
             command = CommandEnvelope.from_json(message.body).command
         except InvalidRequest:

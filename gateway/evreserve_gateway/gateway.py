@@ -86,11 +86,12 @@ class Gateway:
     ) -> None:
         self.settings = settings
         dynamodb = dynamodb or aws.dynamodb_client(settings)
-        sqs = sqs or aws.sqs_client(settings)
-        # Long polls outlast the core's short read timeout, so they get their own client.
-        poll_sqs = aws.sqs_client(
+        # Long polls outlast the core's short read timeout, so they get their own client;
+        # an injected client (tests) serves both and must allow for the wait.
+        poll_sqs = sqs or aws.sqs_client(
             settings.model_copy(update={"aws_read_timeout_s": settings.gateway_queue_wait_s + _POLL_READ_MARGIN_S})
         )
+        sqs = sqs or aws.sqs_client(settings)
         self.registry = RegistryStore(dynamodb, settings.registry_table)
         self.reservations = ReservationStore(dynamodb, settings.reservations_table)
         self.ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
@@ -212,6 +213,10 @@ class Gateway:
                 server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="gateway restarting")
                 await server.wait_closed()
             if self._poller is not None:
+                try:
+                    await self._io(self.queue.wake_up)
+                except Exception:
+                    log.exception("could not wake the long poll; waiting it out")
                 await self._poller
             await self._fail_queued_commands()
             await self._runner.join()

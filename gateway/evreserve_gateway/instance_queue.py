@@ -13,6 +13,9 @@ from evreserve.aws import error_code, unavailable_on_transport_errors
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+#: Sent by the instance to itself at shutdown, so that its pending long poll returns at once.
+WAKE_UP_BODY = '{"gateway":"wake-up"}'
+
 #: Commands live seconds; anything older than this in the queue is long past its deadline.
 RETENTION_S = 300
 
@@ -83,6 +86,10 @@ class InstanceQueue:
         with unavailable_on_transport_errors("SQS"):
             answer = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)  # type: ignore[arg-type]
         return [receipt_handles[int(f["Id"])] for f in answer.get("Failed", [])]
+
+    def wake_up(self) -> None:
+        with unavailable_on_transport_errors("SQS"):
+            self._sqs.send_message(QueueUrl=self.url, MessageBody=WAKE_UP_BODY)
 
     def delete_queue(self) -> None:
         with unavailable_on_transport_errors("SQS"):

@@ -1,0 +1,285 @@
+"""Everything a charger may send, answered by a real gateway (1.6 and 2.0.1), and what gets stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from fixtures.gateway_fixtures import charger_session, charger_url, wait_until
+from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
+from websockets.asyncio.client import ClientConnection, connect
+
+from evreserve.models import OcppVersion, ReservationState
+
+pytestmark = pytest.mark.integration
+
+NOW = "2030-01-01T00:00:00.000Z"
+V16 = OcppVersion.V16
+V201 = OcppVersion.V201
+
+
+@contextlib.asynccontextmanager
+async def raw_charger(gateway, charger, version: OcppVersion) -> AsyncIterator[ClientConnection]:
+    async with connect(charger_url(gateway, charger.ocpp_id), subprotocols=[version.subprotocol]) as ws:  # type: ignore[list-item]
+        yield ws
+
+
+async def exchange(ws: ClientConnection, frame: str) -> list:
+    await ws.send(frame)
+    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+
+# -- OCPP 1.6 -----------------------------------------------------------------------------
+
+
+async def test_v16_boot_notification_is_accepted_and_stored(gateway, seed_charger, registry):
+    """BootNotification is Accepted with the heartbeat interval, and the boot info is stored."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16) as cp:
+        answer = await cp.call(
+            call16.BootNotification(
+                charge_point_model="M1",
+                charge_point_vendor="ACME",
+                firmware_version="1.2.3",
+                charge_point_serial_number="S9",
+            )
+        )
+        assert (answer.status, answer.interval) == ("Accepted", gateway.settings.gateway_heartbeat_interval_s)
+    stored = await wait_until(lambda: registry.get_charger(charger.id).boot, what="boot info")
+    assert (stored.vendor, stored.model, stored.firmware_version, stored.serial_number) == ("ACME", "M1", "1.2.3", "S9")
+
+
+async def test_v16_heartbeat_gets_the_time(gateway, seed_charger):
+    """Heartbeat is answered with the current time."""
+    async with charger_session(gateway, seed_charger(), V16) as cp:
+        assert (await cp.call(call16.Heartbeat())).current_time.endswith("Z")
+
+
+async def test_v16_status_notification_is_stored(gateway, seed_charger, registry):
+    """StatusNotification is answered and the port's status, error code and info are stored."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16) as cp:
+        await cp.call(
+            call16.StatusNotification(connector_id=2, error_code="NoError", status="Charging", info="i", timestamp=NOW)
+        )
+    port = await wait_until(lambda: registry.get_charger(charger.id).port_by_number(2).ocpp_status, what="status")
+    assert (port.status, port.error_code, port.info) == ("Charging", "NoError", "i")
+
+
+async def test_v16_faulted_port_ends_its_reservation(gateway, seed_charger, seed_reservation, reservation_store):
+    """A port going Faulted ends its accepted reservation as Removed; other ports' stay."""
+    charger = seed_charger()
+    on_port_1, on_port_2 = seed_reservation(charger, 1), seed_reservation(charger, 2)
+    async with charger_session(gateway, charger, V16) as cp:
+        await cp.call(call16.StatusNotification(connector_id=1, error_code="GroundFailure", status="Faulted"))
+    ended = await wait_until(
+        lambda: (r := reservation_store.get(1, on_port_1.reservation_id)).state is ReservationState.REMOVED and r,
+        what="reservation removed",
+    )
+    assert ended.ended_at is not None
+    assert reservation_store.get(1, on_port_2.reservation_id).state is ReservationState.ACCEPTED
+
+
+async def test_v16_authorize_carries_the_parent_id_tag(gateway, seed_charger, seed_reservation):
+    """Authorize for a reserved idTag answers Accepted with the reservation's parentIdTag."""
+    charger = seed_charger()
+    seed_reservation(charger, id_tag="card-7", parent_id_tag="FLEET-1")
+    async with charger_session(gateway, charger, V16) as cp:
+        answer = await cp.call(call16.Authorize(id_tag="CARD-7"))
+    assert answer.id_tag_info == {"status": "Accepted", "parent_id_tag": "FLEET-1"}
+
+
+async def test_v16_start_transaction_marks_the_reservation_used(
+    gateway, seed_charger, seed_reservation, reservation_store
+):
+    """StartTransaction with a reservationId gets a transactionId and marks the reservation Used."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger)
+    async with charger_session(gateway, charger, V16) as cp:
+        answer = await cp.call(
+            call16.StartTransaction(
+                connector_id=1, id_tag="TAG-1", meter_start=0, timestamp=NOW, reservation_id=reservation.reservation_id
+            )
+        )
+        assert answer.transaction_id > 0 and answer.id_tag_info["status"] == "Accepted"
+    await wait_until(
+        lambda: reservation_store.get(1, reservation.reservation_id).state is ReservationState.USED, what="Used"
+    )
+
+
+async def test_v16_other_notifications_are_answered(gateway, seed_charger):
+    """StopTransaction, MeterValues, DataTransfer and the security/firmware/diagnostics notices get valid answers."""
+    async with charger_session(gateway, seed_charger(), V16) as cp:
+        stop = await cp.call(call16.StopTransaction(meter_stop=10, timestamp=NOW, transaction_id=1, id_tag="T"))
+        assert stop.id_tag_info == {"status": "Accepted"}
+        await cp.call(
+            call16.MeterValues(connector_id=1, meter_value=[{"timestamp": NOW, "sampled_value": [{"value": "1"}]}])
+        )
+        assert (await cp.call(call16.DataTransfer(vendor_id="acme"))).status == "UnknownVendorId"
+        await cp.call(call16.SecurityEventNotification(type="FirmwareUpdated", timestamp=NOW, tech_info="t"))
+        await cp.call(call16.FirmwareStatusNotification(status="Installed"))
+        await cp.call(call16.DiagnosticsStatusNotification(status="Idle"))
+
+
+# -- OCPP 2.0.1 ---------------------------------------------------------------------------
+
+
+async def test_v201_boot_notification_is_accepted_and_stored(gateway, seed_charger, registry):
+    """2.0.1 BootNotification is Accepted and the charging station's details are stored."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V201) as cp:
+        answer = await cp.call(
+            call201.BootNotification(
+                charging_station={"model": "M2", "vendor_name": "ACME", "firmware_version": "2.0"}, reason="PowerUp"
+            )
+        )
+        assert answer.status == "Accepted"
+    stored = await wait_until(lambda: registry.get_charger(charger.id).boot, what="boot info")
+    assert (stored.vendor, stored.model, stored.firmware_version) == ("ACME", "M2", "2.0")
+
+
+async def test_v201_heartbeat_and_status_notification(gateway, seed_charger, registry):
+    """2.0.1 Heartbeat is answered, and StatusNotification stores the EVSE's status."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V201) as cp:
+        assert (await cp.call(call201.Heartbeat())).current_time
+        await cp.call(call201.StatusNotification(timestamp=NOW, connector_status="Occupied", evse_id=1, connector_id=1))
+    port = await wait_until(lambda: registry.get_charger(charger.id).port_by_number(1).ocpp_status, what="status")
+    assert port.status == "Occupied"
+
+
+async def test_v201_authorize_carries_the_group_id_token(gateway, seed_charger, seed_reservation):
+    """2.0.1 Authorize for a reserved token answers with the reservation's groupIdToken."""
+    charger = seed_charger()
+    seed_reservation(charger, id_tag="TOKEN-1", parent_id_tag="GROUP-1")
+    async with charger_session(gateway, charger, V201) as cp:
+        answer = await cp.call(call201.Authorize(id_token={"id_token": "TOKEN-1", "type": "ISO14443"}))
+    assert answer.id_token_info == {"status": "Accepted", "group_id_token": {"id_token": "GROUP-1", "type": "Central"}}
+
+
+async def test_v201_transaction_event_marks_the_reservation_used(
+    gateway, seed_charger, seed_reservation, reservation_store
+):
+    """TransactionEvent with a reservationId marks the reservation Used."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger)
+    async with charger_session(gateway, charger, V201) as cp:
+        answer = await cp.call(
+            call201.TransactionEvent(
+                event_type="Started",
+                timestamp=NOW,
+                trigger_reason="Authorized",
+                seq_no=0,
+                transaction_info={"transaction_id": "tx-1"},
+                id_token={"id_token": "TAG-1", "type": "ISO14443"},
+                reservation_id=reservation.reservation_id,
+            )
+        )
+        assert answer.id_token_info == {"status": "Accepted"}
+    await wait_until(
+        lambda: reservation_store.get(1, reservation.reservation_id).state is ReservationState.USED, what="Used"
+    )
+
+
+@pytest.mark.parametrize(
+    ("update", "state"), [("Expired", ReservationState.EXPIRED), ("Removed", ReservationState.REMOVED)]
+)
+async def test_v201_reservation_status_update_ends_the_reservation(
+    gateway, seed_charger, seed_reservation, reservation_store, update, state
+):
+    """ReservationStatusUpdate Expired / Removed ends the reservation in that state."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger)
+    async with charger_session(gateway, charger, V201) as cp:
+        await cp.call(
+            call201.ReservationStatusUpdate(reservation_id=reservation.reservation_id, reservation_update_status=update)
+        )
+    await wait_until(lambda: reservation_store.get(1, reservation.reservation_id).state is state, what=update)
+
+
+async def test_v201_unavailable_evse_ends_its_reservation(gateway, seed_charger, seed_reservation, reservation_store):
+    """An EVSE reported Unavailable ends its accepted reservation as Removed."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger, 2)
+    async with charger_session(gateway, charger, V201) as cp:
+        await cp.call(
+            call201.StatusNotification(timestamp=NOW, connector_status="Unavailable", evse_id=2, connector_id=1)
+        )
+    await wait_until(
+        lambda: reservation_store.get(1, reservation.reservation_id).state is ReservationState.REMOVED, what="Removed"
+    )
+
+
+async def test_a_charger_cannot_end_another_chargers_reservation(
+    gateway, seed_charger, seed_reservation, reservation_store
+):
+    """A reservationId of another charger of the same account is left alone."""
+    charger, other = seed_charger(), seed_charger()
+    reservation = seed_reservation(other)
+    async with charger_session(gateway, charger, V201) as cp:
+        await cp.call(
+            call201.ReservationStatusUpdate(
+                reservation_id=reservation.reservation_id, reservation_update_status="Removed"
+            )
+        )
+        await cp.call(call201.Heartbeat())
+    await asyncio.sleep(0.3)
+    assert reservation_store.get(1, reservation.reservation_id).state is ReservationState.ACCEPTED
+
+
+async def test_v201_other_notifications_are_answered(gateway, seed_charger):
+    """MeterValues, DataTransfer, security/firmware notices, NotifyEvent and NotifyReport get valid answers."""
+    async with charger_session(gateway, seed_charger(), V201) as cp:
+        await cp.call(
+            call201.MeterValues(evse_id=1, meter_value=[{"timestamp": NOW, "sampled_value": [{"value": 1.0}]}])
+        )
+        assert (await cp.call(call201.DataTransfer(vendor_id="acme"))).status == "UnknownVendorId"
+        await cp.call(call201.SecurityEventNotification(type="FirmwareUpdated", timestamp=NOW))
+        await cp.call(call201.FirmwareStatusNotification(status="Installed"))
+        event = {
+            "event_id": 1,
+            "timestamp": NOW,
+            "trigger": "Alerting",
+            "actual_value": "1",
+            "event_notification_type": "HardWiredNotification",
+            "component": {"name": "EVSE"},
+            "variable": {"name": "Power"},
+        }
+        await cp.call(call201.NotifyEvent(generated_at=NOW, seq_no=0, event_data=[event]))
+        await cp.call(call201.NotifyReport(request_id=1, generated_at=NOW, seq_no=0))
+
+
+# -- malformed and unknown frames -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "code"), [(V16, "FormationViolation"), (V201, "RpcFrameworkError")])
+async def test_invalid_json_gets_the_versions_error_and_the_connection_stays(gateway, seed_charger, version, code):
+    """A frame that is not JSON gets the version's CALLERROR (id "-1"), and the charger stays connected."""
+    async with raw_charger(gateway, seed_charger(), version) as ws:
+        assert await exchange(ws, "[2, nonsense") == [4, "-1", code, "frame is not valid JSON", {}]
+        assert (await exchange(ws, '[2,"hb","Heartbeat",{}]'))[:2] == [3, "hb"]
+
+
+@pytest.mark.parametrize(("version", "code"), [(V16, "FormationViolation"), (V201, "FormatViolation")])
+async def test_payload_breaking_the_schema_gets_the_versions_spelling(gateway, seed_charger, version, code):
+    """A CALL whose payload has an unknown field gets 1.6 FormationViolation / 2.0.1 FormatViolation."""
+    async with raw_charger(gateway, seed_charger(), version) as ws:
+        answer = await exchange(ws, '[2,"m1","Heartbeat",{"bogus":1}]')
+        assert answer[:3] == [4, "m1", code]
+
+
+async def test_v201_unknown_message_type_gets_message_type_not_supported(gateway, seed_charger):
+    """2.0.1: a frame with an unknown messageTypeId gets MessageTypeNotSupported."""
+    async with raw_charger(gateway, seed_charger(), V201) as ws:
+        assert (await exchange(ws, '[7,"m2","Foo",{}]'))[:3] == [4, "m2", "MessageTypeNotSupported"]
+
+
+@pytest.mark.parametrize(("action", "code"), [("FlyToTheMoon", "NotImplemented"), ("GetConfiguration", "NotSupported")])
+async def test_unknown_and_unhandled_actions_get_ocpp_j_codes(gateway, seed_charger, action, code):
+    """An unknown action gets NotImplemented; a known one the CSMS does not handle gets NotSupported (OCPP-J)."""
+    async with raw_charger(gateway, seed_charger(), V16) as ws:
+        assert (await exchange(ws, f'[2,"m3","{action}",{{}}]'))[:3] == [4, "m3", code]
