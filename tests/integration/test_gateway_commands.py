@@ -1,0 +1,191 @@
+"""Commands from the API through the real channel (DynamoDB + SQS) to chargers held by real gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
+
+from evreserve.channel import CommandEnvelope
+from evreserve.models import CommandAction, OcppVersion, OutcomeKind, ReservationRef, ReservationState
+from evreserve.ocpp_mapping import reserve_now_payload
+
+pytestmark = pytest.mark.integration
+
+V16 = OcppVersion.V16
+V201 = OcppVersion.V201
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_command_is_answered(gateway, seed_charger, registry, commands, version):
+    """A CancelReservation reaches the charger and its CALLRESULT is the stored outcome."""
+    charger = seed_charger()
+    behaviour = Behaviour(status="Accepted")
+    async with charger_session(gateway, charger, version, behaviour):
+        await wait_held(gateway, charger, registry)
+        command = commands.command(charger, version)
+        outcome = await commands.execute(command, gateway.queue_url)
+    assert (outcome.kind, outcome.payload, outcome.completed_by) == (
+        OutcomeKind.RESULT,
+        {"status": "Accepted"},
+        gateway.instance_id,
+    )
+    assert behaviour.received == [("CancelReservation", {"reservation_id": 7})]
+    assert commands.ledger.get(command.command_id).outcome == outcome
+
+
+async def test_reserve_now_answer_updates_the_reservation(
+    gateway, seed_charger, seed_reservation, registry, commands, reservation_store
+):
+    """A ReserveNow answered Accepted moves its Pending reservation to Accepted with the outcome."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger, state=ReservationState.PENDING)
+    async with charger_session(gateway, charger, V201):
+        await wait_held(gateway, charger, registry)
+        payload = reserve_now_payload(
+            V201,
+            reservation_id=reservation.reservation_id,
+            port_number=1,
+            expiry_date=reservation.expiry_date,
+            id_tag="TAG-1",
+        )
+        command = commands.command(charger, V201, CommandAction.RESERVE_NOW, payload).model_copy(
+            update={
+                "command_id": reservation.command_id,
+                "reservation": ReservationRef(account_id=1, reservation_id=reservation.reservation_id),
+            }
+        )
+        outcome = await commands.execute(command, gateway.queue_url)
+    assert outcome.kind is OutcomeKind.RESULT
+    assert reservation_store.get(1, reservation.reservation_id).state is ReservationState.ACCEPTED
+
+
+async def test_call_error_is_the_outcome(gateway, seed_charger, registry, commands):
+    """A charger's CALLERROR is stored with its code and description."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16, Behaviour(mode="call_error")):
+        await wait_held(gateway, charger, registry)
+        outcome = await commands.execute(commands.command(charger, V16), gateway.queue_url)
+    assert (outcome.kind, outcome.error_code, outcome.error_description) == (
+        OutcomeKind.CALL_ERROR,
+        "NotSupported",
+        "reservations are disabled",
+    )
+
+
+async def test_silent_charger_times_out(gateway, seed_charger, registry, commands):
+    """A charger that never answers gives a timeout outcome at the command's deadline."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16, Behaviour(mode="silent")):
+        await wait_held(gateway, charger, registry)
+        command = commands.command(charger, V16, timeout_s=1.0)
+        outcome = await commands.execute(command, gateway.queue_url)
+    assert (outcome.kind, outcome.completed_by) == (OutcomeKind.TIMEOUT, gateway.instance_id)
+
+
+async def test_charger_not_held_is_offline(gateway, seed_charger, commands):
+    """A command for a charger this instance does not hold is not sent and ends offline at once."""
+    charger = seed_charger()
+    started = time.monotonic()
+    outcome = await commands.execute(commands.command(charger, V16), gateway.queue_url)
+    assert (outcome.kind, outcome.completed_by) == (OutcomeKind.OFFLINE, gateway.instance_id)
+    assert time.monotonic() - started < 2
+
+
+async def test_charger_leaving_mid_call_is_offline_at_once(gateway, seed_charger, registry, commands):
+    """A charger closing its socket instead of answering ends the command offline without waiting out the timeout."""
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16, Behaviour(mode="vanish")):
+        await wait_held(gateway, charger, registry)
+        started = time.monotonic()
+        outcome = await commands.execute(commands.command(charger, V16, timeout_s=10.0), gateway.queue_url)
+    assert outcome.kind is OutcomeKind.OFFLINE
+    assert time.monotonic() - started < 5
+
+
+async def test_expired_command_is_not_sent(gateway, seed_charger, registry, commands):
+    """A command that reaches the gateway after its deadline is recorded expired and never sent."""
+    charger = seed_charger()
+    behaviour = Behaviour()
+    async with charger_session(gateway, charger, V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        command = commands.command(charger, V16, timeout_s=-1.0)
+        await asyncio.to_thread(commands.channel.submit, command)
+        await asyncio.to_thread(commands.channel.send, command, gateway.queue_url)
+        stored = await wait_until(lambda: commands.ledger.get(command.command_id).outcome, what="outcome")
+    assert (stored.kind, stored.completed_by) == (OutcomeKind.EXPIRED, gateway.instance_id)
+    assert behaviour.received == []
+
+
+async def test_duplicate_delivery_is_sent_once(gateway, seed_charger, registry, commands, gateway_clients):
+    """The same envelope delivered twice reaches the charger once and has one outcome."""
+    charger = seed_charger()
+    behaviour = Behaviour()
+    async with charger_session(gateway, charger, V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        command = commands.command(charger, V16)
+        body = CommandEnvelope(command=command).to_json()
+        await asyncio.to_thread(commands.channel.submit, command)
+        for _ in range(2):
+            await asyncio.to_thread(gateway_clients.sqs.send_message, QueueUrl=gateway.queue_url, MessageBody=body)
+        outcome = await asyncio.to_thread(commands.channel.wait, command)
+        await asyncio.sleep(0.5)  # room for the second delivery to be (not) sent
+    assert outcome.kind is OutcomeKind.RESULT
+    assert len(behaviour.received) == 1
+
+
+async def test_silent_charger_delays_only_itself(gateway, seed_charger, registry, commands):
+    """While one charger stays silent, a command to another charger completes at once."""
+    silent, quick = seed_charger(), seed_charger()
+    async with (
+        charger_session(gateway, silent, V16, Behaviour(mode="silent")),
+        charger_session(gateway, quick, V201),
+    ):
+        await wait_held(gateway, silent, registry)
+        await wait_held(gateway, quick, registry)
+        stuck = asyncio.create_task(commands.execute(commands.command(silent, V16, timeout_s=2.0), gateway.queue_url))
+        started = time.monotonic()
+        outcome = await commands.execute(commands.command(quick, V201), gateway.queue_url)
+        assert outcome.kind is OutcomeKind.RESULT
+        assert time.monotonic() - started < 1.5
+        assert (await stuck).kind is OutcomeKind.TIMEOUT
+
+
+async def test_two_instances_route_to_the_right_charger(start_gateway, seed_charger, registry, commands):
+    """Two gateways each hold a charger; a command sent to the queue in a charger's record reaches it."""
+    first, second = await start_gateway(), await start_gateway()
+    on_first, on_second = seed_charger(), seed_charger()
+    behaviour_first, behaviour_second = Behaviour(), Behaviour()
+    async with (
+        charger_session(first, on_first, V16, behaviour_first),
+        charger_session(second, on_second, V201, behaviour_second),
+    ):
+        await wait_held(first, on_first, registry)
+        await wait_held(second, on_second, registry)
+        for charger, version in ((on_first, V16), (on_second, V201)):
+            queue_url = registry.get_charger(charger.id).connection.queue_url
+            outcome = await commands.execute(commands.command(charger, version), queue_url)
+            assert outcome.kind is OutcomeKind.RESULT
+    assert (len(behaviour_first.received), len(behaviour_second.received)) == (1, 1)
+    assert registry.get_charger(on_first.id).connection.instance_id == first.instance_id
+    assert registry.get_charger(on_second.id).connection.instance_id == second.instance_id
+
+
+async def test_command_follows_a_charger_that_moved(start_gateway, seed_charger, registry, commands):
+    """After a charger reconnects to another instance, commands reach it there; the old instance answers offline."""
+    first, second = await start_gateway(), await start_gateway()
+    charger = seed_charger()
+    async with charger_session(first, charger, V16):
+        await wait_held(first, charger, registry)
+    behaviour = Behaviour()
+    async with charger_session(second, charger, V16, behaviour):
+        await wait_held(second, charger, registry)
+        queue_url = registry.get_charger(charger.id).connection.queue_url
+        assert queue_url == second.queue_url
+        outcome = await commands.execute(commands.command(charger, V16), queue_url)
+        assert (outcome.kind, outcome.completed_by) == (OutcomeKind.RESULT, second.instance_id)
+        stale = await commands.execute(commands.command(charger, V16), first.queue_url)
+        assert (stale.kind, stale.completed_by) == (OutcomeKind.OFFLINE, first.instance_id)
+    assert len(behaviour.received) == 1
