@@ -1,0 +1,189 @@
+"""The OCPP-J session over an in-memory connection: framing, error codes, outgoing CALLs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from evreserve.models import OcppVersion
+from evreserve_gateway.charger_messages import GroupToken
+from evreserve_gateway.ocpp_session import (
+    CallErrorReply,
+    CallResultReply,
+    SessionClosed,
+    error_code_for,
+    new_session,
+    use_inline_validation,
+)
+
+use_inline_validation()
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.sent: asyncio.Queue[list] = asyncio.Queue()
+
+    async def send(self, message: str) -> None:
+        await self.sent.put(json.loads(message))
+
+
+class FakeEvents:
+    def __init__(self, group: GroupToken | None = None, lookup_delay_s: float = 0.0) -> None:
+        self.boots: list = []
+        self.statuses: list = []
+        self.ended: list = []
+        self._group = group
+        self._delay = lookup_delay_s
+
+    def record_boot(self, boot):
+        self.boots.append(boot)
+
+    def record_port_status(self, port_number, status):
+        self.statuses.append((port_number, status))
+
+    def record_reservation_end(self, reservation_id, state):
+        self.ended.append((reservation_id, state))
+
+    async def group_token_for(self, id_tag):
+        await asyncio.sleep(self._delay)
+        return self._group
+
+    def new_transaction_id(self):
+        return 42
+
+
+def _session(version=OcppVersion.V16, events=None):
+    connection = FakeConnection()
+    logger = logging.LoggerAdapter(logging.getLogger("test"), {})
+    return new_session(version, "CP-1", connection, events or FakeEvents(), logger, 60), connection
+
+
+async def test_heartbeat_is_answered_with_the_time():
+    """A Heartbeat gets a CALLRESULT with currentTime."""
+    session, connection = _session()
+    await session.route_message('[2,"a","Heartbeat",{}]')
+    answer = connection.sent.get_nowait()
+    assert answer[:2] == [3, "a"] and answer[2]["currentTime"].endswith("Z")
+
+
+async def test_boot_notification_reports_and_answers_interval():
+    """BootNotification is reported to the events and answered with the configured interval."""
+    events = FakeEvents()
+    session, connection = _session(events=events)
+    await session.route_message('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    answer = connection.sent.get_nowait()
+    assert (answer[2]["status"], answer[2]["interval"]) == ("Accepted", 60)
+    assert (events.boots[0].vendor, events.boots[0].model) == ("V", "M")
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("not json", [4, "-1", "FormationViolation"]),
+        ('{"a":1}', [4, "-1", "FormationViolation"]),
+        ('[2,"c","Heartbeat"]', [4, "c", "FormationViolation"]),
+        ('[2,"c","BootNotification",{"chargePointVendor":"V"}]', [4, "c", "ProtocolError"]),
+        ('[2,"c","Heartbeat",{"x":1}]', [4, "c", "FormationViolation"]),
+    ],
+)
+async def test_v16_malformed_frames_get_1_6_codes(frame, expected):
+    """1.6 frames that are not valid OCPP-J get 1.6's codes (FormationViolation, not FormatViolation)."""
+    session, connection = _session()
+    await session.route_message(frame)
+    assert connection.sent.get_nowait()[:3] == expected
+
+
+async def test_v16_unknown_message_type_is_ignored():
+    """OCPP-J 1.6: a frame with an unknown messageTypeId is ignored."""
+    session, connection = _session()
+    await session.route_message('[9,"d"]')
+    assert connection.sent.empty()
+
+
+async def test_v201_unparseable_frame_gets_rpc_framework_error():
+    """2.0.1: a frame that is not an OCPP-J message gets RpcFrameworkError."""
+    session, connection = _session(OcppVersion.V201)
+    await session.route_message("[]")
+    assert connection.sent.get_nowait()[:3] == [4, "-1", "RpcFrameworkError"]
+
+
+def test_error_code_spelling_per_version():
+    """The library's 2.0.1 spellings become 1.6's and back."""
+    assert error_code_for(OcppVersion.V16, "FormatViolation") == "FormationViolation"
+    assert error_code_for(OcppVersion.V16, "OccurrenceConstraintViolation") == "OccurenceConstraintViolation"
+    assert error_code_for(OcppVersion.V201, "FormationViolation") == "FormatViolation"
+    assert error_code_for(OcppVersion.V201, "NotSupported") == "NotSupported"
+
+
+async def test_call_result_answers_the_pending_call():
+    """send_call returns the charger's CALLRESULT payload for the matching message id."""
+    session, connection = _session()
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    sent = await connection.sent.get()
+    assert sent[2:] == ["CancelReservation", {"reservationId": 1}]
+    await session.route_message(json.dumps([3, sent[1], {"status": "Accepted"}]))
+    assert await pending == CallResultReply({"status": "Accepted"})
+
+
+async def test_call_error_with_unknown_code_is_passed_through():
+    """A CALLERROR code the library does not know (2.0.1 RpcFrameworkError) is still reported as such."""
+    session, connection = _session(OcppVersion.V201)
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    sent = await connection.sent.get()
+    await session.route_message(json.dumps([4, sent[1], "RpcFrameworkError", "bad", {}]))
+    assert await pending == CallErrorReply("RpcFrameworkError", "bad")
+
+
+async def test_invalid_answer_becomes_a_call_error():
+    """An answer that breaks the schema is reported as a CALLERROR with the violation, not returned."""
+    session, connection = _session()
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    sent = await connection.sent.get()
+    await session.route_message(json.dumps([3, sent[1], {"status": "Maybe"}]))
+    reply = await pending
+    assert isinstance(reply, CallErrorReply) and reply.code == "FormatViolation"
+
+
+async def test_close_fails_the_pending_call_at_once():
+    """Closing the session wakes the pending call with SessionClosed instead of letting it time out."""
+    session, connection = _session()
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    await connection.sent.get()
+    session.close()
+    with pytest.raises(SessionClosed):
+        await asyncio.wait_for(pending, 1)
+
+
+async def test_late_answer_is_ignored():
+    """An answer for no pending call does not disturb the next call."""
+    session, connection = _session()
+    await session.route_message('[3,"stale",{"status":"Accepted"}]')
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    sent = await connection.sent.get()
+    await session.route_message(json.dumps([3, sent[1], {"status": "Rejected"}]))
+    assert await pending == CallResultReply({"status": "Rejected"})
+
+
+async def test_slow_authorize_does_not_hold_up_answers_to_our_calls():
+    """While Authorize waits on storage, the charger's answer to our CALL is still read."""
+    session, connection = _session(events=FakeEvents(GroupToken("G", "Central"), lookup_delay_s=0.2))
+    pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
+    sent = await connection.sent.get()
+    await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
+    await session.route_message(json.dumps([3, sent[1], {"status": "Accepted"}]))
+    assert await asyncio.wait_for(pending, 0.1) == CallResultReply({"status": "Accepted"})
+    answer = await asyncio.wait_for(connection.sent.get(), 1)
+    assert answer == [3, "auth", {"idTagInfo": {"status": "Accepted", "parentIdTag": "G"}}]
+
+
+async def test_calls_after_a_slow_one_are_answered_in_order():
+    """A Heartbeat sent while Authorize is pending is answered after it."""
+    session, connection = _session(events=FakeEvents(lookup_delay_s=0.05))
+    await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
+    await session.route_message('[2,"hb","Heartbeat",{}]')
+    first = await asyncio.wait_for(connection.sent.get(), 1)
+    second = await asyncio.wait_for(connection.sent.get(), 1)
+    assert (first[1], second[1]) == ("auth", "hb")
