@@ -73,7 +73,8 @@ from devstack.lambda_runtime import (
 from devstack.template import TEMPLATE_PATH, Intrinsic, Template, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV
 
-log = logging.getLogger(__name__)
+# Named, not __name__: under `python -m devstack.local_api` that would be "__main__".
+log = logging.getLogger("devstack.local_api")
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -1034,7 +1035,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a bug here must cost one request, not the connection thread
             log.exception("local API failed on %s %s", self.command, self.path)
             response = HttpResponse(500, [("Content-Type", "application/json")], b'{"message":"Internal server error"}')
-        self._write(response)
+        # Logged before the answer goes out, so a client that has its answer can rely
+        # on the line being there (tests read it); the socket write is not timed.
         duration_ms = (time.monotonic() - started) * 1000
         temperature = "-" if response.cold is None else "cold" if response.cold else "warm"
         log.info(
@@ -1047,6 +1049,7 @@ class _Handler(BaseHTTPRequestHandler):
             temperature,
             f" {response.note}" if response.note else "",
         )
+        self._write(response)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -65,3 +66,21 @@ def test_admin_key_reaches_the_admin_function(local_api: LocalApi, admin_api_key
     assert status == 200, body
     assert headers["Content-Type"].startswith("application/json")
     assert "data" in body
+
+
+def test_concurrent_requests_through_the_real_functions(local_api: LocalApi, admin_api_key: str) -> None:
+    """50 requests at once through the real authorizer and function all succeed."""
+    count = 50
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+
+    def one() -> None:
+        barrier.wait()
+        statuses.append(get(local_api, "/api/admin/accounts", {"Authorization": f"Bearer {admin_api_key}"})[0])
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * count

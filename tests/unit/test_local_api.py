@@ -503,7 +503,7 @@ def test_concurrent_requests_each_get_their_own_instance(call: Client) -> None:
 
     def one() -> None:
         barrier.wait()
-        results.append(call("GET", "/items?sleep=0.3", ALLOW))
+        results.append(call("GET", "/items?sleep=0.5", ALLOW))
 
     threads = [threading.Thread(target=one) for _ in range(count)]
     for thread in threads:
