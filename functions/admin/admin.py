@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from evreserve.models import INT32_MAX
@@ -17,7 +18,7 @@ from evreserve.schemas import (
     ApiKeyView,
     Pagination,
 )
-from evreserve_lambda.app import caller, create_app, lambda_handler, services, tracer
+from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
 from evreserve_lambda.openapi import bundled_document, errors
 
 app = create_app()
@@ -89,8 +90,9 @@ def list_api_keys(account_id: AccountId, limit: Limit = 50, next_page_cursor: Cu
     responses=errors(),
 )
 @tracer.capture_method
-def delete_api_key(account_id: AccountId, key_id: Annotated[str, Path(alias="keyId", max_length=64)]) -> None:
+def delete_api_key(account_id: AccountId, key_id: Annotated[str, Path(alias="keyId", max_length=64)]) -> Response[str]:
     services().accounts.delete_api_key(caller(app), account_id, key_id)
+    return no_content()
 
 
 @app.get("/api/openapi.json", summary="This API's OpenAPI document", tags=["Meta"], responses=errors())

@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from evreserve.models import INT32_MAX
@@ -20,7 +21,7 @@ from evreserve.schemas import (
     PortUpdate,
     PortView,
 )
-from evreserve_lambda.app import caller, create_app, lambda_handler, services, tracer
+from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
 from evreserve_lambda.openapi import errors
 
 app = create_app()
@@ -93,8 +94,9 @@ def update_charger(charger_id: ChargerId, request: ChargerUpdate) -> ChargerResp
     responses=errors(409, descriptions=_CONFLICT),
 )
 @tracer.capture_method
-def delete_charger(charger_id: ChargerId) -> None:
+def delete_charger(charger_id: ChargerId) -> Response[str]:
     services().chargers.delete(caller(app), charger_id)
+    return no_content()
 
 
 @app.get("/api/chargers/<chargerId>/ports", summary="List a charger's ports", tags=["Ports"], responses=errors())
@@ -138,8 +140,9 @@ def update_port(charger_id: ChargerId, port_id: PortId, request: PortUpdate) -> 
     responses=errors(409, descriptions=_CONFLICT),
 )
 @tracer.capture_method
-def delete_port(charger_id: ChargerId, port_id: PortId) -> None:
+def delete_port(charger_id: ChargerId, port_id: PortId) -> Response[str]:
     services().chargers.delete_port(caller(app), charger_id, port_id)
+    return no_content()
 
 
 handler: Any = lambda_handler(app)

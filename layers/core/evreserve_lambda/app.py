@@ -56,6 +56,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
+def no_content() -> Response[str]:
+    """204 with no body at all (HTTP forbids one; ``None`` would be serialized as ``null``)."""
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
 def _invalid(exc: RequestValidationError) -> Response[Any]:
     status, body = invalid_request(exc.errors())
     return json_response(status, body)
