@@ -55,7 +55,7 @@ ENVELOPE_VERSION = 1
 
 #: Seconds between polls for an outcome: quick at first, since most chargers answer
 #: within tens of milliseconds, then backing off to bound the reads per slow command.
-POLL_SCHEDULE_S: Sequence[float] = (0.015, 0.015, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5)
+POLL_SCHEDULE_S: Sequence[float] = (0.02, 0.015, 0.015, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5)
 
 
 class CommandEnvelope(Model):
@@ -231,20 +231,26 @@ class CommandChannel:
             raise
 
     def wait(self, command: Command) -> CommandOutcome:
-        """Poll for the outcome; past the deadline and grace, record a timeout (exactly-once)."""
+        """Poll for the outcome; past the deadline and grace, record a timeout (exactly-once).
+
+        The first read comes after the first pause, not at once: the caller has just
+        queued the command (or found it without an outcome), so an immediate read would
+        almost always be a wasted request.
+        """
         give_up_at = command.deadline + timedelta(seconds=self._settings.command_grace_s)
         polls = iter(POLL_SCHEDULE_S)
         while True:
             now = self._clock()
-            current = self._ledger.get(command.command_id)
-            if current is not None and current.outcome is not None:
-                return current.outcome
             if now >= give_up_at:
+                # complete() returns the gateway's outcome if it was written meanwhile.
                 return self._ledger.complete(
                     command, CommandOutcome(kind=OutcomeKind.TIMEOUT, completed_at=now, completed_by="api")
                 )
             pause = next(polls, POLL_SCHEDULE_S[-1])
             self._sleep(max(0.0, min(pause, (give_up_at - now).total_seconds())))
+            current = self._ledger.get(command.command_id)
+            if current is not None and current.outcome is not None:
+                return current.outcome
 
     def execute(
         self,
