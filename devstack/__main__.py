@@ -14,9 +14,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,6 +23,7 @@ from typing import Any
 
 from devstack import HOST, REPO_ROOT
 from devstack.balancer import TcpBalancer
+from devstack.gateways import GatewayProcess, free_port
 from devstack.local_api import LocalApi
 from devstack.localaws import LocalAws
 from evreserve.security import generate_api_key
@@ -37,56 +35,6 @@ LOG_DIR = REPO_ROOT / ".local" / "logs"
 
 #: Demo chargers: one of each OCPP version, two ports each.
 DEMO_CHARGERS = (("DEMO-CP-16", "1.6"), ("DEMO-CP-201", "2.0.1"))
-
-
-@dataclass
-class GatewayProcess:
-    instance_id: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str]) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "evreserve_gateway"],
-            env={**env, "GATEWAY_HOST": HOST, "GATEWAY_PORT": str(self.port), "INSTANCE_ID": self.instance_id},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def wait_healthy(self, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        url = f"http://{HOST}:{self.port}/health"
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"gateway {self.instance_id} exited; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(url, timeout=1):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway {self.instance_id} did not become healthy; see {self.log_path}")
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM first: the gateway drains (closes chargers with 1012, finishes commands)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -200,7 +148,7 @@ async def serve() -> None:
     with LocalAws(prefix="local", log_dir=LOG_DIR) as aws:
         env = {**os.environ, **aws.env()}
         os.environ.update(aws.env())
-        ports = [gateway_port] if instances == 1 else [_free_port() for _ in range(instances)]
+        ports = [gateway_port] if instances == 1 else [free_port() for _ in range(instances)]
         gateways = [
             GatewayProcess(f"local-{i + 1}", port, LOG_DIR / f"gateway-{i + 1}.log") for i, port in enumerate(ports)
         ]
