@@ -1,0 +1,261 @@
+"""Gateway message throughput against its baselines, all measured in the same run by the same client.
+
+    .venv/bin/python benchmarks/gateway_throughput.py [--smoke] [--with-10k] [--duration 10]
+
+For each size (100 and 1,000 chargers; 10,000 with ``--with-10k``; 20 for 2 s with
+``--smoke``) and each load (Heartbeat only; the realistic mix of MeterValues, Heartbeat and
+StatusNotification), every charger sends its next CALL as soon as the previous answer
+arrives (``loadgen.py``, its own process). Servers, one at a time, each in its own process:
+
+* ``echo``      bare ``websockets`` echo server, asyncio loop: the physical limit;
+* ``naive``     the ``ocpp`` library's ChargePoint answering with no storage;
+* ``ocpp-rpc``  Node ``ocpp-rpc`` in strict mode (``benchmarks/node``);
+* ``ours``      ``python -m evreserve_gateway`` against a LocalAws started here, the
+                chargers registered with scrypt-hashed passwords, so every connection pays
+                the real registry lookup and authentication, and StatusNotifications
+                are written to DynamoDB Local.
+
+Prints messages/s, p50/p99 latency, server CPU and client CPU per row, and the ratios
+ours/echo and ours/ocpp-rpc. A row whose client CPU is near 100% was limited by the
+client, not the server: read its ratio with that in mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+from common import BENCH_DIR, LOG_DIR, PYTHON, REPO_ROOT, Report, Server, free_port, raise_nofile, ratio, run_load
+
+PASSWORD = "bench-password-0123456789"  # noqa: S105 (local benchmark chargers)
+#: Chargers beyond this many are registered without a password: scrypt (~50 ms of CPU per
+#: first connection) would make a 10,000-charger run spend minutes authenticating.
+MAX_PASSWORD_CHARGERS = 1000
+PREFIX = "BENCH-"
+
+
+def node_available() -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return "node is not installed"
+    if not (BENCH_DIR / "node_modules" / "ocpp-rpc").is_dir():
+        # Installing is cheap and needs only the npm registry; `make bench` does it too.
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return f"npm ci in benchmarks/ failed: {done.stderr.decode()[-300:]}"
+    return None
+
+
+class OurStack:
+    """LocalAws with ``count`` registered chargers, and the gateway as ``python -m evreserve_gateway``."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.aws: Any = None
+        self.problem: str | None = None
+
+    def start(self, stack: ExitStack) -> None:
+        try:
+            from devstack.localaws import LocalAws
+        except ImportError as exc:
+            self.problem = f"devstack.localaws is not importable ({exc})"
+            return
+        self.aws = stack.enter_context(LocalAws(prefix="bench", log_dir=LOG_DIR / "localaws"))
+        register_chargers(self.aws, self.count)
+
+    def server(self, port: int) -> Server:
+        env = {
+            **self.aws.env(),
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(port),
+            "INSTANCE_ID": f"bench-{port}",
+            "LOG_LEVEL": "WARNING",
+            # Short long polls only speed up the stop; the queue is idle here.
+            "GATEWAY_QUEUE_WAIT_S": "2",
+        }
+        return Server("ours", [PYTHON, "-m", "evreserve_gateway"], port, env=env)
+
+    def aux_pids(self) -> list[int]:
+        return [pid for pid in (self.aws.dynamodb.pid, self.aws.sqs.pid) if pid]
+
+
+def register_chargers(aws: Any, count: int, *, first_password_less: int = MAX_PASSWORD_CHARGERS + 1) -> None:
+    """Chargers ``BENCH-1..count`` with two ports each, written straight to the registry."""
+    from evreserve.models import Charger, OcppVersion, Port, utcnow
+    from evreserve.security import hash_password
+    from evreserve.storage.registry import RegistryStore
+
+    registry = RegistryStore(aws.dynamodb_client(), aws.env()["REGISTRY_TABLE"])
+    # One hash for all: hashing is the registering side's cost, not the gateway's.
+    password_hash = hash_password(PASSWORD)
+    now = utcnow()
+
+    def create(n: int) -> None:
+        registry.create_charger(
+            Charger(
+                id=n,
+                account_id=1,
+                ocpp_id=f"{PREFIX}{n}",
+                ocpp_version=OcppVersion.V16,
+                password_hash=password_hash if n < first_password_less else None,
+                allow_no_password=n >= first_password_less,
+                ports=(Port(id=2 * n - 1, port_number=1), Port(id=2 * n, port_number=2)),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(1, count + 1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="20 chargers for 2 s: checks the script, not the figures")
+    parser.add_argument("--with-10k", action="store_true", help="also 10,000 chargers")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per row (after a warm-up)")
+    parser.add_argument("--only", nargs="*", choices=["echo", "naive", "ocpp-rpc", "ours"], help="servers to run")
+    parser.add_argument("--client-asyncio", action="store_true", help="run the client on asyncio instead of uvloop")
+    args = parser.parse_args()
+
+    sizes = [20] if args.smoke else [100, 1000] + ([10_000] if args.with_10k else [])
+    duration, warmup = (2.0, 0.5) if args.smoke else (args.duration, 2.0)
+    kinds = args.only or ["echo", "naive", "ocpp-rpc", "ours"]
+    raise_nofile(max(sizes) * 2 + 1024)
+    report = Report("gateway_throughput", smoke=args.smoke)
+    report.notes.append(
+        "closed loop: each charger sends its next CALL when the previous answer arrives; latency = send to answer, "
+        "at the client. realistic mix per 10 CALLs: 6 MeterValues, 3 Heartbeat, 1 StatusNotification."
+    )
+    report.notes.append(
+        "server CPU is % of one core (a Python server cannot use more than ~100%); client_cpu near 100% means the "
+        "client, not the server, set the pace. aux_cpu = DynamoDB Local + SQS server, only for ours."
+    )
+
+    with ExitStack() as stack:
+        ours = OurStack(max(sizes))
+        if "ours" in kinds:
+            t0 = time.perf_counter()
+            ours.start(stack)
+            if ours.problem:
+                report.todo.append(f"ours not measured: {ours.problem}")
+            else:
+                report.notes.append(
+                    f"ours: LocalAws + {max(sizes)} chargers registered in {time.perf_counter() - t0:.1f}s; "
+                    f"chargers 1..{min(max(sizes), MAX_PASSWORD_CHARGERS)} use Basic auth with scrypt hashes "
+                    "(first connect of each pays one scrypt in the gateway), any beyond are password-less"
+                )
+        node_problem = node_available() if "ocpp-rpc" in kinds else None
+        if node_problem:
+            report.todo.append(f"ocpp-rpc not measured: {node_problem}")
+
+        factories: dict[str, Callable[[int], Server]] = {
+            "echo": lambda port: Server(
+                "echo", [PYTHON, str(BENCH_DIR / "baseline_servers.py"), "echo", "--port", str(port)], port
+            ),
+            "naive": lambda port: Server(
+                "naive", [PYTHON, str(BENCH_DIR / "baseline_servers.py"), "naive", "--port", str(port)], port
+            ),
+            "ocpp-rpc": lambda port: Server(
+                "ocpp-rpc", ["node", str(BENCH_DIR / "node" / "ocpp_rpc_server.js"), str(port)], port
+            ),
+            "ours": ours.server,
+        }
+        runnable = [k for k in kinds if not (k == "ours" and ours.problem) and not (k == "ocpp-rpc" and node_problem)]
+        for kind in runnable:
+            port = free_port()
+            with factories[kind](port) as server:
+                for size in sizes:
+                    for mix in ("heartbeat", "realistic"):
+                        config = {
+                            "url": f"ws://127.0.0.1:{port}/ocpp",
+                            "prefix": PREFIX,
+                            "count": size,
+                            "password": PASSWORD,
+                            "mode": "closed",
+                            "mix": mix,
+                            "boot": False,
+                            "warmup_s": warmup,
+                            "duration_s": duration,
+                            "expect": "any" if kind == "echo" else "result",
+                            "uvloop": not args.client_asyncio,
+                            "connect_concurrency": 100,
+                            "deadline_s": 900,
+                        }
+                        extra = ours.aux_pids() if kind == "ours" else []
+                        figures = run_load(
+                            config, name=f"loadgen-{kind}-{size}-{mix}", server_pid=server.pid, extra_pids=extra
+                        )
+                        aux = sum(v for k, v in figures.items() if k.startswith("aux") and k.endswith("_cpu_pct"))
+                        report.add(
+                            server=kind,
+                            chargers=size,
+                            load=mix,
+                            connected=figures["connected"],
+                            connect_s=figures["connect_s"],
+                            msg_per_s=figures["msg_per_s"],
+                            p50_ms=figures.get("p50_ms"),
+                            p99_ms=figures.get("p99_ms"),
+                            server_cpu=figures.get("server_cpu_pct"),
+                            client_cpu=figures.get("client_cpu_pct"),
+                            aux_cpu=round(aux, 1) if extra else None,
+                            errors=figures.get("errors", 0) + figures.get("connect_failed", 0),
+                        )
+                        if figures.get("unexpected") or figures.get("connect_errors"):
+                            seen = (figures.get("connect_errors") or []) + figures.get("unexpected", [])
+                            report.notes.append(f"{kind}/{size}/{mix}: {seen}"[:600])
+                        time.sleep(1.0)  # let the server finish closing before the next row
+
+    def rate(server: str, size: int, mix: str) -> float | None:
+        row = next((r for r in report.results if (r["server"], r["chargers"], r["load"]) == (server, size, mix)), None)
+        return row["msg_per_s"] if row else None
+
+    for size in sizes:
+        for mix in ("heartbeat", "realistic"):
+            report.ratios[f"ours/echo {size} {mix}"] = ratio(rate("ours", size, mix), rate("echo", size, mix))
+            report.ratios[f"ours/ocpp-rpc {size} {mix}"] = ratio(rate("ours", size, mix), rate("ocpp-rpc", size, mix))
+            report.ratios[f"naive/echo {size} {mix}"] = ratio(rate("naive", size, mix), rate("echo", size, mix))
+    at = 20 if args.smoke else 1000
+    report.target(
+        f"ours/echo at {at} chargers, heartbeat", report.ratios.get(f"ours/echo {at} heartbeat"), 0.8, at_least=True
+    )
+    report.target(
+        f"ours/ocpp-rpc at {at} chargers, heartbeat",
+        report.ratios.get(f"ours/ocpp-rpc {at} heartbeat"),
+        1.0,
+        at_least=True,
+    )
+    report.extra["logs"] = str(LOG_DIR)
+    report.emit(
+        [
+            "server",
+            "chargers",
+            "load",
+            "connected",
+            "connect_s",
+            "msg_per_s",
+            "p50_ms",
+            "p99_ms",
+            "server_cpu",
+            "client_cpu",
+            "aux_cpu",
+            "errors",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    os.chdir(REPO_ROOT)
+    main()
