@@ -1,0 +1,148 @@
+"""AWS requests and Lambda invocations per reservation and per cancel, counted exactly.
+
+    .venv/bin/python benchmarks/request_costs.py [--smoke] [--rounds 10]
+
+The whole local stack runs in this process (``stack.FullStack``), so one wrapper around
+botocore's ``Endpoint._send`` sees every HTTP request any piece makes to DynamoDB Local
+or the SQS server (retries included: one count per attempt, as AWS bills), attributed
+to the gateway or the functions by thread; another around the local API's
+``FunctionPool.invoke`` counts invocations. Each round is one reservation (POST, answered
+Accepted) then its cancel, sequential, with the counts taken after each request and
+the gateway's trailing writes/deletes. The first round (cold functions, authorizer
+cache miss) is reported apart. A gateway long poll that returned nothing is idle cost,
+not a reservation's, and is listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+from collections import Counter
+from contextlib import ExitStack
+from typing import Any
+
+from common import LOG_DIR, REPO_ROOT, Report
+from reservation_roundtrip import ID_TAG, expiry
+from stack import FullStack, InvocationCounter, RequestCounter, group
+
+SETTLE_S = 0.5  # the gateway deletes the message and logs after the answer went out
+
+
+def one(stack: FullStack, client: Any, kind: str, rid: int) -> str:
+    charger = stack.chargers[0]
+    if kind == "reserve":
+        body = {"portId": charger.port_id, "expiryDate": expiry(), "idTag": ID_TAG, "reservationId": rid}
+        response = client.post("/api/ocpp/reservations", json=body)
+    else:
+        response = client.post(
+            "/api/ocpp/reservations/cancel", json={"chargerId": charger.charger_id, "reservationId": rid}
+        )
+    return (
+        str(response.json().get("data", {}).get("status"))
+        if response.status_code == 200
+        else f"HTTP {response.status_code}: {response.text[:200]}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="two rounds")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    rounds = 2 if args.smoke else args.rounds
+    report = Report("request_costs", smoke=args.smoke)
+    requests, invocations = RequestCounter(), InvocationCounter()
+    requests.install()
+    invocations.install()
+
+    import httpx
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as cm, (LOG_DIR / "request_costs-functions.log").open("w") as function_log:
+        # The functions print their metrics (EMF) to stdout; this script's stdout is its report.
+        cm.enter_context(contextlib.redirect_stdout(function_log))
+        stack = FullStack(1, prefix="COST-").start(cm)
+        if stack.problem:
+            report.todo.append(f"not measured: {stack.problem}")
+            cm.close()
+            report.emit()
+            return
+        client = cm.enter_context(
+            httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.api_key}"}, timeout=35)
+        )
+        totals: dict[str, Counter[tuple[str, str, str]]] = {"reserve": Counter(), "cancel": Counter()}
+        calls: dict[str, Counter[str]] = {"reserve": Counter(), "cancel": Counter()}
+        statuses: dict[str, Counter[str]] = {"reserve": Counter(), "cancel": Counter()}
+        first: dict[str, Any] = {}
+        for n in range(rounds + 1):
+            for kind in ("reserve", "cancel"):
+                requests.take()
+                invocations.take()
+                requests.enabled = True
+                status = one(stack, client, kind, 5000 + n)
+                time.sleep(SETTLE_S)
+                requests.enabled = False
+                counted, invoked = requests.take(), invocations.take()
+                if n == 0:  # cold: function imports, authorizer cache miss
+                    first[kind] = {"requests": group(counted), "invocations": dict(invoked), "status": status}
+                    continue
+                totals[kind] += counted
+                calls[kind] += invoked
+                statuses[kind][status] += 1
+
+    report.extra["first_round_cold"] = first
+    for kind in ("reserve", "cancel"):
+        ops: Counter[tuple[str, str]] = Counter()
+        idle = 0
+        for (who, service, op), count in totals[kind].items():
+            if op == "ReceiveMessage(empty)":
+                idle += count
+                continue
+            ops[(service, op)] += count
+            report.add(
+                per=kind,
+                caller=who,
+                service=service,
+                operation=op,
+                per_request=round(count / rounds, 2),
+                scan="SCAN!" if op == "Scan" else "",
+            )
+        for function, count in sorted(calls[kind].items()):
+            report.add(
+                per=kind,
+                caller="local API",
+                service="Lambda",
+                operation=f"Invoke {function}",
+                per_request=round(count / rounds, 2),
+            )
+        dynamo = sum(c for (s, _), c in ops.items() if s == "DynamoDB") / rounds
+        sqs = sum(c for (s, _), c in ops.items() if s == "SQS") / rounds
+        lam = sum(calls[kind].values()) / rounds
+        report.ratios[f"{kind}: DynamoDB requests"] = round(dynamo, 2)
+        report.ratios[f"{kind}: SQS requests"] = round(sqs, 2)
+        report.ratios[f"{kind}: Lambda invocations"] = round(lam, 2)
+        report.ratios[f"{kind}: answers"] = dict(statuses[kind])
+        if idle:
+            report.notes.append(f"{kind}: {idle} empty long polls by the gateway in the windows (idle cost, excluded)")
+        if kind == "reserve":
+            report.target("DynamoDB requests per reservation", round(dynamo, 2), 6, at_least=False)
+            report.target("SQS requests per reservation", round(sqs, 2), 2, at_least=False)
+            scans = sum(c for (_, op), c in ops.items() if op == "Scan")
+            report.target("Scans per reservation", scans / rounds, 0, at_least=False)
+    report.notes.append(
+        f"{rounds} warm rounds (reserve, then cancel, sequential, one charger); counts are per request, "
+        "including the function's polling of the command record (GetItem), which depends on how fast the "
+        "charger answers."
+    )
+    report.notes.append(
+        "an authorizer cache miss (first request of a key, then every ReauthorizeEvery s) adds what "
+        "first_round_cold shows"
+    )
+    report.emit(["per", "caller", "service", "operation", "per_request", "scan"])
+
+
+if __name__ == "__main__":
+    os.chdir(REPO_ROOT)
+    main()
