@@ -76,8 +76,10 @@ integration: $(STAMP) $(NODE_STAMP)  ## Integration tests (local DynamoDB / SQS 
 e2e: $(STAMP) $(NODE_STAMP)  ## End-to-end tests over the whole local stack
 	$(BIN)/python -m pytest -q tests/e2e
 
-bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks (minutes; on a quiet machine)
+	npm ci --prefix benchmarks --no-audit --no-fund --loglevel=error
+	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs lambda_start sqs_candidates; do \
+	  echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:  ## Remove the venv, node_modules and caches
 	rm -rf $(VENV) $(SAM_VENV) node_modules .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
