@@ -27,9 +27,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from common import BENCH_DIR, LOG_DIR, PYTHON, REPO_ROOT, Report, Server, free_port, raise_nofile, ratio, run_load
@@ -121,6 +123,58 @@ def register_chargers(aws: Any, count: int, *, first_password_less: int = MAX_PA
         list(pool.map(create, range(1, count + 1)))
 
 
+def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Sample ``pid`` for ``seconds`` without pausing it; collapsed stacks (one line per stack) to ``out``."""
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
+    argv += ["--nonblocking", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """Where the samples went: the functions most often on top of the stack, and the
+    gateway/library functions most often anywhere on it (inclusive), in % of samples."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    if not path.exists():
+        return {"error": f"no profile at {path}"}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[_frame(frames[-1])] += count
+        for name in {_frame(f) for f in frames}:
+            inclusive[name] += count
+
+    def pct(counter: Counter[str], keep: Callable[[str], bool]) -> dict[str, float]:
+        return {k: round(100 * v / total, 1) for k, v in counter.most_common() if keep(k)}
+
+    interesting = ("evreserve", "ocpp", "websockets", "json", "jsonschema", "asyncio", "dataclasses", "logging")
+    return {
+        "samples": total,
+        "self_pct": dict(list(pct(own, lambda k: True).items())[:top]),
+        "inclusive_pct": dict(
+            list(pct(inclusive, lambda k: any(m in k for m in interesting) and "run_forever" not in k).items())[:top]
+        ),
+        "file": str(path),
+    }
+
+
+def _frame(frame: str) -> str:
+    """``handle (evreserve_gateway/ocpp_session.py:201)`` -> ``ocpp_session.py:handle``."""
+    name, _, where = frame.partition(" (")
+    file = where.rstrip(")").rsplit(":", 1)[0]
+    parts = file.split("/")
+    package = next((p for p in reversed(parts[:-1]) if p not in ("site-packages", "lib", "src")), "")
+    return f"{package}/{parts[-1]}:{name}" if package else f"{parts[-1]}:{name}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="20 chargers for 2 s: checks the script, not the figures")
@@ -128,9 +182,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per row (after a warm-up)")
     parser.add_argument("--only", nargs="*", choices=["echo", "naive", "ocpp-rpc", "ours"], help="servers to run")
     parser.add_argument("--client-asyncio", action="store_true", help="run the client on asyncio instead of uvloop")
+    parser.add_argument("--sizes", type=int, nargs="*", help="charger counts instead of 100 and 1,000")
+    parser.add_argument("--mixes", nargs="*", choices=["heartbeat", "realistic", "no-status"], help="loads to run")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during each load (ours only)")
     args = parser.parse_args()
 
-    sizes = [20] if args.smoke else [100, 1000] + ([10_000] if args.with_10k else [])
+    sizes = [20] if args.smoke else args.sizes or [100, 1000] + ([10_000] if args.with_10k else [])
+    mixes = args.mixes or ["heartbeat", "realistic"]
     duration, warmup = (2.0, 0.5) if args.smoke else (args.duration, 2.0)
     kinds = args.only or ["echo", "naive", "ocpp-rpc", "ours"]
     raise_nofile(max(sizes) * 2 + 1024)
@@ -178,7 +236,7 @@ def main() -> None:
             port = free_port()
             with factories[kind](port) as server:
                 for size in sizes:
-                    for mix in ("heartbeat", "realistic"):
+                    for mix in mixes:
                         config = {
                             "url": f"ws://127.0.0.1:{port}/ocpp",
                             "prefix": PREFIX,
@@ -195,9 +253,27 @@ def main() -> None:
                             "deadline_s": 900,
                         }
                         extra = ours.aux_pids() if kind == "ours" else []
+                        profile = LOG_DIR / f"profile-{kind}-{size}-{mix}.txt"
+                        spy: list[subprocess.Popen[bytes]] = []
+
+                        def start_profile(
+                            _: object,
+                            pid: int = server.pid,
+                            out: Path = profile,
+                            spy: list[subprocess.Popen[bytes]] = spy,
+                        ) -> None:
+                            spy.append(py_spy(pid, warmup + duration, out))
+
                         figures = run_load(
-                            config, name=f"loadgen-{kind}-{size}-{mix}", server_pid=server.pid, extra_pids=extra
+                            config,
+                            name=f"loadgen-{kind}-{size}-{mix}",
+                            server_pid=server.pid,
+                            extra_pids=extra,
+                            after_connect=start_profile if args.profile and kind == "ours" else None,
                         )
+                        for p in spy:
+                            p.wait(60)
+                            report.extra.setdefault("profiles", {})[f"{kind} {size} {mix}"] = summarize_profile(profile)
                         aux = sum(v for k, v in figures.items() if k.startswith("aux") and k.endswith("_cpu_pct"))
                         report.add(
                             server=kind,
@@ -223,7 +299,7 @@ def main() -> None:
         return row["msg_per_s"] if row else None
 
     for size in sizes:
-        for mix in ("heartbeat", "realistic"):
+        for mix in mixes:
             report.ratios[f"ours/echo {size} {mix}"] = ratio(rate("ours", size, mix), rate("echo", size, mix))
             report.ratios[f"ours/ocpp-rpc {size} {mix}"] = ratio(rate("ours", size, mix), rate("ocpp-rpc", size, mix))
             report.ratios[f"naive/echo {size} {mix}"] = ratio(rate("naive", size, mix), rate("echo", size, mix))

@@ -152,13 +152,18 @@ async def connect_one(charger: Charger, cfg: dict[str, Any], stats: Stats, sem: 
 async def closed_loop(charger: Charger, cfg: dict[str, Any], stats: Stats, measure_from: int, stop_at: float) -> None:
     ws = charger.ws
     assert ws is not None
-    realistic = cfg.get("mix") == "realistic"
+    realistic = cfg.get("mix") in ("realistic", "no-status")
+    # "no-status": the realistic mix with MeterValues in place of StatusNotification,
+    # which isolates the cost of the storage writes a StatusNotification causes.
+    no_status = cfg.get("mix") == "no-status"
     expect_result = cfg.get("expect", "result") == "result"
     i = charger.index  # the offset into the mix cycle
     latencies = stats.latencies_ns
     while time.perf_counter() < stop_at:
         i += 1
         action = _CYCLE[i % len(_CYCLE)] if realistic else "Heartbeat"
+        if no_status and action == "StatusNotification":
+            action = "MeterValues"
         message_id = f"{charger.index}.{i}"
         t0 = time.perf_counter_ns()
         elapsed = await call(ws, frame(action, message_id, 1 + i % 2, i), message_id, expect_result, stats)
