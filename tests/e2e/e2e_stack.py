@@ -43,7 +43,7 @@ COMMAND_GRACE_S = 1.0
 #: The longest any command request may take before the test calls it a hang.
 ANSWER_BOUND_S = COMMAND_TIMEOUT_S + COMMAND_GRACE_S + 5.0
 #: What the e2e gateways run with: a short drain keeps SIGTERM tests quick.
-GATEWAY_ENV = {"GATEWAY_DRAIN_TIMEOUT_S": "2", "GATEWAY_QUEUE_WAIT_S": "5", "LOG_LEVEL": "INFO"}
+GATEWAY_ENV = {"GATEWAY_DRAIN_TIMEOUT_S": "1.5", "GATEWAY_QUEUE_WAIT_S": "5", "LOG_LEVEL": "INFO"}
 PASSWORD = "e2e-charger-password"
 LOG_ROOT = REPO_ROOT / ".cache" / "test-logs"
 
@@ -245,6 +245,27 @@ class Stack:
     def completed_commands(self, gateway: GatewayProcess) -> list[dict[str, Any]]:
         """The ``command completed`` log lines of ``gateway`` (charger, action, outcome)."""
         return [e for e in self.log_events(gateway) if e.get("message") == "command completed"]
+
+
+async def placement(stack: Stack, ocpp_ids: set[str], live: list[GatewayProcess]) -> dict[str, set[str]]:
+    """Which live instance holds each of ``ocpp_ids``: instance id -> the ids it holds.
+
+    Waits until every id is held by exactly one of ``live`` according to its log and each
+    instance's ``GET /health`` count equals what its log says it holds.
+    """
+
+    async def observe() -> tuple[dict[str, set[str]], dict[str, int]]:
+        held = {g.instance_id: stack.held_by(g) for g in live}
+        counts = {g.instance_id: int(stack.health(g)["chargers"]) for g in live}
+        return held, counts
+
+    def settled(seen: tuple[dict[str, set[str]], dict[str, int]]) -> bool:
+        held, counts = seen
+        owners = [sum(ocpp_id in ids for ids in held.values()) for ocpp_id in ocpp_ids]
+        return all(n == 1 for n in owners) and all(counts[i] == len(ids) for i, ids in held.items())
+
+    held, _ = await eventually(observe, settled, timeout=15, what="chargers placed on the live instances")
+    return {instance: ids & ocpp_ids for instance, ids in held.items()}
 
 
 @contextlib.contextmanager
