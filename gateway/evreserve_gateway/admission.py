@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import re
 import secrets
 import time
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from evreserve.models import Charger, OcppVersion
+from evreserve.schemas import OCPP_ID_PATTERN
 
 OCPP_PATH_PREFIX = "/ocpp/"
 #: OCPP 2.0.1 caps the identity at 48 characters; 1.6's chargeBoxIdentity is shorter still.
 MAX_IDENTITY_LENGTH = 48
+#: What the API lets an account register (identifierString without ':', at most 48
+#: characters). Anything else cannot be in the registry, so it is refused without a read.
+_IDENTITY = re.compile(OCPP_ID_PATTERN)
 #: When a charger offers several versions and the registry does not pin one.
 PREFERENCE = (OcppVersion.V201, OcppVersion.V16)
 
@@ -24,8 +29,10 @@ PREFERENCE = (OcppVersion.V201, OcppVersion.V16)
 def identity_from_path(path: str) -> str | None:
     """The percent-decoded station identity of ``/ocpp/{identity}``, or ``None`` if the path is not one.
 
-    Identities with ``:`` (Basic auth's separator, A00.FR.204), ``/``, control
-    characters or surrounding blanks are refused rather than guessed at.
+    Only identities the registry can hold pass: OCPP's identifierString characters
+    without ``:`` (Basic auth's separator, A00.FR.204), at most 48 of them. Blanks,
+    ``/``, control or format characters and non-ASCII look-alikes are refused rather
+    than guessed at, and cost no registry read.
     """
     raw = urlsplit(path).path
     if not raw.startswith(OCPP_PATH_PREFIX):
@@ -37,11 +44,7 @@ def identity_from_path(path: str) -> str | None:
         identity = unquote(encoded, errors="strict")
     except UnicodeDecodeError:
         return None
-    if (
-        len(identity) > MAX_IDENTITY_LENGTH
-        or identity != identity.strip()
-        or any(c in ":/" or unicodedata.category(c).startswith("C") for c in identity)
-    ):
+    if len(identity) > MAX_IDENTITY_LENGTH or _IDENTITY.fullmatch(identity) is None:
         return None
     return identity
 
@@ -109,3 +112,136 @@ class VerifiedPasswords:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+
+
+# -- throttling failed logins ---------------------------------------------------------------
+
+
+def address_key(host: str | None) -> str | None:
+    """The throttling key of a peer address: IPv4 as is, IPv6 by its /64 (one subscriber's block)."""
+    if not host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    locked_until: float
+    last: float
+
+
+class FailureLockout:
+    """Exponential lockout after repeated failures under one key, in memory (one instance).
+
+    The first ``free`` failures cost nothing; each one after that locks the key for
+    ``base_s`` doubled per further failure, up to ``max_s``. While locked nothing is
+    checked, so nothing counts either: a guesser pays at most one attempt per lock.
+    A key is forgotten ``forget_s`` after its last failure or lock, whichever is later.
+    The table is bounded (least recently failed go first), so a spray of keys costs
+    memory only up to ``max_entries``.
+    """
+
+    def __init__(
+        self,
+        free: int,
+        base_s: float,
+        max_s: float,
+        *,
+        forget_s: float = 900.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._free = free
+        self._base = base_s
+        self._max = max_s
+        self._forget = forget_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _current(self, key: str, now: float) -> _Failures | None:
+        entry = self._entries.get(key)
+        if entry is not None and now > max(entry.last, entry.locked_until) + self._forget:
+            del self._entries[key]
+            return None
+        return entry
+
+    def retry_after(self, key: str) -> float:
+        """Seconds ``key`` stays locked; 0 when it is not."""
+        now = self._clock()
+        entry = self._current(key, now)
+        return max(0.0, entry.locked_until - now) if entry is not None else 0.0
+
+    def failed(self, key: str) -> float:
+        """Count a failure; the lock it starts, in seconds (0 while still within the free ones)."""
+        now = self._clock()
+        entry = self._current(key, now) or _Failures(0, 0.0, now)
+        entry.count += 1
+        entry.last = now
+        lock = 0.0
+        if entry.count >= self._free:
+            lock = min(self._max, self._base * 2.0 ** min(entry.count - self._free, 62))
+            entry.locked_until = now + lock
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return lock
+
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+
+class LoginThrottle:
+    """Failed charger logins, throttled per identity and per source address.
+
+    Per identity: a guesser of one charger's password is slowed down exponentially
+    whatever address it comes from. Per address (optional; off behind a balancer that
+    hides client addresses, where every charger would share one): a guesser spraying
+    many identities, or scanning for them, is slowed down too. A success clears the
+    identity's count, never the address's (one valid charger must not launder a
+    guesser's failures from the same NAT).
+    """
+
+    def __init__(
+        self,
+        *,
+        identity_free: int,
+        address_free: int,
+        base_s: float,
+        max_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._identities = FailureLockout(identity_free, base_s, max_s, clock=clock)
+        self._addresses = FailureLockout(address_free, base_s, max_s, clock=clock) if address_free > 0 else None
+
+    def retry_after(self, identity: str, address: str | None) -> float:
+        """How long this login must wait (0: go ahead); checked before any read or hash."""
+        wait = self._identities.retry_after(identity)
+        if self._addresses is not None and address is not None:
+            wait = max(wait, self._addresses.retry_after(address))
+        return wait
+
+    def unknown_identity(self, address: str | None) -> None:
+        """A login for an identity that is not registered: counts against the address only."""
+        if self._addresses is not None and address is not None:
+            self._addresses.failed(address)
+
+    def failed(self, identity: str, address: str | None) -> None:
+        self._identities.failed(identity)
+        self.unknown_identity(address)
+
+    def succeeded(self, identity: str) -> None:
+        self._identities.forget(identity)

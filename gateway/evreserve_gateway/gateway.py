@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from evreserve.security import verify_password
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
-from .admission import Admission, VerifiedPasswords, choose_version, identity_from_path
+from .admission import Admission, LoginThrottle, VerifiedPasswords, address_key, choose_version, identity_from_path
 from .background import Background
 from .commands import CommandRunner
 from .instance_queue import InstanceQueue
@@ -100,6 +101,15 @@ class Gateway:
         self._io = Offload(settings.gateway_io_threads, "gw-io")
         self._auth = Offload(settings.gateway_auth_threads, "gw-auth")
         self._passwords = VerifiedPasswords()
+        self._throttle = LoginThrottle(
+            identity_free=settings.gateway_login_failures_per_identity,
+            address_free=settings.gateway_login_failures_per_address,
+            base_s=settings.gateway_login_lockout_base_s,
+            max_s=settings.gateway_login_lockout_max_s,
+        )
+        #: Identities with a scrypt check running: parallel guesses must not all get
+        #: checked before the first failure is counted.
+        self._verifying: set[str] = set()
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
         self._held: dict[str, Held] = {}
         self._background = Background()
@@ -242,19 +252,32 @@ class Gateway:
             return connection.respond(HTTPStatus.NOT_FOUND, "Chargers connect to /ocpp/{identity}.\n")
         if self._stopping:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Restarting; connect again.\n")
+        address = address_key(connection.remote_address[0] if connection.remote_address else None)
+        # Locked out: no registry read and no scrypt, so a guesser costs almost nothing.
+        wait = self._throttle.retry_after(identity, address)
+        if wait > 0:
+            return _too_many(connection, wait)
         try:
             charger = await self._io(self.registry.get_charger_by_ocpp_id, identity)
         except DependencyUnavailable:
             log.exception("registry unreachable during a handshake", extra={"charger": identity})
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later.\n")
-        if charger is None:
+        # The identity is global: it points at exactly one charger of one account. A
+        # record that does not name this identity (a pointer left stale) admits nobody.
+        if charger is None or charger.ocpp_id != identity:
             log.info("refused an unknown charger", extra={"charger": identity})
+            self._throttle.unknown_identity(address)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger.\n")
-        if not await self._authenticated(charger, request.headers.get("Authorization")):
-            log.warning("refused a charger's credentials", extra={"charger": identity})
+        verdict = await self._authenticated(charger, request.headers.get("Authorization"))
+        if verdict is None:
+            return _too_many(connection, 1.0)
+        if not verdict:
+            log.warning("refused a charger's credentials", extra={"charger": identity, "peer": address})
+            self._throttle.failed(identity, address)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials.\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
             return response
+        self._throttle.succeeded(identity)
         try:
             offered = _offered_subprotocols(request.headers)
         except InvalidHeader:
@@ -263,7 +286,8 @@ class Gateway:
         self._admissions[connection] = Admission(charger.id, charger.account_id, charger.ocpp_id, version)
         return None
 
-    async def _authenticated(self, charger: Charger, header: str | None) -> bool:
+    async def _authenticated(self, charger: Charger, header: str | None) -> bool | None:
+        """Whether the credentials are the charger's; ``None`` when a check for it is already running."""
         if header is None:
             return charger.allow_no_password
         try:
@@ -276,8 +300,14 @@ class Gateway:
             return charger.allow_no_password
         if self._passwords.known(charger, password):
             return True
-        if not await self._auth(verify_password, password, charger.password_hash):
-            return False
+        if charger.ocpp_id in self._verifying:
+            return None
+        self._verifying.add(charger.ocpp_id)
+        try:
+            if not await self._auth(verify_password, password, charger.password_hash):
+                return False
+        finally:
+            self._verifying.discard(charger.ocpp_id)
         self._passwords.remember(charger, password)
         return True
 
@@ -408,9 +438,12 @@ class Gateway:
 
     def _session_for(self, command: Command) -> OcppSession | None:
         held = self._held.get(command.ocpp_id)
+        # Every coordinate of the command must match the connection: a command of one
+        # account can never reach a charger (or a re-registered identity) of another.
         if (
             held is None
             or held.charger_id != command.charger_id
+            or held.account_id != command.account_id
             or held.session.version is not command.ocpp_version
             or held.session.closed
         ):
@@ -446,6 +479,12 @@ class Gateway:
                 return
             for message in messages:
                 self._runner.on_message(message)
+
+
+def _too_many(connection: ServerConnection, wait_s: float) -> Response:
+    response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins; try again later.\n")
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
 
 
 def _offered_subprotocols(headers: Headers) -> list[str]:

@@ -52,6 +52,23 @@ class GatewaySettings(CoreSettings):
     #: Threads running scrypt; few, so an attack on passwords cannot starve the storage calls.
     gateway_auth_threads: int = Field(4, ge=1)
 
+    #: Failed logins for one identity before it is locked out (then 1, 2, 4 ... s).
+    gateway_login_failures_per_identity: int = Field(3, ge=1)
+    #: Failed logins (and unknown identities) from one address before it is locked out.
+    #: Off (0) by default: behind a balancer that does not preserve client addresses (the
+    #: local TCP balancer, an NLB without client IP preservation) every charger shares
+    #: the balancer's address and one guesser would lock them all out. Turn it on (e.g.
+    #: 30) where the gateway sees the chargers' own addresses.
+    gateway_login_failures_per_address: int = Field(0, ge=0)
+    #: The first lock, doubled per further failure, capped.
+    gateway_login_lockout_base_s: float = Field(1.0, gt=0)
+    gateway_login_lockout_max_s: float = Field(300.0, gt=0)
+
+    #: Per-charger budget of incoming frames (token bucket). A charger sends about one
+    #: message a minute at rest and bursts at boot; 0 turns the limit off (benchmarks).
+    gateway_charger_frames_per_s: float = Field(20.0, ge=0)
+    gateway_charger_frame_burst: int = Field(200, ge=1)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewaySettings:
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):

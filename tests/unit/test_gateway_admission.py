@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from evreserve.models import Charger, OcppVersion
-from evreserve_gateway.admission import VerifiedPasswords, choose_version, identity_from_path
+from evreserve_gateway.admission import (
+    FailureLockout,
+    LoginThrottle,
+    VerifiedPasswords,
+    address_key,
+    choose_version,
+    identity_from_path,
+)
 
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 
@@ -16,9 +23,10 @@ V16, V201 = OcppVersion.V16, OcppVersion.V201
     ("path", "identity"),
     [
         ("/ocpp/CP-1", "CP-1"),
-        ("/ocpp/RDAM%20123", "RDAM 123"),
+        ("/ocpp/RDAM%2D123", "RDAM-123"),
         ("/ocpp/CP-1?foo=bar", "CP-1"),
-        ("/ocpp/caf%C3%A9", "café"),
+        ("/ocpp/a*b_c=d+e|f@g.h", "a*b_c=d+e|f@g.h"),
+        ("/ocpp/" + "x" * 48, "x" * 48),
     ],
 )
 def test_identity_is_the_percent_decoded_last_segment(path, identity):
@@ -39,10 +47,18 @@ def test_identity_is_the_percent_decoded_last_segment(path, identity):
         "/ocpp/a%00",
         "/ocpp/%FF",
         "/ocpp/" + "x" * 49,
+        "/ocpp/RDAM%20123",
+        "/ocpp/caf%C3%A9",
+        "/ocpp/CP%E2%80%AE1",
+        "/ocpp/CP%0A1",
+        "/ocpp/CP%091",
+        "/ocpp/CP'1",
+        "/ocpp/CP%251",
     ],
 )
 def test_odd_identities_are_refused(path):
-    """Paths that are not /ocpp/{identity}, and identities with ':', '/', controls, blanks or too long, are refused."""
+    """Paths that are not /ocpp/{identity}, and identities the registry cannot hold (':', '/', blanks,
+    controls, non-ASCII, quotes, over 48 characters) are refused."""
     assert identity_from_path(path) is None
 
 
@@ -90,3 +106,84 @@ def test_remembered_passwords_expire():
     charger = _charger("scrypt$hash-1")
     cache.remember(charger, "secret-password-1")
     assert not cache.known(charger, "secret-password-1")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_lockout_doubles_after_the_free_failures():
+    """The first failures are free; each further one locks for twice as long, up to the cap."""
+    clock = FakeClock()
+    lockout = FailureLockout(free=3, base_s=1.0, max_s=5.0, clock=clock)
+    assert [lockout.failed("CP") for _ in range(6)] == [0.0, 0.0, 1.0, 2.0, 4.0, 5.0]
+    assert lockout.retry_after("CP") == 5.0
+    clock.now += 5.0
+    assert lockout.retry_after("CP") == 0.0
+
+
+def test_lockout_forgets_a_quiet_key():
+    """A key with no failure for the forget period starts from zero again."""
+    clock = FakeClock()
+    lockout = FailureLockout(free=2, base_s=1.0, max_s=60.0, forget_s=10.0, clock=clock)
+    lockout.failed("CP")
+    clock.now += 11.0
+    assert lockout.failed("CP") == 0.0
+
+
+def test_lockout_table_is_bounded():
+    """A spray of keys keeps at most max_entries of them."""
+    lockout = FailureLockout(free=1, base_s=1.0, max_s=1.0, max_entries=10, clock=FakeClock())
+    for n in range(100):
+        lockout.failed(f"CP-{n}")
+    assert len(lockout) == 10
+
+
+def test_throttle_locks_identity_and_address_separately():
+    """Identity failures lock that identity from anywhere; address failures lock the address for any identity."""
+    clock = FakeClock()
+    throttle = LoginThrottle(identity_free=2, address_free=3, base_s=1.0, max_s=60.0, clock=clock)
+    throttle.failed("CP-1", "10.0.0.1")
+    throttle.failed("CP-1", "10.0.0.2")
+    assert throttle.retry_after("CP-1", "10.0.0.9") == 1.0
+    assert throttle.retry_after("CP-2", "10.0.0.1") == 0.0
+    throttle.unknown_identity("10.0.0.1")
+    throttle.unknown_identity("10.0.0.1")
+    assert throttle.retry_after("CP-3", "10.0.0.1") == 1.0
+
+
+def test_success_clears_the_identity_but_not_the_address():
+    """A good login forgets its identity's failures; the address keeps its count."""
+    clock = FakeClock()
+    throttle = LoginThrottle(identity_free=2, address_free=2, base_s=1.0, max_s=60.0, clock=clock)
+    throttle.failed("CP-1", "10.0.0.1")
+    throttle.succeeded("CP-1")
+    throttle.failed("CP-1", "10.0.0.1")
+    assert throttle.retry_after("CP-1", None) == 0.0
+    assert throttle.retry_after("CP-2", "10.0.0.1") == 1.0
+
+
+def test_address_throttling_can_be_off():
+    """With no per-address budget, addresses are never locked."""
+    throttle = LoginThrottle(identity_free=100, address_free=0, base_s=1.0, max_s=60.0, clock=FakeClock())
+    for _ in range(10):
+        throttle.unknown_identity("10.0.0.1")
+    assert throttle.retry_after("CP", "10.0.0.1") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("10.1.2.3", "10.1.2.3"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        (None, None),
+    ],
+)
+def test_address_key(host, key):
+    """IPv6 peers are throttled by their /64, IPv4-mapped ones as IPv4."""
+    assert address_key(host) == key
