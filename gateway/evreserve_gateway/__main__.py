@@ -9,7 +9,7 @@ import signal
 
 from .gateway import Gateway
 from .logs import configure_logging
-from .settings import GatewaySettings
+from .settings import GatewaySettings, ecs_task_id
 
 
 async def run(settings: GatewaySettings) -> None:
@@ -26,7 +26,9 @@ async def run(settings: GatewaySettings) -> None:
 def main() -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
-        settings = GatewaySettings()
+        # On ECS the task id is the instance id (see ecs_task_id); INSTANCE_ID wins if set.
+        task_id = ecs_task_id(os.environ)
+        settings = GatewaySettings(instance_id=task_id) if task_id else GatewaySettings()
     except Exception:
         logging.getLogger("evreserve_gateway").exception("invalid settings")
         raise SystemExit(2) from None

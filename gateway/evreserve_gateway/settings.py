@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -12,6 +17,34 @@ from evreserve.settings import CoreSettings
 
 def _random_instance_id() -> str:
     return secrets.token_hex(6)
+
+
+def _get_json(url: str) -> Any:
+    # The task metadata endpoint is link-local and answers in milliseconds; a short
+    # timeout keeps a broken one from holding up the start.
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (URL set by the ECS agent)
+        return json.load(response)
+
+
+def ecs_task_id(environ: Mapping[str, str], fetch: Callable[[str], Any] = _get_json) -> str | None:
+    """The ECS task id, to be the instance id when ``INSTANCE_ID`` is not set; else None.
+
+    On ECS (Fargate platform 1.4+) the agent sets ``ECS_CONTAINER_METADATA_URI_V4``;
+    ``{uri}/task`` answers ``TaskARN`` = ``arn:aws:ecs:{region}:{account}:task/{cluster}/{id}``.
+    The task id (32 hex digits) names the instance's queue, so a queue, a log stream and
+    a task in the console are matched by eye. Any unique id works, so when the endpoint
+    fails the settings' random id is used and the failure is logged, not fatal.
+    """
+    uri = environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if environ.get("INSTANCE_ID") or not uri:
+        return None
+    try:
+        task_arn = fetch(f"{uri.rstrip('/')}/task")["TaskARN"]
+        task_id = str(task_arn).rsplit("/", 1)[-1]
+    except Exception:
+        logging.getLogger("evreserve_gateway").warning("no task id from the ECS metadata endpoint", exc_info=True)
+        return None
+    return task_id or None
 
 
 class GatewaySettings(CoreSettings):
