@@ -232,67 +232,71 @@ def main() -> None:
             "ours": ours.server,
         }
         runnable = [k for k in kinds if not (k == "ours" and ours.problem) and not (k == "ocpp-rpc" and node_problem)]
-        for kind in runnable:
-            port = free_port()
-            with factories[kind](port) as server:
-                for size in sizes:
-                    for mix in mixes:
-                        config = {
-                            "url": f"ws://127.0.0.1:{port}/ocpp",
-                            "prefix": PREFIX,
-                            "count": size,
-                            "password": PASSWORD,
-                            "mode": "closed",
-                            "mix": mix,
-                            "boot": False,
-                            "warmup_s": warmup,
-                            "duration_s": duration,
-                            "expect": "any" if kind == "echo" else "result",
-                            "uvloop": not args.client_asyncio,
-                            "connect_concurrency": 100,
-                            "deadline_s": 900,
-                        }
-                        extra = ours.aux_pids() if kind == "ours" else []
-                        profile = LOG_DIR / f"profile-{kind}-{size}-{mix}.txt"
-                        spy: list[subprocess.Popen[bytes]] = []
+        # Every server runs from the start (an idle one costs nothing) and the rows are
+        # interleaved, so that a burst of load from elsewhere on this shared machine
+        # hits one row of each server rather than every row of the last one.
+        servers = {kind: stack.enter_context(factories[kind](free_port())) for kind in runnable}
+        for size in sizes:
+            for mix in mixes:
+                for kind, server in servers.items():
+                    port = server.port
+                    config = {
+                        "url": f"ws://127.0.0.1:{port}/ocpp",
+                        "prefix": PREFIX,
+                        "count": size,
+                        "password": PASSWORD,
+                        "mode": "closed",
+                        "mix": mix,
+                        "boot": False,
+                        "warmup_s": warmup,
+                        "duration_s": duration,
+                        "expect": "any" if kind == "echo" else "result",
+                        "uvloop": not args.client_asyncio,
+                        "connect_concurrency": 100,
+                        "deadline_s": 900,
+                    }
+                    extra = ours.aux_pids() if kind == "ours" else []
+                    profile = LOG_DIR / f"profile-{kind}-{size}-{mix}.txt"
+                    spy: list[subprocess.Popen[bytes]] = []
 
-                        def start_profile(
-                            _: object,
-                            pid: int = server.pid,
-                            out: Path = profile,
-                            spy: list[subprocess.Popen[bytes]] = spy,
-                        ) -> None:
-                            spy.append(py_spy(pid, warmup + duration, out))
+                    def start_profile(
+                        _: object,
+                        pid: int = server.pid,
+                        out: Path = profile,
+                        spy: list[subprocess.Popen[bytes]] = spy,
+                    ) -> None:
+                        spy.append(py_spy(pid, warmup + duration, out))
 
-                        figures = run_load(
-                            config,
-                            name=f"loadgen-{kind}-{size}-{mix}",
-                            server_pid=server.pid,
-                            extra_pids=extra,
-                            after_connect=start_profile if args.profile and kind == "ours" else None,
-                        )
-                        for p in spy:
-                            p.wait(60)
-                            report.extra.setdefault("profiles", {})[f"{kind} {size} {mix}"] = summarize_profile(profile)
-                        aux = sum(v for k, v in figures.items() if k.startswith("aux") and k.endswith("_cpu_pct"))
-                        report.add(
-                            server=kind,
-                            chargers=size,
-                            load=mix,
-                            connected=figures["connected"],
-                            connect_s=figures["connect_s"],
-                            msg_per_s=figures["msg_per_s"],
-                            p50_ms=figures.get("p50_ms"),
-                            p99_ms=figures.get("p99_ms"),
-                            server_cpu=figures.get("server_cpu_pct"),
-                            client_cpu=figures.get("client_cpu_pct"),
-                            aux_cpu=round(aux, 1) if extra else None,
-                            errors=figures.get("errors", 0) + figures.get("connect_failed", 0),
-                        )
-                        if figures.get("unexpected") or figures.get("connect_errors"):
-                            seen = (figures.get("connect_errors") or []) + figures.get("unexpected", [])
-                            report.notes.append(f"{kind}/{size}/{mix}: {seen}"[:600])
-                        time.sleep(1.0)  # let the server finish closing before the next row
+                    figures = run_load(
+                        config,
+                        name=f"loadgen-{kind}-{size}-{mix}",
+                        server_pid=server.pid,
+                        extra_pids=extra,
+                        after_connect=start_profile if args.profile and kind == "ours" else None,
+                    )
+                    for p in spy:
+                        p.wait(60)
+                        report.extra.setdefault("profiles", {})[f"{kind} {size} {mix}"] = summarize_profile(profile)
+                    aux = sum(v for k, v in figures.items() if k.startswith("aux") and k.endswith("_cpu_pct"))
+                    report.add(
+                        server=kind,
+                        chargers=size,
+                        load=mix,
+                        connected=figures["connected"],
+                        connect_s=figures["connect_s"],
+                        msg_per_s=figures["msg_per_s"],
+                        p50_ms=figures.get("p50_ms"),
+                        p99_ms=figures.get("p99_ms"),
+                        server_cpu=figures.get("server_cpu_pct"),
+                        client_cpu=figures.get("client_cpu_pct"),
+                        aux_cpu=round(aux, 1) if extra else None,
+                        errors=figures.get("errors", 0) + figures.get("connect_failed", 0),
+                        load1=round(os.getloadavg()[0], 1),
+                    )
+                    if figures.get("unexpected") or figures.get("connect_errors"):
+                        seen = (figures.get("connect_errors") or []) + figures.get("unexpected", [])
+                        report.notes.append(f"{kind}/{size}/{mix}: {seen}"[:600])
+                    time.sleep(1.0)  # let the server finish closing before the next row
 
     def rate(server: str, size: int, mix: str) -> float | None:
         row = next((r for r in report.results if (r["server"], r["chargers"], r["load"]) == (server, size, mix)), None)
@@ -328,6 +332,7 @@ def main() -> None:
             "client_cpu",
             "aux_cpu",
             "errors",
+            "load1",
         ]
     )
 
