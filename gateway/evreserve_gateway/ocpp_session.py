@@ -187,6 +187,11 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         except (ValueError, UnicodeDecodeError):
             await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is not valid JSON")
             return
+        except RecursionError:
+            # Nesting deeper than the decoder's recursion limit: a hostile frame, not a
+            # bug of ours. It still gets the answer of an unreadable frame.
+            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is nested too deeply")
+            return
         if not isinstance(frame, list) or not frame or not isinstance(frame[0], int):
             message_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else None
             await self._send_error(
@@ -254,6 +259,15 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             await self._handle_call(call)
         except OCPPError as error:
             await self._send_error(call.unique_id, error_code_for(self.version, error.code), error.description)
+        except RecursionError:
+            # The library's validation and key conversion recurse over the payload.
+            await self._send_error(call.unique_id, _frame_error_code(self.version), "payload is nested too deeply")
+        except ConnectionClosed:
+            raise
+        except Exception:
+            # OCPP-J: every CALL gets an answer, so the charger does not wait out its timeout.
+            self.logger.exception("failed to answer a CALL", extra={"action": call.action})
+            await self._send_error(call.unique_id, "InternalError", "the CSMS failed to handle this CALL")
 
     async def _send_error(self, message_id: str, code: str, description: str) -> None:
         self.logger.warning("answered with a CALLERROR", extra={"errorCode": code, "description": description})
