@@ -23,7 +23,11 @@ here), so it emulates what matters to the code under test:
 
 Modules other than the handler (the core layer, Powertools, siblings in the CodeUri) are
 imported once and shared by all instances, as their caching is per process anyway; they
-must be thread-safe (boto3 clients are; module-level request state is not).
+must be thread-safe (boto3 clients are; module-level request state is not). Powertools'
+REST resolvers are not: ``resolve()`` stores the event on the class ``BaseRouter``
+(``BaseRouter.current_event = ...``), which every copy of every handler shares, so two
+requests at once would read each other's bodies and callers. Each invocation runs on a
+thread of its own, so :func:`_per_thread_router_state` makes that state per thread.
 """
 
 from __future__ import annotations
@@ -81,6 +85,55 @@ class FunctionSpec:
     @property
     def module_file(self) -> Path:
         return self.code_uri.joinpath(*self.module_name.split(".")).with_suffix(".py")
+
+
+class _PerThread:
+    """A class attribute whose value belongs to the thread that set it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._local = threading.local()
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        try:
+            return self._local.value
+        except AttributeError:
+            raise AttributeError(self._name) from None
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self._local.value = value
+
+
+_ROUTER_STATE = ("current_event", "lambda_context")
+_router_lock = threading.Lock()
+
+
+def _per_thread_router_state() -> None:
+    """Make Powertools' ``BaseRouter.current_event`` / ``lambda_context`` per thread (once).
+
+    They are assigned on the class itself, which a descriptor alone cannot intercept, so the
+    class also gets a metaclass (a subclass of its own) that routes those assignments to
+    the descriptors. A no-op when Powertools' event handler is not loaded.
+    """
+    module = sys.modules.get("aws_lambda_powertools.event_handler.api_gateway")
+    router: Any = getattr(module, "BaseRouter", None)
+    if router is None:
+        return
+    with _router_lock:
+        if isinstance(router.__dict__.get(_ROUTER_STATE[0]), _PerThread):
+            return
+        base_meta: Any = type(router)
+
+        def set_attribute(cls: type, name: str, value: Any) -> None:
+            slot = cls.__dict__.get(name)
+            if isinstance(slot, _PerThread):
+                slot.__set__(None, value)
+            else:
+                base_meta.__setattr__(cls, name, value)
+
+        for name in _ROUTER_STATE:
+            base_meta.__setattr__(router, name, _PerThread(name))
+        router.__class__ = type("PerThreadRouterMeta", (base_meta,), {"__setattr__": set_attribute})
 
 
 class LambdaContext:
@@ -210,6 +263,7 @@ class FunctionInstance:
         except BaseException:
             sys.modules.pop(self.module_name, None)
             raise
+        _per_thread_router_state()
         handler = getattr(module, self.spec.function_name, None)
         if not callable(handler):
             raise AttributeError(f"handler {self.spec.handler!r}: {path} has no function {self.spec.function_name!r}")
