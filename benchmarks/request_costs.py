@@ -24,8 +24,8 @@ from contextlib import ExitStack
 from typing import Any
 
 from common import LOG_DIR, REPO_ROOT, Report
-from reservation_roundtrip import ID_TAG, expiry
-from stack import FullStack, InvocationCounter, RequestCounter, group
+from reservation_roundtrip import ID_TAG, expiry, run_stack_level
+from stack import FullStack, Hops, InvocationCounter, RequestCounter, group
 
 SETTLE_S = 0.5  # the gateway deletes the message and logs after the answer went out
 
@@ -50,8 +50,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="two rounds")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=10, help="then reserve+cancel cycles at this concurrency")
     args = parser.parse_args()
     rounds = 2 if args.smoke else args.rounds
+    concurrency, per_worker = (2, 2) if args.smoke else (args.concurrency, 10)
     report = Report("request_costs", smoke=args.smoke)
     requests, invocations = RequestCounter(), InvocationCounter()
     requests.install()
@@ -63,7 +65,7 @@ def main() -> None:
     with ExitStack() as cm, (LOG_DIR / "request_costs-functions.log").open("w") as function_log:
         # The functions print their metrics (EMF) to stdout; this script's stdout is its report.
         cm.enter_context(contextlib.redirect_stdout(function_log))
-        stack = FullStack(1, prefix="COST-").start(cm)
+        stack = FullStack(max(1, concurrency), prefix="COST-").start(cm)
         if stack.problem:
             report.todo.append(f"not measured: {stack.problem}")
             cm.close()
@@ -91,6 +93,15 @@ def main() -> None:
                 totals[kind] += counted
                 calls[kind] += invoked
                 statuses[kind][status] += 1
+        # Concurrent: SQS receives and deletes are batched by the gateway (up to 10 a request).
+        requests.take()
+        invocations.take()
+        requests.enabled = True
+        level = run_stack_level(stack, Hops(), concurrency, 60.0, per_worker, [90_000])
+        time.sleep(SETTLE_S)
+        requests.enabled = False
+        concurrent, concurrent_calls = requests.take(), invocations.take()
+        concurrent_requests = level["latency"]["n"] + level["cancel"]["n"]
 
     report.extra["first_round_cold"] = first
     for kind in ("reserve", "cancel"):
@@ -107,7 +118,7 @@ def main() -> None:
                 service=service,
                 operation=op,
                 per_request=round(count / rounds, 2),
-                scan="SCAN!" if op == "Scan" else "",
+                scan="SCAN!" if op.startswith("Scan") else "",
             )
         for function, count in sorted(calls[kind].items()):
             report.add(
@@ -121,6 +132,9 @@ def main() -> None:
         sqs = sum(c for (s, _), c in ops.items() if s == "SQS") / rounds
         lam = sum(calls[kind].values()) / rounds
         report.ratios[f"{kind}: DynamoDB requests"] = round(dynamo, 2)
+        report.ratios[f"{kind}: DynamoDB requests, command path only"] = round(
+            sum(c for (s, op), c in ops.items() if s == "DynamoDB" and "[charger's" not in op) / rounds, 2
+        )
         report.ratios[f"{kind}: SQS requests"] = round(sqs, 2)
         report.ratios[f"{kind}: Lambda invocations"] = round(lam, 2)
         report.ratios[f"{kind}: answers"] = dict(statuses[kind])
@@ -129,8 +143,36 @@ def main() -> None:
         if kind == "reserve":
             report.target("DynamoDB requests per reservation", round(dynamo, 2), 6, at_least=False)
             report.target("SQS requests per reservation", round(sqs, 2), 2, at_least=False)
-            scans = sum(c for (_, op), c in ops.items() if op == "Scan")
+            scans = sum(c for (_, op), c in ops.items() if op.startswith("Scan"))
             report.target("Scans per reservation", scans / rounds, 0, at_least=False)
+    if concurrent_requests:
+        ops_c: Counter[str] = Counter()
+        for (who, service, op), count in sorted(concurrent.items()):
+            if op == "ReceiveMessage(empty)":
+                continue
+            ops_c[service] += count
+            report.add(
+                per=f"request at {concurrency} concurrent",
+                caller=who,
+                service=service,
+                operation=op,
+                per_request=round(count / concurrent_requests, 2),
+                scan="SCAN!" if op.startswith("Scan") else "",
+            )
+        for service in ("DynamoDB", "SQS"):
+            report.ratios[f"{concurrency} concurrent: {service} per request"] = round(
+                ops_c[service] / concurrent_requests, 2
+            )
+        report.ratios[f"{concurrency} concurrent: Lambda per request"] = round(
+            sum(concurrent_calls.values()) / concurrent_requests, 2
+        )
+        report.ratios[f"{concurrency} concurrent: requests (reserve + cancel)"] = concurrent_requests
+        if level["error_count"]:
+            report.notes.append(f"concurrent phase: {level['error_count']} errors, e.g. {level['errors']}"[:600])
+    report.notes.append(
+        "[charger's StatusNotification]: the gateway storing the StatusNotification (Reserved / Available) the "
+        "charger sends after accepting; caused by the reservation, but a charger's report, not the command path"
+    )
     report.notes.append(
         f"{rounds} warm rounds (reserve, then cancel, sequential, one charger); counts are per request, "
         "including the function's polling of the command record (GetItem), which depends on how fast the "

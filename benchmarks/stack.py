@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -236,7 +237,7 @@ class RequestCounter:
                 if operation == "ReceiveMessage" and b'"Messages"' not in (response.content or b""):
                     operation = "ReceiveMessage(empty)"
                 elif service == "DynamoDB":
-                    operation += _tables(request.body)
+                    operation += _tables(request.body) + _cause()
                 thread = threading.current_thread().name
                 who = "gateway" if thread.startswith("gw-") else "function" if thread.startswith("lambda-") else thread
                 with counter._lock:
@@ -273,6 +274,27 @@ class InvocationCounter:
     def take(self) -> Counter[str]:
         taken, self.counts = self.counts, Counter()
         return taken
+
+
+#: Gateway functions that write what a charger reported, not what a command needs.
+_REPORTS = {
+    "record_port_status": "StatusNotification",
+    "record_boot": "BootNotification",
+    # ReservationStore.transition / for_charger: only the gateway's reports call them.
+    "transition": "reservation end",
+    "for_charger": "StatusNotification",
+}
+
+
+def _cause() -> str:
+    """`` [charger's StatusNotification]`` when the request is the gateway storing a charger's report."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        cause = _REPORTS.get(frame.f_code.co_name)
+        if cause is not None and "evreserve" in frame.f_code.co_filename:
+            return f" [charger's {cause}]"
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
 
 
 def _tables(body: Any) -> str:
