@@ -371,6 +371,8 @@ class Gateway:
             reports,
             ChargerLogger(ocpp_log, {"charger": admission.ocpp_id}),
             self.settings.gateway_heartbeat_interval_s,
+            self.settings.gateway_charger_frames_per_s,
+            self.settings.gateway_charger_frame_burst,
         )
         held = Held(admission.charger_id, admission.account_id, admission.ocpp_id, session_id, websocket, session)
         previous = self._held.get(held.ocpp_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +53,30 @@ SLOW_ACTIONS = frozenset({"Authorize"})
 MAX_QUEUED_CALLS = 16
 #: OCPP-J: the messageId to use when the frame's own cannot be read.
 UNKNOWN_MESSAGE_ID = "-1"
+#: WebSocket close code for a charger that keeps flooding past its budget.
+POLICY_VIOLATION = 1008
+
+
+class FrameBudget:
+    """A token bucket: ``rate`` frames a second on average, ``burst`` at once."""
+
+    __slots__ = ("_burst", "_clock", "_rate", "_tokens", "_updated")
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 def use_inline_validation() -> None:
@@ -151,6 +176,8 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         events: ChargerEvents,
         logger: logging.LoggerAdapter[Any],
         heartbeat_s: int = 300,
+        frames_per_s: float = 0.0,
+        frame_burst: int = 200,
     ) -> None:
         # The base __init__ is skipped on purpose: it builds a route map, a queue and a
         # lock per connection, none of which this class uses.
@@ -165,6 +192,11 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         self._inbox: deque[Call] | None = None
         self._inbox_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._budget = FrameBudget(frames_per_s, frame_burst) if frames_per_s > 0 else None
+        self._frame_burst = frame_burst
+        #: Frames refused in a row; a charger that does not slow down is disconnected.
+        self._refused = 0
+        self._closer: asyncio.Task[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -182,15 +214,22 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             self.logger.exception("failed to handle a frame")
 
     async def _route(self, raw: str | bytes) -> None:
+        unreadable: str | None = None
         try:
             frame = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is not valid JSON")
-            return
+            frame, unreadable = None, "frame is not valid JSON"
         except RecursionError:
             # Nesting deeper than the decoder's recursion limit: a hostile frame, not a
             # bug of ours. It still gets the answer of an unreadable frame.
-            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is nested too deeply")
+            frame, unreadable = None, "frame is nested too deeply"
+        if self._budget is not None and not self._answers_pending(frame):
+            if not self._budget.take():
+                await self._over_budget(frame)
+                return
+            self._refused = 0
+        if unreadable is not None:
+            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), unreadable)
             return
         if not isinstance(frame, list) or not frame or not isinstance(frame[0], int):
             message_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else None
@@ -209,6 +248,40 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         else:
             # OCPP-J 1.6: a message with an unknown type is ignored.
             self.logger.warning("ignored a frame of unknown messageTypeId", extra={"messageTypeId": kind})
+
+    def _answers_pending(self, frame: Any) -> bool:
+        """An answer to one of our CALLs: never rate-limited (we bound those ourselves)."""
+        return (
+            isinstance(frame, list)
+            and len(frame) > 1
+            and frame[0] in (3, 4)
+            and isinstance(frame[1], str)
+            and frame[1] in self._pending
+        )
+
+    async def _over_budget(self, frame: Any) -> None:
+        """A frame over the charger's budget: CALLs get GenericError, the rest is dropped.
+
+        OCPP-J has no "slow down" code, and a CALL must be answered, so GenericError it
+        is. A charger that keeps sending regardless (a burst's worth of refusals in a
+        row) is disconnected with 1008; only its own connection is affected.
+        """
+        self._refused += 1
+        if self._refused == 1:
+            self.logger.warning("charger over its frame budget; refusing frames")
+        if self._refused > self._frame_burst:
+            if self._closer is None:
+                self.logger.warning("charger kept flooding; closing its connection", extra={"refused": self._refused})
+                # Not awaited here: the closing handshake needs the reading loop (this
+                # caller) to keep draining frames, or it waits out the close timeout.
+                self._closer = asyncio.get_running_loop().create_task(
+                    self._connection.close(POLICY_VIOLATION, "rate limit exceeded")
+                )
+            return
+        if isinstance(frame, list) and len(frame) > 1 and frame[0] == 2 and isinstance(frame[1], str) and frame[1]:
+            await self._connection.send(
+                json.dumps([4, frame[1], "GenericError", "rate limit exceeded; slow down", {}], separators=(",", ":"))
+            )
 
     async def _route_call(self, frame: list[Any]) -> None:
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
@@ -521,8 +594,10 @@ def new_session(
     events: ChargerEvents,
     logger: logging.LoggerAdapter[Any],
     heartbeat_s: int = 300,
+    frames_per_s: float = 0.0,
+    frame_burst: int = 200,
 ) -> OcppSession:
-    return SESSION_CLASSES[version](identity, connection, events, logger, heartbeat_s)
+    return SESSION_CLASSES[version](identity, connection, events, logger, heartbeat_s, frames_per_s, frame_burst)
 
 
 __all__ = [

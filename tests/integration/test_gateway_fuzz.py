@@ -255,7 +255,7 @@ class Observer:
 async def fuzz_target(start_gateway, seed_charger, registry, caplog):
     """A gateway, a charger to fuzz with, and an observer charger heartbeating throughout."""
     caplog.set_level(logging.WARNING)
-    gateway = await start_gateway(gateway_max_frame_bytes=MAX_FRAME)
+    gateway = await start_gateway(gateway_max_frame_bytes=MAX_FRAME, gateway_charger_frames_per_s=0)
     target, other = seed_charger(), seed_charger()
     async with charger_session(gateway, other, V201) as cp:
         await wait_held(gateway, other, registry)
@@ -294,7 +294,7 @@ async def test_random_frames_get_ocpp_j_answers(fuzz_target, version):
         # Hypothesis drives examples synchronously: it runs in a thread and hands each
         # example to this test's loop, where the connection lives.
         @settings(
-            max_examples=150,
+            max_examples=300,
             deadline=None,
             database=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -304,7 +304,7 @@ async def test_random_frames_get_ocpp_j_answers(fuzz_target, version):
             asyncio.run_coroutine_threadsafe(_send_and_probe(ws, batch, version), loop).result(30)
 
         await asyncio.to_thread(run)
-    assert FIGURES["frames"] >= 150
+    assert FIGURES["frames"] >= 300
 
 
 async def test_oversized_frame_closes_only_that_connection_with_1009(fuzz_target):
@@ -318,3 +318,44 @@ async def test_oversized_frame_closes_only_that_connection_with_1009(fuzz_target
     FIGURES["frames"] += 1
     async with _raw(gateway, target, V16) as ws:
         await _send_and_probe(ws, ['[2,"after","Heartbeat",{}]'], V16)
+
+
+# -- floods ---------------------------------------------------------------------------------
+
+
+async def test_flood_of_calls_is_refused_then_closed_and_others_are_unaffected(start_gateway, seed_charger, registry):
+    """Over its budget a charger's CALLs get GenericError; flooding on gets it closed with 1008, and only it."""
+    gateway = await start_gateway(gateway_charger_frames_per_s=5, gateway_charger_frame_burst=10)
+    flooder, other = seed_charger(), seed_charger()
+    async with charger_session(gateway, other, V201) as cp:
+        await wait_held(gateway, other, registry)
+        answered = 0
+        async with _raw(gateway, flooder, V16) as ws:
+            for n in range(100):
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(f'[2,"f{n}","Heartbeat",{{}}]')
+            kinds: Counter[str] = Counter()
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    kinds["result" if answer[0] == 3 else answer[2]] += 1
+            assert ws.close_code == 1008
+        FIGURES["frames"] += 100
+        assert 10 <= kinds["result"] <= 12, kinds
+        assert kinds["GenericError"] == 10, kinds
+        for _ in range(20):  # the other charger, at a charger's pace, is answered every time
+            await cp.call(call201.Heartbeat())
+            answered += 1
+        assert answered == 20
+
+
+async def test_burst_within_budget_is_answered(start_gateway, seed_charger):
+    """A boot-time burst up to the budget (BootNotification, a StatusNotification per connector) is all answered."""
+    gateway = await start_gateway(gateway_charger_frames_per_s=1, gateway_charger_frame_burst=30)
+    charger = seed_charger()
+    async with _raw(gateway, charger, V16) as ws:
+        batch = [
+            f'[2,"s{n}","StatusNotification",{{"connectorId":1,"errorCode":"NoError","status":"Available"}}]'
+            for n in range(29)
+        ]
+        await _send_and_probe(ws, batch, V16)

@@ -187,3 +187,16 @@ async def test_calls_after_a_slow_one_are_answered_in_order():
     first = await asyncio.wait_for(connection.sent.get(), 1)
     second = await asyncio.wait_for(connection.sent.get(), 1)
     assert (first[1], second[1]) == ("auth", "hb")
+
+
+def test_frame_budget_allows_a_burst_then_the_rate():
+    """The bucket lets a burst through at once, then refills at the rate, never beyond the burst."""
+    from evreserve_gateway.ocpp_session import FrameBudget
+
+    now = [0.0]
+    budget = FrameBudget(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [budget.take() for _ in range(4)] == [True, True, True, False]
+    now[0] += 0.5
+    assert [budget.take() for _ in range(2)] == [True, False]
+    now[0] += 100.0
+    assert sum(budget.take() for _ in range(10)) == 3
