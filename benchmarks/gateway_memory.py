@@ -47,12 +47,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="50 chargers, 1 s heartbeats for 3 s")
     parser.add_argument("--chargers", type=int, default=10_000)
+    parser.add_argument("--sizes", type=int, nargs="*", help="charger counts instead of --chargers (and 50k)")
     parser.add_argument("--with-50k", action="store_true", help="also 50,000 chargers (needs ~2 GiB and minutes)")
     parser.add_argument("--interval", type=float, default=60.0, help="heartbeat interval, seconds")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds of heartbeats measured")
     parser.add_argument("--only", nargs="*", choices=["echo", "echo+deflate", "ours"])
     args = parser.parse_args()
-    sizes = [50] if args.smoke else [args.chargers] + ([50_000] if args.with_50k else [])
+    sizes = [50] if args.smoke else args.sizes or [args.chargers] + ([50_000] if args.with_50k else [])
     interval, duration, warmup = (1.0, 3.0, 0.0) if args.smoke else (args.interval, args.duration, 0.0)
     kinds = args.only or ["echo", "echo+deflate", "ours"]
 
