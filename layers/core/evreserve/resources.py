@@ -16,6 +16,7 @@ TABLE_ENV: Final[dict[str, str]] = {
     "RegistryTable": "REGISTRY_TABLE",
     "ReservationsTable": "RESERVATIONS_TABLE",
     "CommandsTable": "COMMANDS_TABLE",
+    "RateLimitTable": "RATE_LIMIT_TABLE",
 }
 
 #: Logical id of each SQS queue in template.yaml -> the environment variable that

@@ -51,5 +51,13 @@ class ChannelSettings(_Settings):
     command_dlq_url: str | None = None
 
 
+class RateLimitSettings(_Settings):
+    """Requests per API key (the API family's 200 per minute), counted across instances."""
+
+    #: The table of per-key request counters (template.yaml's RateLimitTable).
+    rate_limit_table: str
+    rate_limit_per_minute: int = Field(200, ge=1)
+
+
 class CoreSettings(AwsSettings, TableSettings, ChannelSettings):
     """What every entrypoint needs to build the core's adapters."""

@@ -8,7 +8,9 @@ the Powertools wiring identical across them:
 * every ``DomainError`` mapped once by ``evreserve_lambda.http``; anything else is a
   logged ``500 INTERNAL_ERROR`` that reveals nothing;
 * the services built lazily on the first request (no AWS calls at import), and
-  replaceable by tests.
+  replaceable by tests;
+* the per-key rate limit, checked before routing so that every request a key sends
+  counts, valid or not (one conditional write in DynamoDB, shared by all instances).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from evreserve.errors import DomainError
+from evreserve.errors import DomainError, RateLimited
 from evreserve.services.bootstrap import Services, build_services
 from evreserve.services.principal import Principal
+from evreserve.settings import RateLimitSettings
+from evreserve.storage.ratelimit import RateLimiter
 
 from .http import dumps, error_body, error_headers, invalid_request, status_of
 from .settings import FunctionSettings
@@ -100,13 +104,63 @@ def caller(app: APIGatewayRestResolver) -> Principal:
     return principal
 
 
-def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The Lambda entrypoint of a function: logging, tracing and metrics around ``app``."""
+class RateLimit:
+    """The rate limit of one function instance, built on its first request.
 
-    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+    Per instance rather than in the shared services: the limit is read from the
+    instance's environment at its cold start, as every setting is.
+    """
+
+    def __init__(self) -> None:
+        self._limiter: RateLimiter | None = None
+
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            settings = RateLimitSettings()  # read from the environment
+            self._limiter = RateLimiter(services().dynamodb, settings.rate_limit_table, settings.rate_limit_per_minute)
+        return self._limiter
+
+    def refusal(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """``None`` if the request may go on, else the 429 proxy response to send."""
+        context = (event.get("requestContext") or {}).get("authorizer") or {}
+        key_id = context.get("keyId")
+        if not key_id:
+            return None  # no caller to count; the route answers 401
+        try:
+            self.limiter().hit(str(key_id))
+        except RateLimited as exc:
+            logger.info("rate limited", extra={"key_id": key_id, "retry_after_s": exc.retry_after_s})
+            headers = {"Content-Type": content_types.APPLICATION_JSON, **error_headers(exc)}
+            return {
+                "statusCode": int(HTTPStatus.TOO_MANY_REQUESTS),
+                "multiValueHeaders": {name: [value] for name, value in headers.items()},
+                "body": dumps(error_body(exc)),
+                "isBase64Encoded": False,
+            }
+        except DomainError as exc:  # DynamoDB unreachable: the request could not be served anyway
+            logger.warning("cannot check the rate limit", extra={"code": exc.code, "reason": exc.message})
+            return {
+                "statusCode": int(status_of(exc)),
+                "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+                "body": dumps(error_body(exc)),
+                "isBase64Encoded": False,
+            }
+        return None
+
+
+def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entrypoint of a function: rate limit, logging, tracing and metrics around ``app``."""
+    rate_limit = RateLimit()
+
+    # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the
+    # caller's API key (Authorization) and, on some routes, a charger password.
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True, log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        refusal = rate_limit.refusal(event)
+        if refusal is not None:
+            return refusal
         return app.resolve(event, context)
 
     return cast(Callable[[dict[str, Any], Any], dict[str, Any]], handler)

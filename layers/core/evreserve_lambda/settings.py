@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from evreserve.settings import CoreSettings
+from evreserve.settings import CoreSettings, RateLimitSettings
 
 
-class FunctionSettings(CoreSettings):
+class FunctionSettings(CoreSettings, RateLimitSettings):
     """What every API function reads from its environment (see template.yaml)."""

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    #: The DynamoDB client every store shares (the functions' glue reuses it for the rate limit).
+    dynamodb: DynamoDBClient
     registry: RegistryStore
     accounts: AccountService
     chargers: ChargerService
@@ -46,6 +48,7 @@ def build_services(
         ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
         channel = CommandChannel(ledger, sqs or sqs_client(settings), settings, clock=clock)
     return Services(
+        dynamodb=dynamodb,
         registry=registry,
         accounts=AccountService(registry, clock),
         chargers=ChargerService(registry, clock),

@@ -1,0 +1,49 @@
+"""The per-key counter (``RateLimiter``) against moto's DynamoDB with the template's table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack.template import create_tables, load_template
+from evreserve.errors import RateLimited
+from evreserve.storage.ratelimit import RateLimiter
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        yield client, create_tables(client, "unit", load_template())["RATE_LIMIT_TABLE"]
+
+
+def test_limit_per_window_then_retry_after_until_the_next(table):
+    """3/min: the 4th request in a window is refused with the seconds left; the next window starts afresh."""
+    client, name = table
+    now = [600.0 + 45.2]  # 45.2 s into a minute
+    limiter = RateLimiter(client, name, limit=3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.hit("k1")
+    with pytest.raises(RateLimited) as refused:
+        limiter.hit("k1")
+    assert refused.value.retry_after_s == 15  # ceil(60 - 45.2)
+    limiter.hit("k2")  # another key has its own count
+    now[0] = 660.0
+    limiter.hit("k1")
+
+
+def test_window_items_expire_by_ttl(table):
+    """Each window's item carries a TTL after its end, so the table does not grow."""
+    client, name = table
+    RateLimiter(client, name, limit=3, clock=lambda: 125.0).hit("k1")
+    (item,) = client.scan(TableName=name)["Items"]
+    assert item["pk"] == {"S": "RATE#k1#120"} and item["hits"] == {"N": "1"}
+    assert int(item["ttl"]["N"]) > 180
