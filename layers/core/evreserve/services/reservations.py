@@ -272,7 +272,10 @@ class ReservationService:
         page_size = 100 if where.selective or principal.charger_ids is not None else limit + 1
         source: Iterator[tuple[Reservation, Key]]
         if where.charger_id is not None:
-            if not principal.may_access_charger(account_id, where.charger_id):
+            # The charger's owner, not the caller's account: another account's charger
+            # (or none) is 404 like any charger outside the key's scope, not an empty list.
+            charger = self._registry.get_charger(where.charger_id)
+            if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
                 raise NotFound("Charger not found")
             partition = {"gsi1pk": f"CHARGER#{where.charger_id}", "pk": f"ACCOUNT#{account_id}"}
             start = decode_cursor(cursor, expect=partition) if cursor else None
