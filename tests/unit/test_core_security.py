@@ -36,3 +36,33 @@ def test_api_key_is_random_and_matches_its_hash():
     assert key != other and key.startswith(API_KEY_PREFIX + key_id)
     assert api_key_matches(key, key_hash)
     assert not api_key_matches(other, key_hash)
+
+
+class _OneKeyRegistry:
+    """A registry holding one API key item, returned for any hash asked (a corrupted index)."""
+
+    def __init__(self, key_hash: str) -> None:
+        from evreserve.models import ApiKey, utcnow
+
+        self.key = ApiKey(key_id="k1", key_hash=key_hash, name="t", account_id=1, created_at=utcnow())
+
+    def get_api_key(self, key_hash: str):
+        return self.key
+
+
+def test_authenticate_confirms_the_stored_hash_and_stores_no_key():
+    """A key is accepted only if its own hash is the stored one; the key itself is nowhere in the item."""
+    import pytest
+
+    from evreserve.errors import Unauthorized
+    from evreserve.security import hash_api_key
+    from evreserve.services.accounts import AccountService
+
+    key, key_id, key_hash = generate_api_key()
+    assert key_hash == hash_api_key(key) and key not in key_hash and key_id in key
+    registry = _OneKeyRegistry(key_hash)
+    service = AccountService(registry)  # type: ignore[arg-type]
+    assert service.authenticate(f"Bearer {key}").key_id == "k1"
+    other, _, _ = generate_api_key()
+    with pytest.raises(Unauthorized):
+        service.authenticate(f"Bearer {other}")
