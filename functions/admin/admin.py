@@ -33,7 +33,7 @@ Cursor = Annotated[str | None, Query(alias="nextPageCursor", max_length=1000)]
     summary="Create an account (platform admin)",
     tags=["Admin"],
     status_code=201,
-    responses=errors(),
+    responses=errors(ok=201),
 )
 @tracer.capture_method
 def create_account(request: AccountCreate) -> AccountResponse:
@@ -57,7 +57,7 @@ def list_accounts(limit: Limit = 50, next_page_cursor: Cursor = None) -> Account
     description="Platform admin, or an unlimited key of the same account. The key is shown in this response only.",
     tags=["Admin"],
     status_code=201,
-    responses=errors(),
+    responses=errors(ok=201),
 )
 @tracer.capture_method
 def create_api_key(account_id: AccountId, request: ApiKeyCreate) -> ApiKeyCreatedResponse:
@@ -87,7 +87,7 @@ def list_api_keys(account_id: AccountId, limit: Limit = 50, next_page_cursor: Cu
     description="Authorizer results are cached for up to 5 minutes, so a revoked key may work that long.",
     tags=["Admin"],
     status_code=204,
-    responses=errors(),
+    responses=errors(ok=204),
 )
 @tracer.capture_method
 def delete_api_key(account_id: AccountId, key_id: Annotated[str, Path(alias="keyId", max_length=64)]) -> Response[str]:

@@ -37,7 +37,7 @@ _CONFLICT = {409: "ALREADY_EXISTS (ocppId, externalId taken) or STALE_WRITE (cha
     description="Without `password`, one is generated and returned in this response only.",
     tags=["Chargers"],
     status_code=201,
-    responses=errors(409, descriptions=_CONFLICT),
+    responses=errors(409, ok=201, descriptions=_CONFLICT),
 )
 @tracer.capture_method
 def register_charger(request: ChargerCreate) -> ChargerCreatedResponse:
@@ -91,7 +91,7 @@ def update_charger(charger_id: ChargerId, request: ChargerUpdate) -> ChargerResp
     summary="Delete a charger",
     tags=["Chargers"],
     status_code=204,
-    responses=errors(409, descriptions=_CONFLICT),
+    responses=errors(409, ok=204, descriptions=_CONFLICT),
 )
 @tracer.capture_method
 def delete_charger(charger_id: ChargerId) -> Response[str]:
@@ -112,7 +112,7 @@ def list_ports(charger_id: ChargerId) -> PortListResponse:
     summary="Add a port",
     tags=["Ports"],
     status_code=201,
-    responses=errors(409, descriptions=_CONFLICT),
+    responses=errors(409, ok=201, descriptions=_CONFLICT),
 )
 @tracer.capture_method
 def add_port(charger_id: ChargerId, request: PortInput) -> PortResponse:
@@ -137,7 +137,7 @@ def update_port(charger_id: ChargerId, port_id: PortId, request: PortUpdate) -> 
     summary="Delete a port",
     tags=["Ports"],
     status_code=204,
-    responses=errors(409, descriptions=_CONFLICT),
+    responses=errors(409, ok=204, descriptions=_CONFLICT),
 )
 @tracer.capture_method
 def delete_port(charger_id: ChargerId, port_id: PortId) -> Response[str]:

@@ -37,13 +37,27 @@ COMMON = (400, 401, 403, 404, 429, 500, 503)
 CHARGER = (409, 502, 504)
 
 
-def errors(*extra: int, descriptions: dict[int, str] | None = None) -> dict[int, OpenAPIResponse]:
-    """The ``responses=`` of a route: the common errors plus ``extra``."""
+_SUCCESS = {200: "OK", 201: "Created", 204: "Done; no body"}
+
+
+def errors(*extra: int, ok: int = 200, descriptions: dict[int, str] | None = None) -> dict[int, OpenAPIResponse]:
+    """The ``responses=`` of a route: its success answer ``ok``, the common errors and ``extra``."""
     chosen = {**_DESCRIPTIONS, **(descriptions or {})}
-    return {
+    responses: dict[int, OpenAPIResponse] = {
         code: {"description": chosen[code], "content": _ERROR_CONTENT}  # type: ignore[typeddict-item]
         for code in sorted({*COMMON, *extra})
     }
+    if 429 in responses:
+        responses[429]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+        }
+    # Given any responses, Powertools documents only those: the success answer must be
+    # listed too. Without "content", Powertools fills in the route's return model; a 204
+    # has no body at all.
+    success: OpenAPIResponse = {"description": _SUCCESS[ok]}
+    if ok == 204:
+        success["content"] = {}
+    return {ok: success, **responses}
 
 
 @cache
