@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from evreserve.schemas import CancelRequest, ChargerCreate, ReserveRequest
+from evreserve.models import Port
+from evreserve.schemas import CancelRequest, ChargerCreate, PortInput, PortUpdate, ReserveRequest
+from evreserve.storage.codec import serialize
+from evreserve.storage.items import port_data
 
 FUTURE = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
 
@@ -101,3 +104,19 @@ def test_charger_ports_unique_and_password_length():
         ChargerCreate.model_validate({"ocppId": "CP1", "ports": [{"portNumber": 1}, {"portNumber": 1}]})
     with pytest.raises(ValidationError):
         ChargerCreate.model_validate({"ocppId": "CP1", "password": "short", "ports": [{"portNumber": 1}]})
+
+
+@pytest.mark.parametrize("power", [5e-324, 1e-200, 0.0009, 0, -1, 10_000.5])
+def test_port_power_outside_one_watt_to_10_mw_is_refused(power: float):
+    """maximumPowerKw: 0.001..10000; a subnormal float once reached DynamoDB and failed the write (500)."""
+    with pytest.raises(ValidationError):
+        PortInput.model_validate({"portNumber": 1, "maximumPowerKw": power})
+    with pytest.raises(ValidationError):
+        PortUpdate.model_validate({"maximumPowerKw": power})
+
+
+def test_port_power_that_validates_serializes_for_dynamodb():
+    """The extremes that pass validation are numbers DynamoDB stores."""
+    for power in (0.001, 0.1 + 0.2, 10_000):
+        valid = PortInput.model_validate({"portNumber": 1, "maximumPowerKw": power})
+        serialize(port_data(Port(id=1, port_number=1, maximum_power_kw=valid.maximum_power_kw)))

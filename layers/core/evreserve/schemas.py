@@ -168,11 +168,16 @@ class ReservationView(ApiModel):
 # -- chargers and ports --------------------------------------------------------------------
 
 
+#: A port's power: at least a watt. A bare ``gt=0`` let 5e-324 through, a number DynamoDB
+#: cannot store (its exponent is below -128): the write failed with a 500.
+PowerKw = Annotated[float, Field(ge=0.001, le=10_000)]
+
+
 class PortInput(ApiModel):
     port_number: Int32Id
     name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     connector_type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    maximum_power_kw: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    maximum_power_kw: PowerKw | None = None
 
 
 class PortUpdate(ApiModel):
@@ -181,7 +186,7 @@ class PortUpdate(ApiModel):
     port_number: Int32Id | None = None
     name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     connector_type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    maximum_power_kw: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    maximum_power_kw: PowerKw | None = None
 
 
 Password = Annotated[str, Field(min_length=16, max_length=40, pattern=_PRINTABLE)]
