@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from evreserve.channel import CommandEnvelope, CommandLedger
-from evreserve.errors import InvalidRequest
-from evreserve.models import Command, CommandOutcome, OutcomeKind, utcnow
+from evreserve.errors import DependencyUnavailable, InvalidRequest
+from evreserve.models import Command, CommandAction, CommandOutcome, OutcomeKind, utcnow
+from evreserve.ocpp_mapping import cancel_reservation_payload
 
 from .instance_queue import WAKE_UP_BODY, InstanceQueue, Received
-from .ocpp_session import CallErrorReply, OcppSession, SessionClosed
+from .ocpp_session import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
 from .offload import Offload
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,37 @@ DEDUPE_TTL_S = 600.0
 DEDUPE_MAX_ENTRIES = 100_000
 
 
+#: Pauses between attempts to store an outcome while storage is failing; together well
+#: within the API's grace period, so a short outage does not turn an answer into a
+#: timeout. After them the message's redelivery retries.
+WRITE_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
+#: How long a compensating CancelReservation may take.
+UNDO_TIMEOUT_S = 10.0
+
+
 @dataclass(slots=True)
 class _Delivery:
     command: Command
-    #: The latest delivery's receipt handle: SQS only honours the newest one.
-    receipt_handle: str | None
+    #: SQS message id -> its latest receipt handle (SQS only honours the newest one).
+    #: Several messages when the same envelope was queued more than once: each copy
+    #: must be deleted, or it comes back after the visibility timeout.
+    receipts: dict[str, str]
     seen_at: float
     done: bool = False
     #: An outcome decided but not yet stored (its write failed; retried on redelivery).
     unwritten: CommandOutcome | None = None
+    #: The session the command was sent on, for a compensating call.
+    session: OcppSession | None = None
+
+
+def _accepted(outcome: CommandOutcome) -> bool:
+    return outcome.kind is OutcomeKind.RESULT and (outcome.payload or {}).get("status") == "Accepted"
+
+
+def _reservation_id(command: Command) -> int | None:
+    """The charger-side reservation id of a ReserveNow (1.6 ``reservationId``, 2.0.1 ``id``)."""
+    value = command.payload.get("reservationId", command.payload.get("id"))
+    return value if isinstance(value, int) else None
 
 
 class CommandRunner:
@@ -88,14 +111,14 @@ class CommandRunner:
         self._forget_old()
         delivery = self._seen.get(command.command_id)
         if delivery is None:
-            delivery = _Delivery(command, message.receipt_handle, time.monotonic())
+            delivery = _Delivery(command, {message.message_id: message.receipt_handle}, time.monotonic())
             self._seen[command.command_id] = delivery
             self._start(self._run(delivery))
             return
         log.info(
             "duplicate delivery not sent again", extra={"commandId": command.command_id, "charger": command.ocpp_id}
         )
-        delivery.receipt_handle = message.receipt_handle
+        delivery.receipts[message.message_id] = message.receipt_handle
         if delivery.done and delivery.unwritten is not None:
             self._start(self._write(delivery, delivery.unwritten))
         elif delivery.done:
@@ -118,23 +141,31 @@ class CommandRunner:
     async def _run(self, delivery: _Delivery) -> None:
         command = delivery.command
         try:
-            outcome = await self._execute(command)
+            outcome = await self._execute(delivery)
         except Exception:
             log.exception("command failed unexpectedly", extra={"commandId": command.command_id})
             outcome = self._outcome(OutcomeKind.OFFLINE)
         delivery.done = True
         await self._write(delivery, outcome)
 
-    async def _execute(self, command: Command) -> CommandOutcome:
+    async def _execute(self, delivery: _Delivery) -> CommandOutcome:
+        command = delivery.command
         remaining = command.remaining_s(utcnow())
         if remaining <= 0:
             return self._outcome(OutcomeKind.EXPIRED)
         session = self._find_session(command)
         if session is None:
             return self._outcome(OutcomeKind.OFFLINE)
+        delivery.session = session
+
+        def on_late(reply: Reply) -> None:
+            # The outcome stands as timeout; whatever the charger did must agree with it.
+            if isinstance(reply, CallResultReply):
+                self._reconcile(delivery, self._outcome(OutcomeKind.RESULT, payload=reply.payload), None)
+
         try:
             async with asyncio.timeout(remaining):
-                reply = await session.send_call(command.action.value, command.payload)
+                reply = await session.send_call(command.action.value, command.payload, on_late)
         except TimeoutError:
             return self._outcome(OutcomeKind.TIMEOUT)
         except SessionClosed:
@@ -149,24 +180,75 @@ class CommandRunner:
     async def _write(self, delivery: _Delivery, outcome: CommandOutcome) -> None:
         command = delivery.command
         extra = {"commandId": command.command_id, "charger": command.ocpp_id, "action": command.action.value}
-        try:
-            stored = await self._io(self._ledger.complete, command, outcome)
-        except Exception:
-            delivery.unwritten = outcome
-            log.exception("could not store a command outcome; retried on redelivery", extra=extra)
-            return
+        pauses = iter(WRITE_RETRIES_S)
+        while True:
+            try:
+                stored = await self._io(self._ledger.complete, command, outcome)
+                break
+            except DependencyUnavailable:
+                pause = next(pauses, None)
+                if pause is None:
+                    delivery.unwritten = outcome
+                    log.exception("could not store a command outcome; retried on redelivery", extra=extra)
+                    return
+                await asyncio.sleep(pause)
+            except Exception:
+                delivery.unwritten = outcome
+                log.exception("could not store a command outcome; retried on redelivery", extra=extra)
+                return
         delivery.unwritten = None
-        if stored.completed_by != self._instance_id:
+        if stored != outcome:
             log.warning("command outcome was already written by %s", stored.completed_by, extra=extra)
-        log.info("command completed", extra={**extra, "outcome": outcome.kind.value, "errorCode": outcome.error_code})
+            self._reconcile(delivery, outcome, stored)
+        log.info("command completed", extra={**extra, "outcome": stored.kind.value, "errorCode": stored.error_code})
         self._delete_delivery(delivery)
+
+    # -- keeping the charger and the records in agreement -------------------------------
+
+    def _reconcile(self, delivery: _Delivery, answer: CommandOutcome, stored: CommandOutcome | None) -> None:
+        """The charger accepted a command whose recorded outcome says otherwise: undo it on the charger.
+
+        ``stored`` is the outcome that stands (``None``: the one this instance wrote,
+        a timeout). A ReserveNow the charger accepted too late, or after the API gave
+        up waiting, left the charger holding a reservation recorded as failed: it is
+        cancelled there, so the charger frees the connector and nobody is refused a
+        charge for a reservation the service does not know about. A late accepted
+        CancelReservation is already what the charger did; it needs no call.
+        """
+        command = delivery.command
+        if command.action is not CommandAction.RESERVE_NOW or not _accepted(answer):
+            return
+        if stored is not None and _accepted(stored):
+            return
+        reservation_id = _reservation_id(command)
+        session = delivery.session
+        if reservation_id is None or session is None or session.closed:
+            log.warning(
+                "a charger holds a reservation recorded as failed and cannot be told to drop it",
+                extra={"commandId": command.command_id, "charger": command.ocpp_id, "reservationId": reservation_id},
+            )
+            return
+        self._start(self._undo_reservation(command, session, reservation_id))
+
+    async def _undo_reservation(self, command: Command, session: OcppSession, reservation_id: int) -> None:
+        extra = {"commandId": command.command_id, "charger": command.ocpp_id, "reservationId": reservation_id}
+        log.warning("cancelling a reservation the charger accepted after its outcome was recorded", extra=extra)
+        try:
+            async with asyncio.timeout(UNDO_TIMEOUT_S):
+                reply = await session.send_call(
+                    CommandAction.CANCEL_RESERVATION.value, cancel_reservation_payload(reservation_id)
+                )
+        except (TimeoutError, SessionClosed):
+            log.warning("could not cancel the reservation on the charger", extra=extra)
+            return
+        log.info("reservation cancelled on the charger", extra={**extra, "reply": repr(reply)})
 
     # -- deleting handled messages, batched -------------------------------------------
 
     def _delete_delivery(self, delivery: _Delivery) -> None:
-        if delivery.receipt_handle is not None:
-            self._delete(delivery.receipt_handle)
-            delivery.receipt_handle = None
+        receipts, delivery.receipts = delivery.receipts, {}
+        for receipt_handle in receipts.values():
+            self._delete(receipt_handle)
 
     def _delete(self, receipt_handle: str) -> None:
         self._to_delete.append(receipt_handle)

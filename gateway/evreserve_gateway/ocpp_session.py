@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -53,6 +53,9 @@ SLOW_ACTIONS = frozenset({"Authorize"})
 MAX_QUEUED_CALLS = 16
 #: OCPP-J: the messageId to use when the frame's own cannot be read.
 UNKNOWN_MESSAGE_ID = "-1"
+#: Timed-out CALLs whose late answers are still acted on (one outstanding CALL per
+#: charger, so only the last few can ever be answered).
+MAX_LATE_CALLS = 4
 #: WebSocket close code for a charger that keeps flooding past its budget.
 POLICY_VIOLATION = 1008
 
@@ -189,6 +192,8 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         self.heartbeat_s = heartbeat_s
         self._call_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
+        #: CALLs whose caller stopped waiting, with what to do if the answer still comes.
+        self._late: OrderedDict[str, Callable[[Reply], None]] = OrderedDict()
         self._inbox: deque[Call] | None = None
         self._inbox_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -256,7 +261,7 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             and len(frame) > 1
             and frame[0] in (3, 4)
             and isinstance(frame[1], str)
-            and frame[1] in self._pending
+            and (frame[1] in self._pending or frame[1] in self._late)
         )
 
     async def _over_budget(self, frame: Any) -> None:
@@ -350,22 +355,31 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
         future = self._pending.pop(message_id, None) if message_id is not None else None
         if future is None or future.done():
+            late = self._late.pop(message_id, None) if message_id is not None else None
+            if late is not None:
+                self.logger.info("the charger answered after the deadline", extra={"messageId": message_id})
+                late(self._reply_of(frame))
+                return
+            # OCPP-J: an answer to no CALL of ours is ignored; the connection stays.
             self.logger.warning("ignored an answer to no pending CALL", extra={"messageId": message_id})
             return
+        future.set_result(self._reply_of(frame))
+
+    def _reply_of(self, frame: list[Any]) -> Reply:
         if frame[0] == 3:
             payload = frame[2] if len(frame) > 2 else None
             if not isinstance(payload, dict):
-                future.set_result(CallErrorReply(_frame_error_code(self.version), "CALLRESULT without a payload"))
-            else:
-                future.set_result(CallResultReply(payload))
-        else:
-            code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "GenericError"
-            description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
-            future.set_result(CallErrorReply(code, description))
+                return CallErrorReply(_frame_error_code(self.version), "CALLRESULT without a payload")
+            return CallResultReply(payload)
+        code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "GenericError"
+        description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
+        return CallErrorReply(code, description)
 
     # -- outgoing CALLs -------------------------------------------------------------
 
-    async def send_call(self, action: str, payload: dict[str, Any]) -> Reply:
+    async def send_call(
+        self, action: str, payload: dict[str, Any], on_late: Callable[[Reply], None] | None = None
+    ) -> Reply:
         """Send one CALL (camelCase payload) and return the charger's answer.
 
         Serialized per charger (one outstanding CALL, OCPP-J). Raises
@@ -373,6 +387,9 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         (``asyncio.timeout``), which also covers the wait for the previous CALL.
         A request or an answer that breaks the schema comes back as a
         ``CallErrorReply`` with the violation's code.
+
+        ``on_late`` gets the charger's answer if it comes after the caller stopped
+        waiting (a timeout does not mean the charger did not act on the CALL).
         """
         if self._closed:
             raise SessionClosed
@@ -387,12 +404,20 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
                 raise SessionClosed
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
             self._pending[message_id] = future
+            sent = False
             try:
                 try:
                     await self._connection.send(call.to_json())
                 except ConnectionClosed as exc:
                     raise SessionClosed from exc
+                sent = True
                 reply = await future
+            except asyncio.CancelledError:
+                if sent and on_late is not None and not self._closed:
+                    self._late[message_id] = on_late
+                    while len(self._late) > MAX_LATE_CALLS:
+                        self._late.popitem(last=False)
+                raise
             finally:
                 self._pending.pop(message_id, None)
         if isinstance(reply, CallResultReply):
