@@ -18,12 +18,14 @@ import math
 import ssl
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
+from botocore.exceptions import ClientError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHeader
@@ -43,7 +45,7 @@ from evreserve.storage.reservations import ReservationStore
 from .admission import Admission, LoginThrottle, VerifiedPasswords, address_key, choose_version, identity_from_path
 from .background import Background
 from .commands import CommandRunner
-from .instance_queue import InstanceQueue
+from .instance_queue import InstanceQueue, queue_is_gone
 from .logs import ChargerLogger, quiet_libraries
 from .ocpp_session import OcppSession, new_session, use_inline_validation
 from .offload import Offload
@@ -61,6 +63,8 @@ ocpp_log = logging.getLogger("evreserve_gateway.ocpp")
 HEALTH_PATH = "/health"
 #: Margin over the long-poll wait for the HTTP read of ReceiveMessage.
 _POLL_READ_MARGIN_S = 10
+#: Longest pause between attempts to reach a failing SQS.
+MAX_POLL_BACKOFF_S = 5.0
 
 
 @dataclass(slots=True)
@@ -73,6 +77,8 @@ class Held:
     session_id: str
     websocket: ServerConnection
     session: OcppSession
+    #: What was registered for it, to write again after a storage outage.
+    connection: Connection | None = None
 
 
 class Gateway:
@@ -123,7 +129,12 @@ class Gateway:
         )
         self._server: Server | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._wake_poller = asyncio.Event()
+        #: False from a failed storage call until the connections are registered again.
+        self._storage_ok = True
+        #: Disconnections that could not be recorded: charger id -> (session id, when).
+        self._unrecorded_disconnections: dict[int, tuple[str, datetime]] = {}
         self._stopping = False
         self._stopped: asyncio.Future[None] | None = None
 
@@ -157,16 +168,15 @@ class Gateway:
     def charger_count(self) -> int:
         return len(self._held)
 
+    @property
+    def storage_ok(self) -> bool:
+        """False while DynamoDB is failing and until the held connections are registered again."""
+        return self._storage_ok
+
     async def start(self) -> None:
         quiet_libraries()
         use_inline_validation()
-        self._poll_queue.url = await self._io(
-            self.queue.create,
-            visibility_s=self.settings.gateway_queue_visibility_s,
-            wait_s=self.settings.gateway_queue_wait_s,
-            dlq_url=self.settings.command_dlq_url,
-            max_receive_count=self.settings.gateway_queue_max_receive_count,
-        )
+        await self._create_queue()
         s = self.settings
         self._server = await serve(
             self._handle,
@@ -183,6 +193,7 @@ class Gateway:
             logger=logging.getLogger("websockets.server"),
         )
         self._poller = asyncio.get_running_loop().create_task(self._poll())
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_storage())
         self._stopped = asyncio.get_running_loop().create_future()
         log.info(
             "gateway started",
@@ -228,6 +239,8 @@ class Gateway:
                 except Exception:
                     log.exception("could not wake the long poll; waiting it out")
                 await self._poller
+            if self._watcher is not None:
+                await self._watcher
             await self._fail_queued_commands()
             await self._runner.join()
             try:
@@ -241,6 +254,19 @@ class Gateway:
             if self._stopped is not None and not self._stopped.done():
                 self._stopped.set_result(None)
             log.info("gateway stopped", extra={"instanceId": self.instance_id})
+
+    async def _create_queue(self) -> None:
+        """Create (or find) this instance's queue; if its URL changed, registrations follow."""
+        before = self.queue.url
+        self._poll_queue.url = await self._io(
+            self.queue.create,
+            visibility_s=self.settings.gateway_queue_visibility_s,
+            wait_s=self.settings.gateway_queue_wait_s,
+            dlq_url=self.settings.command_dlq_url,
+            max_receive_count=self.settings.gateway_queue_max_receive_count,
+        )
+        if before and before != self.queue.url:
+            self._storage_ok = await self._register_again()
 
     # -- the opening handshake ----------------------------------------------------------
 
@@ -414,6 +440,7 @@ class Gateway:
         )
         try:
             await self._io(self.registry.register_connection, held.charger_id, connection)
+            held.connection = connection
         except StaleWrite:
             logger.warning("a newer connection holds this charger elsewhere; closing this one")
             await held.websocket.close(CloseCode.POLICY_VIOLATION, "a newer connection holds this charger")
@@ -424,15 +451,79 @@ class Gateway:
             return False
         except DependencyUnavailable:
             logger.exception("could not register the connection; closing")
+            self._storage_failed()
             await held.websocket.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return False
         return True
 
     async def _deregister(self, held: Held, logger: ChargerLogger) -> None:
+        at = utcnow()
         try:
-            await self._io(self.registry.register_disconnection, held.charger_id, held.session_id, utcnow())
+            await self._io(self.registry.register_disconnection, held.charger_id, held.session_id, at)
         except Exception:
-            logger.exception("could not record the disconnection")
+            # Left as is, the registry would show the charger connected here until it
+            # reconnects; the watcher records it once storage is back.
+            logger.exception("could not record the disconnection; retried when storage is back")
+            self._unrecorded_disconnections[held.charger_id] = (held.session_id, at)
+            self._storage_failed()
+
+    # -- storage outages ----------------------------------------------------------------
+
+    def _storage_failed(self) -> None:
+        if self._storage_ok:
+            log.warning("storage is failing; connections are registered again when it is back")
+        self._storage_ok = False
+
+    async def _watch_storage(self) -> None:
+        """Probe DynamoDB now and then; after an outage, write every held connection again.
+
+        Registrations and disconnections attempted during an outage are lost, and a
+        registry restored from older data may not name this instance's connections; a
+        charger the registry does not place here gets no commands. The probe is one
+        cheap read per interval per instance, not per charger.
+        """
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_poller.wait(), self.settings.gateway_storage_probe_s)
+            if self._stopping:
+                return
+            try:
+                await self._io(self.registry.get_charger, 0)
+            except Exception:
+                self._storage_failed()
+                continue
+            if not self._storage_ok or self._unrecorded_disconnections:
+                self._storage_ok = await self._register_again()
+
+    async def _register_again(self) -> bool:
+        """Write every held connection (with the current queue URL) and the unrecorded disconnections."""
+        for held in list(self._held.values()):
+            if held.connection is None or self._held.get(held.ocpp_id) is not held:
+                continue
+            logger = ChargerLogger(log, {"charger": held.ocpp_id})
+            connection = held.connection.model_copy(update={"queue_url": self.queue_url})
+            try:
+                await self._io(self.registry.register_connection, held.charger_id, connection)
+                held.connection = connection
+            except StaleWrite:
+                logger.warning("a newer connection holds this charger elsewhere; closing this one")
+                self._release(held, CloseCode.POLICY_VIOLATION, "a newer connection holds this charger")
+            except NotFound:
+                # Deleted, or not restored yet: the charger's reconnection looks it up again.
+                logger.warning("the charger is not in the registry; asking it to reconnect")
+                self._release(held, CloseCode.TRY_AGAIN_LATER, "try again later")
+            except Exception:
+                logger.exception("could not register the connection again; retrying later")
+                return False
+        for charger_id, (session_id, at) in list(self._unrecorded_disconnections.items()):
+            try:
+                await self._io(self.registry.register_disconnection, charger_id, session_id, at)
+            except Exception:
+                log.exception("could not record a disconnection; retrying later", extra={"chargerId": charger_id})
+                return False
+            del self._unrecorded_disconnections[charger_id]
+        log.info("storage is back; connections registered again", extra={"chargers": len(self._held)})
+        return True
 
     def _release(self, held: Held, code: CloseCode, reason: str) -> None:
         held.session.close()
@@ -459,11 +550,27 @@ class Gateway:
         while not self._stopping:
             try:
                 messages = await self._io(self._poll_queue.receive, self.settings.gateway_queue_wait_s)
+            except ClientError as exc:
+                if not queue_is_gone(exc):
+                    log.exception("could not receive commands; retrying", extra={"backoffS": backoff})
+                    await asyncio.sleep(backoff)
+                    continue
+                # SQS lost the queue (a restarted server, a deletion by hand): without it
+                # no command can reach this instance again, so it is created anew.
+                log.warning("the instance queue is gone; creating it again", extra={"queueUrl": self.queue_url})
+                try:
+                    await self._create_queue()
+                except Exception:
+                    log.exception("could not create the instance queue; retrying", extra={"backoffS": backoff})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake_poller.wait(), backoff)
+                    backoff = min(backoff * 2, MAX_POLL_BACKOFF_S)
+                continue
             except Exception:
                 log.exception("could not receive commands; retrying", extra={"backoffS": backoff})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_poller.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, MAX_POLL_BACKOFF_S)
                 continue
             backoff = 0.5
             for message in messages:

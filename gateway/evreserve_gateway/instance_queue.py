@@ -20,6 +20,12 @@ WAKE_UP_BODY = '{"gateway":"wake-up"}'
 RETENTION_S = 300
 
 
+def queue_is_gone(exc: ClientError) -> bool:
+    """SQS's answer for a queue that does not exist (query and JSON protocols spell it differently)."""
+    code = error_code(exc)
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     message_id: str

@@ -80,6 +80,9 @@ class GatewaySettings(CoreSettings):
 
     #: On SIGTERM: how long in-flight commands may still finish before the sockets close.
     gateway_drain_timeout_s: float = Field(10.0, ge=0)
+    #: How often DynamoDB is probed (one read), so that connections registered during
+    #: an outage are written again once it is back.
+    gateway_storage_probe_s: float = Field(10.0, gt=0)
     #: Threads running the blocking DynamoDB / SQS calls.
     gateway_io_threads: int = Field(32, ge=2)
     #: Threads running scrypt; few, so an attack on passwords cannot starve the storage calls.
