@@ -212,6 +212,34 @@ def test_validation_errors_are_400_envelopes(stack: Stack, fn: dict[str, Any]):
     assert (status, body["code"]) == (400, "INVALID_REQUEST")
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded", "application/xml", "application/x+json"],
+)
+def test_body_that_is_not_json_by_its_content_type_is_400(stack: Stack, fn: dict[str, Any], content_type: str):
+    """A body sent as anything but JSON: 400 naming the header (text/plain, multipart were unhandled 500s)."""
+    seed(stack)
+    request = event("reserve.json", body=reserve_body())
+    request["headers"] = {**request["headers"], "Content-Type": content_type}
+    request["multiValueHeaders"] = {**request["multiValueHeaders"], "Content-Type": [content_type]}
+    status, body = invoke(fn["reservations"].handler, request)
+    assert (status, body["code"]) == (400, "INVALID_REQUEST")
+    assert body["details"] == [{"location": "header", "field": "Content-Type", "message": "must be application/json"}]
+    assert stack.gateway.sent == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", None])
+def test_json_content_types_are_taken(stack: Stack, fn: dict[str, Any], content_type: str | None):
+    """JSON with parameters, or no Content-Type at all: the body is read as JSON."""
+    seed(stack)
+    request = event("reserve.json", body=reserve_body())
+    headers = {k: v for k, v in request["headers"].items() if k.lower() != "content-type"}
+    request["headers"] = headers if content_type is None else {**headers, "Content-Type": content_type}
+    request["multiValueHeaders"] = {k: [v] for k, v in request["headers"].items()}
+    status, body = invoke(fn["reservations"].handler, request)
+    assert (status, body) == (200, {"data": {"status": "Accepted"}})
+
+
 def test_unknown_port_and_foreign_port_look_the_same(stack: Stack, fn: dict[str, Any]):
     """A port of another account is 404 NOT_FOUND, exactly like a port that does not exist."""
     seed(stack)

@@ -22,7 +22,10 @@ from typing import Any, cast
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from evreserve.errors import DomainError, RateLimited
 from evreserve.services.bootstrap import Services, build_services
@@ -70,6 +73,43 @@ def _invalid(exc: RequestValidationError) -> Response[Any]:
     return json_response(status, body)
 
 
+_NOT_JSON = [{"loc": ("header", "Content-Type"), "msg": "must be application/json", "type": "content_type"}]
+
+
+def _unsupported_content_type(_exc: RequestUnsupportedContentType) -> Response[Any]:
+    # Powertools raises this for a body that is not JSON by its Content-Type; unhandled,
+    # it was a 500. It is the caller's mistake: 400 like any other invalid request.
+    _status, body = invalid_request(_NOT_JSON)
+    return json_response(HTTPStatus.BAD_REQUEST, body)
+
+
+def _is_json(content_type: str) -> bool:
+    # What Powertools reads as JSON: application/json, with parameters or not, or no type.
+    return content_type.split(";", 1)[0].strip().lower() in ("", "application/json")
+
+
+def non_json_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The 400 proxy response for a body sent as anything but JSON, else ``None``.
+
+    The API only takes JSON. Powertools would parse multipart and form bodies for
+    validation (a multipart type without a boundary was a 500): refused before routing,
+    they never reach that parser.
+    """
+    if not event.get("body"):
+        return None
+    headers = event.get("headers") or {}
+    content_type = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "")
+    if _is_json(content_type):
+        return None
+    _status, body = invalid_request(_NOT_JSON)
+    return {
+        "statusCode": int(HTTPStatus.BAD_REQUEST),
+        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+        "body": dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
 def _domain(exc: DomainError) -> Response[Any]:
     status = status_of(exc)
     if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
@@ -90,6 +130,7 @@ def create_app() -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
     # Registered by call, not as decorators: Powertools' exception_handler is untyped.
     app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(RequestUnsupportedContentType)(_unsupported_content_type)
     app.exception_handler(DomainError)(_domain)
     app.not_found(_not_found)
     app.exception_handler(Exception)(_unexpected)
@@ -158,7 +199,7 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        refusal = rate_limit.refusal(event)
+        refusal = rate_limit.refusal(event) or non_json_body(event)
         if refusal is not None:
             return refusal
         return app.resolve(event, context)
