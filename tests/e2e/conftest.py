@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end suite (helpers in ``e2e_stack``).
 
-* ``e2e_api`` (package): the local API with a 3 s charger deadline; ``account`` (module):
+* ``e2e_api`` (module): the local API with a 3 s charger deadline; ``account`` (module):
   an operator account and its key, made through the admin API; ``api``: its client.
 * ``stack`` (module): ``GATEWAYS`` gateway processes (default 1) behind the balancer.
 * ``chargers``: registers a charger through the API and connects a simulated one.
@@ -34,15 +34,20 @@ from evreserve_lambda.app import use_services
 from simulator import Behaviour, SimulatedCharger
 
 
-@pytest.fixture(scope="package")
-def e2e_api(local_aws: Any) -> Iterator[LocalApi]:
-    """The local API with a 3 s charger deadline (+1 s grace) instead of 20 s (+2 s)."""
+@pytest.fixture(scope="module")
+def e2e_api(request: pytest.FixtureRequest, local_aws: Any) -> Iterator[LocalApi]:
+    """The local API with a 3 s charger deadline (+1 s grace) instead of 20 s (+2 s).
+
+    A module may set ``DEADLINE_S`` for a longer one. Per module, not per package:
+    tests/e2e is no package, so "package" would last the whole session and lend its
+    settings to the API of every later test.
+    """
     # The functions build their services once per process, in the shared layer module
     # (as each Lambda sandbox does once); dropping them makes this API's settings apply
     # and, afterwards, lets another API in this process build its own again.
     use_services(None)
     environment = {
-        "COMMAND_TIMEOUT_S": str(COMMAND_TIMEOUT_S),
+        "COMMAND_TIMEOUT_S": str(getattr(request.module, "DEADLINE_S", COMMAND_TIMEOUT_S)),
         "COMMAND_GRACE_S": str(COMMAND_GRACE_S),
         # One key per module sends far more than a partner's 200 requests a minute; the
         # per-key limit is not what this suite is about.
