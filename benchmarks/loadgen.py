@@ -87,6 +87,7 @@ class Stats:
     def __init__(self) -> None:
         self.latencies_ns: list[int] = []
         self.errors = 0
+        self.connect_retries = 0
         self.unexpected: list[str] = []
 
 
@@ -120,21 +121,30 @@ async def connect_one(charger: Charger, cfg: dict[str, Any], stats: Stats, sem: 
     addrs = cfg.get("local_addrs") or []
     kwargs: dict[str, Any] = {"local_addr": (addrs[charger.index % len(addrs)], 0)} if addrs else {}
     async with sem:
-        try:
-            charger.ws = await connect(
-                uri,
-                subprotocols=[cfg.get("subprotocol", "ocpp1.6")],  # type: ignore[list-item]
-                compression="deflate" if cfg.get("compression") else None,
-                # Real chargers ping too, but the server's pings suffice to keep the
-                # link checked; the client's CPU is better spent on the load.
-                ping_interval=None,
-                open_timeout=float(cfg.get("open_timeout_s", 120)),
-                max_queue=4,
-                **kwargs,
-            )
-        except Exception as exc:
-            if len(stats.unexpected) < 5:
-                stats.unexpected.append(f"connect {charger.ocpp_id}: {type(exc).__name__}: {exc}"[:300])
+        # A server that cannot finish a handshake in its own open timeout (websockets:
+        # 10 s) drops it; like a real charger, try again after a pause.
+        for attempt in range(int(cfg.get("connect_attempts", 3))):
+            try:
+                charger.ws = await connect(
+                    uri,
+                    subprotocols=[cfg.get("subprotocol", "ocpp1.6")],  # type: ignore[list-item]
+                    compression="deflate" if cfg.get("compression") else None,
+                    # Real chargers ping too, but the server's pings suffice to keep the
+                    # link checked; the client's CPU is better spent on the load.
+                    ping_interval=None,
+                    open_timeout=float(cfg.get("open_timeout_s", 120)),
+                    max_queue=4,
+                    **kwargs,
+                )
+                break
+            except Exception as exc:
+                stats.connect_retries += 1
+                if len(stats.unexpected) < 5:
+                    stats.unexpected.append(
+                        f"connect {charger.ocpp_id} #{attempt + 1}: {type(exc).__name__}: {exc}"[:300]
+                    )
+                await asyncio.sleep(1.0 + random.random())
+        if charger.ws is None:
             return False
         if cfg.get("boot"):
             ws = charger.ws
@@ -246,6 +256,7 @@ async def main(cfg: dict[str, Any], commands: asyncio.Queue[dict[str, Any]]) -> 
                 "chargers": done,
                 "connected": len(live),
                 "connect_failed": done - len(live),
+                "connect_attempts_failed": stats.connect_retries,
                 "connect_s": round(time.perf_counter() - t0, 2),
                 "connect_errors": stats.unexpected[:5],
                 "client_rss_mb": rss_mb(),
