@@ -27,7 +27,10 @@ from common import LOG_DIR, REPO_ROOT, Report
 from reservation_roundtrip import ID_TAG, expiry, run_stack_level
 from stack import FullStack, Hops, InvocationCounter, RequestCounter, group
 
-SETTLE_S = 0.5  # the gateway deletes the message and logs after the answer went out
+#: The gateway deletes the message and logs after the answer went out.
+SETTLE_S = 0.5
+#: What the gateway does on a timer whether or not anyone reserves: not a reservation's cost.
+IDLE = frozenset({"ReceiveMessage(empty)", "GetItem(probe)"})
 
 
 def one(stack: FullStack, client: Any, kind: str, rid: int) -> str:
@@ -108,7 +111,7 @@ def main() -> None:
         ops: Counter[tuple[str, str]] = Counter()
         idle = 0
         for (who, service, op), count in totals[kind].items():
-            if op == "ReceiveMessage(empty)":
+            if op in IDLE:
                 idle += count
                 continue
             ops[(service, op)] += count
@@ -139,7 +142,9 @@ def main() -> None:
         report.ratios[f"{kind}: Lambda invocations"] = round(lam, 2)
         report.ratios[f"{kind}: answers"] = dict(statuses[kind])
         if idle:
-            report.notes.append(f"{kind}: {idle} empty long polls by the gateway in the windows (idle cost, excluded)")
+            report.notes.append(
+                f"{kind}: {idle} empty long polls / storage probes by the gateway in the windows (idle cost, excluded)"
+            )
         if kind == "reserve":
             report.target("DynamoDB requests per reservation", round(dynamo, 2), 6, at_least=False)
             report.target("SQS requests per reservation", round(sqs, 2), 2, at_least=False)
@@ -148,7 +153,7 @@ def main() -> None:
     if concurrent_requests:
         ops_c: Counter[str] = Counter()
         for (who, service, op), count in sorted(concurrent.items()):
-            if op == "ReceiveMessage(empty)":
+            if op in IDLE:
                 continue
             ops_c[service] += count
             report.add(

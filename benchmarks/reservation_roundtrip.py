@@ -105,7 +105,7 @@ def run_stack_level(
     }
     for ocpp_id, rid, start, end, _ in samples:
         cid = hops.key.get((ocpp_id, "ReserveNow", rid))
-        if cid is None or cid not in hops.stored:
+        if cid is None or not all(cid in d for d in (hops.created, hops.received, hops.charger_ms, hops.stored)):
             continue
         breakdown["api_to_command"].append((hops.created[cid] - start) * 1000)
         breakdown["command_to_gateway"].append((hops.received[cid] - hops.created[cid]) * 1000)
