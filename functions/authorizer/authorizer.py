@@ -36,7 +36,8 @@ def stage_arn(method_arn: str) -> str:
     return f"{prefix}:execute-api:{region_account_api}/{stage}/*/*"
 
 
-@logger.inject_lambda_context(clear_state=True)
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event is the API key.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
     try:

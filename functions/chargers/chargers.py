@@ -39,7 +39,9 @@ _CONFLICT = {409: "ALREADY_EXISTS (ocppId, externalId taken) or STALE_WRITE (cha
     status_code=201,
     responses=errors(409, ok=201, descriptions=_CONFLICT),
 )
-@tracer.capture_method
+# Not capture_response: the answer carries a secret shown once, and the tracer would
+# copy it into the trace's metadata.
+@tracer.capture_method(capture_response=False)
 def register_charger(request: ChargerCreate) -> ChargerCreatedResponse:
     registered = services().chargers.register(caller(app), request)
     view = ChargerView.of(registered.charger).model_dump()
