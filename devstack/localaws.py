@@ -76,7 +76,7 @@ class LocalAws:
     def env(self) -> dict[str, str]:
         """What a Lambda, the gateway or a test needs in ``os.environ`` to use this stack."""
         return {
-            # boto3 and aiobotocore read these per-service endpoints themselves.
+            # boto3 reads these per-service endpoints itself.
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.sqs.endpoint,
             "AWS_DEFAULT_REGION": REGION,

@@ -217,18 +217,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory, stages: list[Stage]) -> 
     assert argv[:2] == ["pip", "install"] and "-e" not in argv and "--editable" not in argv
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))}
     environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ['PATH']}"
-    # Versions pinned to what the dev venv resolved: unconstrained, pip backtracks through
-    # boto3 / botocore / aiobotocore releases for minutes (an image build does the same).
-    frozen = subprocess.run(
-        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
-    ).stdout
-    constraints = root / "constraints.txt"
-    constraints.write_text(
-        "\n".join(line for line in frozen.splitlines() if "==" in line and not line.startswith("evreserve")),
-        encoding="utf-8",
-    )
     done = subprocess.run(
-        [str(venv / "bin" / "pip"), *argv[1:], "--disable-pip-version-check", "-q", "-c", str(constraints)],
+        [str(venv / "bin" / "pip"), *argv[1:], "--disable-pip-version-check", "-q"],
         cwd=workdir,
         env=environ,
         capture_output=True,
