@@ -15,7 +15,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test lint format types cfn-lint sam-validate unit integration e2e openapi bench build clean system-deps
+.PHONY: help run test lint format types cfn-lint audit sam-validate unit integration e2e openapi bench build clean system-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -38,7 +38,7 @@ $(NODE_STAMP): package.json package-lock.json | system-deps
 run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gateway on :9000)
 	$(BIN)/python -m devstack
 
-test: lint types cfn-lint sam-validate $(NODE_STAMP)  ## Lint, type-check, cfn-lint and every test
+test: lint types cfn-lint sam-validate audit $(NODE_STAMP)  ## Lint, type-check, cfn-lint, audit and every test
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
@@ -55,6 +55,9 @@ types: $(STAMP)  ## mypy (strict) on the core, gateway, functions and tools
 
 cfn-lint: $(STAMP)  ## Lint template.yaml
 	$(BIN)/cfn-lint template.yaml
+
+audit: $(STAMP)  ## pip-audit the dependencies that ship; fails on a known vulnerability with a fix
+	$(BIN)/python -m devstack.audit
 
 $(SAM_STAMP): requirements-sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
