@@ -268,6 +268,19 @@ async def placement(stack: Stack, ocpp_ids: set[str], live: list[GatewayProcess]
     return {instance: ids & ocpp_ids for instance, ids in held.items()}
 
 
+def _ours(gateway: GatewayProcess) -> bool:
+    """Whether the server on the gateway's port is that gateway (and not whoever took the port first)."""
+    try:
+        gateway.wait_healthy()
+        url = f"http://{HOST}:{gateway.port}/health"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            answer = json.loads(response.read())
+    except (RuntimeError, OSError, ValueError):
+        return False
+    alive = gateway.process is not None and gateway.process.poll() is None
+    return alive and answer.get("instanceId") == gateway.instance_id
+
+
 @contextlib.contextmanager
 def running_stack(instances: int, name: str) -> Iterator[Stack]:
     """``instances`` gateway processes (ids ``{name}-1``..) behind a fresh balancer."""
@@ -282,7 +295,16 @@ def running_stack(instances: int, name: str) -> Iterator[Stack]:
         for gateway in gateways:
             gateway.start(env)
         for gateway in gateways:
-            gateway.wait_healthy()
+            # free_port() only names a port that was free a moment ago: on a busy machine
+            # another process may bind it first. Then this gateway starts on another one.
+            for _ in range(3):
+                if _ours(gateway):
+                    break
+                gateway.kill()
+                gateway.port = free_port()
+                gateway.start(env)
+            else:
+                raise RuntimeError(f"gateway {gateway.instance_id} did not start; see {gateway.log_path}")
         balancer = _BalancerThread([g.port for g in gateways])
         yield Stack(gateways, balancer.start())
     finally:
