@@ -72,10 +72,13 @@ def account(e2e_api: LocalApi, admin_api_key: str) -> Account:
 
 
 @pytest.fixture
-async def api(e2e_api: LocalApi, account: Account) -> AsyncIterator[Api]:
+async def api(request: pytest.FixtureRequest, e2e_api: LocalApi, account: Account) -> AsyncIterator[Api]:
+    """The account's API client; no request may take longer than the module's deadline allows."""
+    deadline = getattr(request.module, "DEADLINE_S", COMMAND_TIMEOUT_S)
     # Room for well over 100 requests in flight at once (httpx's default pool is 100).
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=50)
-    async with httpx.AsyncClient(base_url=e2e_api.url, timeout=ANSWER_BOUND_S + 5, limits=limits) as http:
+    timeout = ANSWER_BOUND_S - COMMAND_TIMEOUT_S + deadline + 5
+    async with httpx.AsyncClient(base_url=e2e_api.url, timeout=timeout, limits=limits) as http:
         yield Api(http, account.key)
 
 
