@@ -70,7 +70,7 @@ from devstack.lambda_runtime import (
     Invocation,
     add_code_uri_to_path,
 )
-from devstack.template import TEMPLATE_PATH, Intrinsic, Template, load_template
+from devstack.template import TEMPLATE_PATH, Template, as_intrinsic, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV
 
 # Named, not __name__: under `python -m devstack.local_api` that would be "__main__".
@@ -95,20 +95,6 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 # --- the template -----------------------------------------------------------------------
-
-
-def _as_intrinsic(value: Any) -> Intrinsic | None:
-    """``!Ref X`` as the loader gives it, or its long form ``{"Ref": "X"}`` / ``{"Fn::Sub": ...}``."""
-    if isinstance(value, Intrinsic):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        ((key, args),) = value.items()
-        if key == "Ref" or key.startswith("Fn::"):
-            name = key.removeprefix("Fn::")
-            if name == "GetAtt" and isinstance(args, str):
-                args = args.split(".", 1)
-            return Intrinsic(name, args)
-    return None
 
 
 class Unresolvable(Exception):
@@ -144,7 +130,7 @@ class IntrinsicResolver:
 
     def resolve(self, value: Any) -> str:
         """``value`` as a string; raises :class:`Unresolvable` for what has no local value."""
-        intrinsic = _as_intrinsic(value)
+        intrinsic = as_intrinsic(value)
         if intrinsic is None:
             if isinstance(value, dict | list):
                 raise Unresolvable(f"{value!r} is not a scalar")
@@ -200,7 +186,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     """SAM's Globals rule: maps merge key by key, anything else in the resource wins."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and _as_intrinsic(value) is None:
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and as_intrinsic(value) is None:
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -209,7 +195,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 def _logical_id(value: Any) -> str | None:
     """The logical id in ``!Ref X``, ``!GetAtt X.Arn`` or a bare ``X``."""
-    intrinsic = _as_intrinsic(value)
+    intrinsic = as_intrinsic(value)
     if intrinsic is None:
         return value if isinstance(value, str) else None
     if intrinsic.fn == "Ref":
@@ -303,7 +289,7 @@ def read_template(
         environment: dict[str, str] = {}
         for name, value in variables.items():
             try:
-                if _as_intrinsic(value) is not None and name in environ:
+                if as_intrinsic(value) is not None and name in environ:
                     # An intrinsic stands for a fact of the deployment; locally the stack
                     # is the deployment, and what it exports under the same name wins
                     # (GATEWAY_QUEUE_PREFIX: the gateway reads the stack's, not !Sub's).

@@ -73,7 +73,7 @@ def load_template(path: Path | str | None = None) -> Template:
     return loaded
 
 
-def _as_intrinsic(value: Any) -> Intrinsic | None:
+def as_intrinsic(value: Any) -> Intrinsic | None:
     """``!Ref X`` and its long form ``{"Ref": "X"}`` / ``{"Fn::GetAtt": ...}`` alike."""
     if isinstance(value, Intrinsic):
         return value
@@ -228,7 +228,7 @@ def _str(value: Any) -> str:
 
 
 def _arn_target(value: Any) -> str | None:
-    ref = _as_intrinsic(value)
+    ref = as_intrinsic(value)
     if ref is not None and ref.fn == "GetAtt" and list(ref.args)[1:] == ["Arn"]:
         return str(ref.args[0])
     return None
@@ -249,7 +249,7 @@ def _resolve_arns(value: Any, arns: dict[str, str], owner: str) -> Any:
         if target not in arns:
             raise TemplateError(f"{owner}: !GetAtt {target}.Arn names no queue of the template")
         return arns[target]
-    if _as_intrinsic(value) is not None:
+    if as_intrinsic(value) is not None:
         raise TemplateError(f"{owner}: cannot resolve {value!r} locally")
     if isinstance(value, dict):
         return {k: _resolve_arns(v, arns, owner) for k, v in value.items()}
@@ -265,7 +265,7 @@ def queue_definitions(template: Template) -> dict[str, QueueDefinition]:
         _reject_unknown(logical_id, props, set(_QUEUE_ATTRIBUTES) | _QUEUE_IGNORED | _QUEUE_POLICIES)
         plain = {_QUEUE_ATTRIBUTES[k]: _str(v) for k, v in props.items() if k in _QUEUE_ATTRIBUTES}
         for k, v in plain.items():
-            if _as_intrinsic(props[k]) is not None:
+            if as_intrinsic(props[k]) is not None:
                 raise TemplateError(f"{logical_id}.{k}: intrinsic {v} cannot be resolved locally")
         policies = {k: dict(props[k]) for k in _QUEUE_POLICIES if k in props}
         queues[logical_id] = QueueDefinition(logical_id, plain, policies)
