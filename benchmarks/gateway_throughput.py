@@ -202,7 +202,8 @@ def main() -> None:
     )
     report.notes.append(
         "STARVED: server + client CPU under 150% of the 200% this machine has, i.e. the row waited for CPUs busy "
-        "with something else; its figures, and ratios built on them, are not to be trusted"
+        "with something else (at 100+ chargers; a few chargers can also leave the CPUs idle by latency alone); "
+        "its figures, and ratios built on them, are not to be trusted"
     )
     report.notes.append(
         "server CPU is % of one core (a Python server cannot use more than ~100%); client_cpu near 100% means the "
