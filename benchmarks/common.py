@@ -142,9 +142,9 @@ class Report:
         self.results.append(row)
         return row
 
-    def target(self, name: str, value: float | None, limit: float, *, at_least: bool) -> None:
-        """Record a target and whether this run met it (None when not measured)."""
-        met = None if value is None else (value >= limit if at_least else value <= limit)
+    def target(self, name: str, value: float | None, limit: float, *, at_least: bool, trusted: bool = True) -> None:
+        """Record a target and whether this run met it (None when not measured, or not trusted)."""
+        met = None if value is None or not trusted else (value >= limit if at_least else value <= limit)
         self.targets.append(
             {"target": name, "value": value, "limit": ("≥ " if at_least else "≤ ") + f"{limit:g}", "met": met}
         )

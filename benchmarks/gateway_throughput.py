@@ -323,14 +323,27 @@ def main() -> None:
             report.ratios[f"ours/ocpp-rpc {size} {mix}"] = ratio(rate("ours", size, mix), rate("ocpp-rpc", size, mix))
             report.ratios[f"naive/echo {size} {mix}"] = ratio(rate("naive", size, mix), rate("echo", size, mix))
     at = 20 if args.smoke else 1000
+
+    def trusted(size: int, mix: str) -> bool:
+        rows = [r for r in report.results if (r["chargers"], r["load"]) == (size, mix)]
+        return not any(r.get("starved") for r in rows)
+
+    ok = trusted(at, "heartbeat")
+    if not ok:
+        report.notes.append(f"targets not judged: a {at}-charger heartbeat row was STARVED; rerun on a quiet machine")
     report.target(
-        f"ours/echo at {at} chargers, heartbeat", report.ratios.get(f"ours/echo {at} heartbeat"), 0.8, at_least=True
+        f"ours/echo at {at} chargers, heartbeat",
+        report.ratios.get(f"ours/echo {at} heartbeat"),
+        0.8,
+        at_least=True,
+        trusted=ok,
     )
     report.target(
         f"ours/ocpp-rpc at {at} chargers, heartbeat",
         report.ratios.get(f"ours/ocpp-rpc {at} heartbeat"),
         1.0,
         at_least=True,
+        trusted=ok,
     )
     report.extra["logs"] = str(LOG_DIR)
     report.emit(
