@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.metrics import MetricUnit
 
 from evreserve.errors import DomainError, RateLimited
 from evreserve.services.bootstrap import Services, build_services
@@ -199,9 +200,10 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        refusal = rate_limit.refusal(event) or non_json_body(event)
-        if refusal is not None:
-            return refusal
-        return app.resolve(event, context)
+        response = rate_limit.refusal(event) or non_json_body(event) or app.resolve(event, context)
+        # One count per answer class on every invocation: what a 4xx/5xx alarm needs, and
+        # no invocation flushes an empty metric set (Powertools warns on each one).
+        metrics.add_metric(name=f"Responses{int(response['statusCode']) // 100}xx", unit=MetricUnit.Count, value=1)
+        return response
 
     return cast(Callable[[dict[str, Any], Any], dict[str, Any]], handler)
