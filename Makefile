@@ -15,10 +15,10 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test lint format types cfn-lint audit sam-validate unit integration e2e openapi bench build clean system-deps
+.PHONY: help run test lint format types cfn-lint audit sam-validate deploy unit integration e2e openapi bench build clean system-deps
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 system-deps:  ## Java 17 and Node/npm, from Debian's packages when missing (needs root)
 	@command -v java >/dev/null && command -v npm >/dev/null || { \
@@ -69,6 +69,12 @@ sam-validate: $(SAM_STAMP)  ## sam validate --lint (offline)
 
 build: $(SAM_STAMP)  ## sam build (no Docker: needs python3.12 on PATH for the arm64 layer and functions)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build
+
+openapi: $(STAMP)  ## Regenerate docs/openapi.json (and the copy the API serves) from the routes
+	$(BIN)/python -m devstack.openapi
+
+deploy: $(SAM_STAMP)  ## sam deploy --guided with your AWS credentials, after `make build` (docs/deploy.md)
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided
 
 unit: $(STAMP)  ## Unit tests only (no servers)
 	$(BIN)/python -m pytest -q tests/unit
