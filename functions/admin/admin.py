@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from evreserve.models import INT32_MAX
 from evreserve.schemas import (
@@ -20,12 +20,11 @@ from evreserve.schemas import (
 )
 from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
 from evreserve_lambda.openapi import bundled_document, errors
+from evreserve_lambda.params import Cursor, Limit
 
 app = create_app()
 
 AccountId = Annotated[int, Path(alias="accountId", ge=1, le=INT32_MAX)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(alias="nextPageCursor", max_length=1000)]
 
 
 @app.post(

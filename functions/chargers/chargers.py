@@ -23,6 +23,7 @@ from evreserve.schemas import (
 )
 from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
 from evreserve_lambda.openapi import errors
+from evreserve_lambda.params import Cursor, Limit
 
 app = create_app()
 
@@ -58,8 +59,8 @@ def register_charger(request: ChargerCreate) -> ChargerCreatedResponse:
 def list_chargers(
     ocpp_id: Annotated[str | None, Query(alias="ocppId", min_length=1, max_length=48)] = None,
     external_id: Annotated[str | None, Query(alias="externalId", min_length=1, max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    next_page_cursor: Annotated[str | None, Query(alias="nextPageCursor", max_length=1000)] = None,
+    limit: Limit = 50,
+    next_page_cursor: Cursor = None,
 ) -> ChargerList:
     page = services().chargers.list_chargers(
         caller(app), limit=limit, cursor=next_page_cursor, ocpp_id=ocpp_id, external_id=external_id

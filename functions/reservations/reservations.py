@@ -21,6 +21,7 @@ from evreserve.schemas import (
 from evreserve.services.reservations import ReservationFilter
 from evreserve_lambda.app import caller, create_app, lambda_handler, metrics, services, tracer
 from evreserve_lambda.openapi import CHARGER, errors
+from evreserve_lambda.params import Cursor, Limit
 
 app = create_app()
 
@@ -73,8 +74,8 @@ def list_reservations(
     port_id: Annotated[int | None, Query(alias="portId", ge=1, le=INT32_MAX)] = None,
     status: Annotated[ReservationState | None, Query()] = None,
     active: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    next_page_cursor: Annotated[str | None, Query(alias="nextPageCursor", max_length=1000)] = None,
+    limit: Limit = 50,
+    next_page_cursor: Cursor = None,
 ) -> ReservationList:
     where = ReservationFilter(charger_id=charger_id, port_id=port_id, status=status, active=active)
     page = services().reservations.list_reservations(caller(app), where, limit, next_page_cursor)
