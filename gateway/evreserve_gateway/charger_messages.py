@@ -78,22 +78,28 @@ def boot_info_v201(charging_station: dict[str, Any], now: datetime) -> BootInfo:
     )
 
 
-def port_status_v16(kwargs: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
-    """(connectorId, status); connector 0 is the charger as a whole."""
-    return int(kwargs["connector_id"]), OcppStatus(
-        status=kwargs["status"],
-        timestamp=parse_timestamp(kwargs.get("timestamp"), now),
-        error_code=kwargs.get("error_code"),
-        vendor_error_code=kwargs.get("vendor_error_code"),
-        info=kwargs.get("info"),
+def port_status_v16(payload: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
+    """(connectorId, status) from a validated StatusNotification payload (camelCase, as sent).
+
+    Connector 0 is the charger as a whole.
+    """
+    return int(payload["connectorId"]), OcppStatus(
+        status=payload["status"],
+        timestamp=parse_timestamp(payload.get("timestamp"), now),
+        error_code=payload.get("errorCode"),
+        vendor_error_code=payload.get("vendorErrorCode"),
+        info=payload.get("info"),
     )
 
 
-def port_status_v201(kwargs: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
-    """(evseId, status): a port is an EVSE, so the last report of any of its connectors wins."""
-    return int(kwargs["evse_id"]), OcppStatus(
-        status=kwargs["connector_status"],
-        timestamp=parse_timestamp(kwargs.get("timestamp"), now),
+def port_status_v201(payload: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
+    """(evseId, status) from a validated StatusNotificationRequest payload (camelCase, as sent).
+
+    A port is an EVSE, so the last report of any of its connectors wins.
+    """
+    return int(payload["evseId"]), OcppStatus(
+        status=payload["connectorStatus"],
+        timestamp=parse_timestamp(payload.get("timestamp"), now),
     )
 
 

@@ -42,7 +42,7 @@ def test_garbage_timestamp_falls_back_to_now():
 def test_v16_status_keeps_error_code_and_info():
     """A 1.6 StatusNotification keeps the connector, status, errorCode, vendor code and info."""
     number, status = msgs.port_status_v16(
-        {"connector_id": 2, "status": "Faulted", "error_code": "GroundFailure", "vendor_error_code": "E7", "info": "x"},
+        {"connectorId": 2, "status": "Faulted", "errorCode": "GroundFailure", "vendorErrorCode": "E7", "info": "x"},
         NOW,
     )
     assert (number, status.status, status.error_code, status.vendor_error_code, status.info) == (

@@ -96,6 +96,36 @@ async def test_v16_malformed_frames_get_1_6_codes(frame, expected):
     assert connection.sent.get_nowait()[:3] == expected
 
 
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ('[2,"m","MeterValues",{"connectorId":1}]', [4, "m", "ProtocolError"]),
+        ('[2,"m","MeterValues",{"connectorId":"1","meterValue":[]}]', [4, "m", "TypeConstraintViolation"]),
+        (
+            '[2,"m","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Fine"}]',
+            [4, "m", "FormationViolation"],
+        ),
+    ],
+)
+async def test_v16_directly_answered_calls_are_validated(frame, expected):
+    """MeterValues and StatusNotification, answered without the library, are still refused when invalid."""
+    events = FakeEvents()
+    session, connection = _session(events=events)
+    await session.route_message(frame)
+    assert connection.sent.get_nowait()[:3] == expected
+    assert events.statuses == []
+
+
+async def test_status_notification_is_reported_and_answered_empty():
+    """A valid 2.0.1 StatusNotification reaches the events with its EVSE and gets an empty CALLRESULT."""
+    events = FakeEvents()
+    session, connection = _session(OcppVersion.V201, events=events)
+    frame = {"timestamp": "2026-11-23T10:00:00Z", "connectorStatus": "Occupied", "evseId": 2, "connectorId": 1}
+    await session.route_message(json.dumps([2, "s", "StatusNotification", frame]))
+    assert connection.sent.get_nowait() == [3, "s", {}]
+    assert [(port, status.status) for port, status in events.statuses] == [(2, "Occupied")]
+
+
 async def test_v16_unknown_message_type_is_ignored():
     """OCPP-J 1.6: a frame with an unknown messageTypeId is ignored."""
     session, connection = _session()
@@ -180,13 +210,14 @@ async def test_slow_authorize_does_not_hold_up_answers_to_our_calls():
 
 
 async def test_calls_after_a_slow_one_are_answered_in_order():
-    """A Heartbeat sent while Authorize is pending is answered after it."""
+    """A Heartbeat and a MeterValues sent while Authorize is pending are answered after it, in order."""
     session, connection = _session(events=FakeEvents(lookup_delay_s=0.05))
     await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
     await session.route_message('[2,"hb","Heartbeat",{}]')
-    first = await asyncio.wait_for(connection.sent.get(), 1)
-    second = await asyncio.wait_for(connection.sent.get(), 1)
-    assert (first[1], second[1]) == ("auth", "hb")
+    await session.route_message('[2,"mv","MeterValues",{"connectorId":1,"meterValue":[]}]')
+    answers = [await asyncio.wait_for(connection.sent.get(), 1) for _ in range(3)]
+    assert [answer[1] for answer in answers] == ["auth", "hb", "mv"]
+    assert answers[2][0] == 4  # an empty meterValue breaks the schema: refused, in its turn
 
 
 def test_frame_budget_allows_a_burst_then_the_rate():
