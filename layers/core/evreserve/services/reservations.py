@@ -1,13 +1,16 @@
 """Reserving and cancelling ports, and reading the reservations recorded.
 
-The happy path of a reservation costs two reads (port pointer, charger), one
-transaction (command + pending reservation), one SQS message and the polls for the
-outcome; the reservation record is read only on a retry, to tell a plain retry from
-a request that must be sent again.
+The happy path of a reservation costs one read (the charger; the port pointer too on
+the first request for a port in this instance, see ``PortCache``), one transaction
+(command + pending reservation), one SQS message and the polls for the outcome; the
+reservation record is read only on a retry, to tell a plain retry from a request that
+must be sent again.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +26,7 @@ from ..models import (
     CommandOutcome,
     OcppVersion,
     OutcomeKind,
+    Port,
     Reservation,
     ReservationRef,
     ReservationState,
@@ -49,6 +53,51 @@ _ENDED_LATER = frozenset(
 
 #: How many generations a request may chain through before giving up (each costs reads).
 MAX_GENERATIONS = 8
+
+
+#: Ports whose charger an instance remembers (two ints each: ~1 MB at most).
+PORT_CACHE_ENTRIES = 10_000
+
+
+class PortCache:
+    """port id -> (charger id, account id), least recently used dropped first.
+
+    Safe to keep for the life of a function instance because the mapping never changes
+    while the port exists: port and charger ids come from sequences and are never
+    reused, a port never moves to another charger (``RegistryStore.update_charger``
+    only adds, renumbers or releases a charger's own ports) and a charger never changes
+    account. What can change is that the port or its charger is deleted: the caller
+    confirms every hit on the charger item it reads anyway, and ``drop``s the entry
+    when the port is not on it.
+    """
+
+    def __init__(self, max_entries: int = PORT_CACHE_ENTRIES) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        # A function instance serves one request at a time, but the local API and the
+        # tests share one service between threads.
+        self._lock = threading.Lock()
+
+    def get(self, port_id: int) -> tuple[int, int] | None:
+        with self._lock:
+            found = self._entries.get(port_id)
+            if found is not None:
+                self._entries.move_to_end(port_id)
+            return found
+
+    def put(self, port_id: int, charger_id: int, account_id: int) -> None:
+        with self._lock:
+            self._entries[port_id] = (charger_id, account_id)
+            self._entries.move_to_end(port_id)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def drop(self, port_id: int) -> None:
+        with self._lock:
+            self._entries.pop(port_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +133,14 @@ class ReservationService:
         channel: CommandChannel,
         settings: ChannelSettings,
         clock: Callable[[], datetime] = utcnow,
+        ports: PortCache | None = None,
     ) -> None:
         self._registry = registry
         self._reservations = reservations
         self._channel = channel
         self._settings = settings
         self._clock = clock
+        self._ports = ports if ports is not None else PortCache()
 
     # -- commands ------------------------------------------------------------------------
 
@@ -100,6 +151,36 @@ class ReservationService:
         if not charger.is_connected:
             raise ChargerOffline("The charger is not connected")
         return charger
+
+    def _charger_with_port(self, principal: Principal, port_id: int) -> tuple[Charger, Port]:
+        """The port's charger as stored now, and the port on it; ``NotFound`` as one answer for all misses.
+
+        A remembered pointer saves the pointer read; the charger item read in any case
+        decides (tenant, key scope, the port still on it). When a remembered charger is
+        gone or no longer has the port, the pointer is read once more: the port was
+        deleted (no pointer: 404) or, in principle, the memory was wrong.
+        """
+        cached = self._ports.get(port_id)
+        if cached is not None:
+            charger_id, account_id = cached
+            if not principal.may_access_charger(account_id, charger_id):
+                raise NotFound("Port not found")
+            charger = self._registry.get_charger(charger_id)
+            port = charger.port_by_id(port_id) if charger is not None and charger.account_id == account_id else None
+            if charger is not None and port is not None:
+                return charger, port
+            self._ports.drop(port_id)
+        ref = self._registry.get_port_ref(port_id)
+        if ref is None or not principal.may_access_charger(ref.account_id, ref.charger_id):
+            raise NotFound("Port not found")
+        charger = self._registry.get_charger(ref.charger_id)
+        if charger is None or charger.account_id != ref.account_id:
+            raise NotFound("Port not found")
+        port = charger.port_by_id(port_id)
+        if port is None:
+            raise NotFound("Port not found")
+        self._ports.put(port_id, charger.id, charger.account_id)
+        return charger, port
 
     def _command(
         self,
@@ -158,13 +239,9 @@ class ReservationService:
 
     def reserve(self, principal: Principal, request: ReserveRequest) -> ReserveStatus:
         account_id = principal.require_account()
-        ref = self._registry.get_port_ref(request.port_id)
-        if ref is None or not principal.may_access_charger(ref.account_id, ref.charger_id):
-            raise NotFound("Port not found")
-        charger = self._connected_charger(principal, ref.charger_id, "Port not found")
-        port = charger.port_by_id(request.port_id)
-        if port is None:
-            raise NotFound("Port not found")
+        charger, port = self._charger_with_port(principal, request.port_id)
+        if not charger.is_connected:
+            raise ChargerOffline("The charger is not connected")
         assert charger.connection is not None
         payload = ocpp_mapping.reserve_now_payload(
             self._version(charger),
