@@ -5,6 +5,12 @@ command id in memory, which is enough because each queue has exactly one reader
 (this process) and dies with it. The outcome is written with the ledger's
 exactly-once conditional write; a message is deleted only once that write is done,
 so a failed write is retried on the message's redelivery without re-sending.
+
+Deletions linger (``GATEWAY_DELETE_LINGER_S``) so that the commands completing within
+a second share one DeleteMessageBatch; they are flushed at once when ten are pending
+and when the runner drains (``join``). A deletion lost to a crash or a failed request
+only means SQS redelivers the message after the visibility timeout, and the dedupe
+above drops it unsent (and deletes it).
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ DEDUPE_MAX_ENTRIES = 100_000
 WRITE_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
 #: How long a compensating CancelReservation may take.
 UNDO_TIMEOUT_S = 10.0
+#: SQS deletes at most this many messages per DeleteMessageBatch.
+DELETE_BATCH = 10
+#: How long a handled message may wait for others to share its DeleteMessageBatch
+#: (the setting's default; see ``GatewaySettings.gateway_delete_linger_s``).
+DELETE_LINGER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -77,6 +88,7 @@ class CommandRunner:
         find_session: Callable[[Command], OcppSession | None],
         *,
         keep_poison_messages: bool,
+        delete_linger_s: float = DELETE_LINGER_S,
     ) -> None:
         self._ledger = ledger
         self._queue = queue
@@ -87,8 +99,14 @@ class CommandRunner:
         self._keep_poison = keep_poison_messages
         self._seen: OrderedDict[str, _Delivery] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._to_delete: list[str] = []
+        self._linger_s = delete_linger_s
+        #: Receipt handles to delete, each with when it was handed over (monotonic).
+        self._to_delete: list[tuple[str, float]] = []
         self._deleter: asyncio.Task[None] | None = None
+        #: Set when the pending deletions must go now (a full batch, or a drain).
+        self._flush_now = asyncio.Event()
+        #: ``join`` calls running: while one waits, nothing lingers.
+        self._joining = 0
 
     @property
     def in_flight(self) -> int:
@@ -251,16 +269,34 @@ class CommandRunner:
             self._delete(receipt_handle)
 
     def _delete(self, receipt_handle: str) -> None:
-        self._to_delete.append(receipt_handle)
+        self._to_delete.append((receipt_handle, time.monotonic()))
+        if len(self._to_delete) >= DELETE_BATCH or self._joining:
+            self._flush_now.set()
         if self._deleter is None:
             self._deleter = asyncio.get_running_loop().create_task(self._flush_deletes())
 
+    async def _linger(self) -> None:
+        """Wait until a full batch is pending, a drain begins, or the oldest deletion has waited long enough."""
+        if len(self._to_delete) >= DELETE_BATCH or self._joining:
+            return
+        left = self._to_delete[0][1] + self._linger_s - time.monotonic()
+        if left <= 0:
+            # Still yield once, so the deletions of a burst of completions share batches.
+            await asyncio.sleep(0)
+            return
+        self._flush_now.clear()
+        try:
+            async with asyncio.timeout(left):
+                await self._flush_now.wait()
+        except TimeoutError:
+            pass
+
     async def _flush_deletes(self) -> None:
         try:
-            # Yield once so the deletions of a burst of completions share batches.
-            await asyncio.sleep(0)
             while self._to_delete:
-                batch, self._to_delete = self._to_delete[:10], self._to_delete[10:]
+                await self._linger()
+                taken, self._to_delete = self._to_delete[:DELETE_BATCH], self._to_delete[DELETE_BATCH:]
+                batch = [receipt_handle for receipt_handle, _ in taken]
                 try:
                     failed = await self._io(self._queue.delete, batch)
                 except Exception:
@@ -272,14 +308,19 @@ class CommandRunner:
             self._deleter = None
 
     async def join(self, limit_s: float | None = None) -> bool:
-        """Wait for the running commands (and their deletions); False if some outlived ``limit_s``."""
+        """Wait for the running commands and flush their deletions now; False if some outlived ``limit_s``."""
         deadline = None if limit_s is None else time.monotonic() + limit_s
-        while self._tasks or self._deleter is not None:
-            pending: set[asyncio.Task[None]] = set(self._tasks)
-            if self._deleter is not None:
-                pending.add(self._deleter)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            _, late = await asyncio.wait(pending, timeout=left)
-            if late and deadline is not None and time.monotonic() >= deadline:
-                return False
-        return True
+        self._joining += 1
+        try:
+            while self._tasks or self._deleter is not None:
+                self._flush_now.set()
+                pending: set[asyncio.Task[None]] = set(self._tasks)
+                if self._deleter is not None:
+                    pending.add(self._deleter)
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                _, late = await asyncio.wait(pending, timeout=left)
+                if late and deadline is not None and time.monotonic() >= deadline:
+                    return False
+            return True
+        finally:
+            self._joining -= 1

@@ -77,6 +77,10 @@ class GatewaySettings(CoreSettings):
     gateway_queue_visibility_s: int = Field(60, ge=1, le=43200)
     #: Deliveries before SQS moves a message the gateway could not process to the DLQ.
     gateway_queue_max_receive_count: int = Field(3, ge=1, le=1000)
+    #: How long a handled message waits for others to share its DeleteMessageBatch (up
+    #: to 10 a request); 0 deletes as soon as the loop is free. At most a tenth of the
+    #: visibility timeout, so a message is gone long before SQS would show it again.
+    gateway_delete_linger_s: float = Field(1.0, ge=0, le=30)
 
     #: On SIGTERM: how long in-flight commands may still finish before the sockets close.
     gateway_drain_timeout_s: float = Field(10.0, ge=0)
@@ -109,6 +113,15 @@ class GatewaySettings(CoreSettings):
     def _tls_pair(self) -> GatewaySettings:
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
             raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _linger_under_visibility(self) -> GatewaySettings:
+        if self.gateway_delete_linger_s * 10 > self.gateway_queue_visibility_s:
+            raise ValueError(
+                "GATEWAY_DELETE_LINGER_S must be at most a tenth of GATEWAY_QUEUE_VISIBILITY_S, "
+                "or handled messages come back before they are deleted"
+            )
         return self
 
     @property

@@ -136,6 +136,42 @@ async def test_duplicate_delivery_is_sent_once(gateway, seed_charger, registry, 
     assert len(behaviour.received) == 1
 
 
+async def test_redelivered_handled_command_is_not_sent_again(
+    start_gateway, seed_charger, registry, commands, gateway_clients
+):
+    """GIVEN a handled command whose deletion was lost (as in a crash) WHEN SQS shows it again
+    THEN the charger does not get it twice and the redelivered copy is deleted."""
+    gateway = await start_gateway(gateway_queue_visibility_s=1, gateway_delete_linger_s=0.1)
+    deleted: list[list[str]] = []
+    delete = gateway.queue.delete
+
+    def lose_the_first(receipt_handles: list[str]) -> list[str]:
+        deleted.append(receipt_handles)
+        return [] if len(deleted) == 1 else delete(receipt_handles)
+
+    gateway.queue.delete = lose_the_first  # type: ignore[method-assign]
+    charger = seed_charger()
+    behaviour = Behaviour()
+    async with charger_session(gateway, charger, V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        command = commands.command(charger, V16)
+        outcome = await commands.execute(command, gateway.queue_url)
+        # The lost deletion, then (after the 1 s visibility timeout) the redelivered copy's.
+        await wait_until(lambda: len(deleted) >= 2, what="the redelivered copy deleted")
+
+        def queue_empty() -> bool:
+            attributes = gateway_clients.sqs.get_queue_attributes(
+                QueueUrl=gateway.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            return all(value == "0" for value in attributes.values())
+
+        await wait_until(queue_empty, what="an empty queue")
+    assert outcome.kind is OutcomeKind.RESULT
+    assert behaviour.received == [("CancelReservation", {"reservation_id": 7})]
+    assert deleted[0] != deleted[1]  # a new receipt handle: a real redelivery
+
+
 async def test_silent_charger_delays_only_itself(gateway, seed_charger, registry, commands):
     """While one charger stays silent, a command to another charger completes at once."""
     silent, quick = seed_charger(), seed_charger()

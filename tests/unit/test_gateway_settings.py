@@ -71,3 +71,13 @@ def test_task_id_makes_a_valid_queue_name_for_the_longest_stage():
     )
     assert settings.instance_id == TASK_ID
     assert len(settings.queue_name) <= 80
+
+
+def test_delete_linger_must_stay_well_under_the_visibility_timeout():
+    """A linger over a tenth of the visibility timeout is refused at start, naming both variables."""
+    tables = {"registry_table": "r", "reservations_table": "s", "commands_table": "c"}
+    assert (
+        GatewaySettings(gateway_delete_linger_s=6, gateway_queue_visibility_s=60, **tables).gateway_delete_linger_s == 6
+    )
+    with pytest.raises(ValueError, match=r"GATEWAY_DELETE_LINGER_S.*GATEWAY_QUEUE_VISIBILITY_S"):
+        GatewaySettings(gateway_delete_linger_s=7, gateway_queue_visibility_s=60, **tables)
