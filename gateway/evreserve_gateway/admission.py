@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
+import random
 import re
 import secrets
 import time
@@ -245,3 +247,96 @@ class LoginThrottle:
 
     def succeeded(self, identity: str) -> None:
         self._identities.forget(identity)
+
+
+# -- connect storms ---------------------------------------------------------------------------
+
+
+class HandshakeGate:
+    """How many opening handshakes run at once, and when a refused charger should come back.
+
+    A fleet reconnecting after a gateway restart arrives at once, and each handshake
+    waits for a registry read and maybe a scrypt check on bounded thread pools. Unbounded,
+    the late arrivals queue behind the early ones until websockets' open timeout drops
+    them without an answer: the charger sees a broken handshake, not a reason. Past
+    ``limit`` handshakes in progress the gateway answers 503 at once, at no I/O cost,
+    with a Retry-After that spreads the refused chargers over the time the gateway needs
+    to admit them: the recent refusals over the rate handshakes complete, drawn
+    uniformly from 1 s to that (at most ``max_retry_s``) so that the retries do not
+    arrive together again.
+
+    Both are counted with exponential decay (time constant ``window_s``, O(1) per
+    event), the rate normalised by how long the current busy period has lasted so it is
+    right from the storm's first second. It is never taken below ``limit / budget_s``:
+    every handshake ends within its budget, so the gate turns over at least that fast.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        budget_s: float,
+        *,
+        window_s: float = 10.0,
+        max_retry_s: int = 60,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.limit = limit
+        self._floor_per_s = limit / budget_s
+        self._window = window_s
+        self._max_retry = max_retry_s
+        self._clock = clock
+        self._draw = draw
+        self.in_progress = 0
+        self._completed = 0.0
+        self._refused = 0.0
+        self._since = self._busy_since = clock()
+        #: Refusals not yet logged: a storm is logged as a count, not a line per charger.
+        self._unreported = 0
+        self._reported_at = -math.inf
+
+    def _decay(self) -> float:
+        now = self._clock()
+        factor = math.exp(-(now - self._since) / self._window)
+        self._completed *= factor
+        self._refused *= factor
+        if self._completed + self._refused < 0.01:
+            self._busy_since = now
+        self._since = now
+        return now
+
+    def enter(self) -> bool:
+        """Take a place for a handshake; False when ``limit`` are in progress already."""
+        if self.in_progress >= self.limit:
+            return False
+        self.in_progress += 1
+        return True
+
+    def leave(self) -> None:
+        """A handshake that entered is over, whatever its outcome."""
+        self.in_progress -= 1
+        self._decay()
+        self._completed += 1
+
+    def completed_per_s(self) -> float:
+        now = self._decay()
+        # What a steady rate r since the busy period began adds up to: r * span.
+        span = self._window * -math.expm1(-(now - self._busy_since) / self._window)
+        measured = self._completed / span if span > 0 else 0.0
+        return max(measured, self._floor_per_s)
+
+    def refuse(self) -> int:
+        """Count a refused charger; the seconds it should wait before trying again."""
+        per_s = self.completed_per_s()
+        self._refused += 1
+        self._unreported += 1
+        spread = min(float(self._max_retry), max(1.0, self._refused / per_s))
+        return round(1.0 + self._draw() * (spread - 1.0))
+
+    def due_report(self, every_s: float) -> int:
+        """The refusals to log now (0 if the last report is under ``every_s`` old)."""
+        now = self._clock()
+        if not self._unreported or now - self._reported_at < every_s:
+            return 0
+        count, self._unreported, self._reported_at = self._unreported, 0, now
+        return count

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import ssl
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,15 @@ from evreserve.security import verify_password
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
-from .admission import Admission, LoginThrottle, VerifiedPasswords, address_key, choose_version, identity_from_path
+from .admission import (
+    Admission,
+    HandshakeGate,
+    LoginThrottle,
+    VerifiedPasswords,
+    address_key,
+    choose_version,
+    identity_from_path,
+)
 from .background import Background
 from .commands import CommandRunner
 from .instance_queue import InstanceQueue, queue_is_gone
@@ -65,6 +74,12 @@ HEALTH_PATH = "/health"
 _POLL_READ_MARGIN_S = 10
 #: Longest pause between attempts to reach a failing SQS.
 MAX_POLL_BACKOFF_S = 5.0
+#: Pending TCP connections the kernel holds for accept (capped by net.core.somaxconn).
+#: asyncio's 100 overflows in a connect storm, and a dropped SYN costs the charger a
+#: 1 s (then 3 s, 7 s) retransmission before the gateway even sees it.
+LISTEN_BACKLOG = 4096
+#: How often a connect storm's refusals are logged (as a count).
+STORM_LOG_EVERY_S = 10.0
 
 
 @dataclass(slots=True)
@@ -116,6 +131,8 @@ class Gateway:
         #: Identities with a scrypt check running: parallel guesses must not all get
         #: checked before the first failure is counted.
         self._verifying: set[str] = set()
+        self._checks: set[asyncio.Task[bool]] = set()
+        self._gate = HandshakeGate(settings.gateway_max_handshakes, settings.gateway_handshake_timeout_s)
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
         self._held: dict[str, Held] = {}
         self._background = Background()
@@ -189,6 +206,10 @@ class Gateway:
             max_size=s.gateway_max_frame_bytes,
             compression="deflate" if s.gateway_compression else None,
             ssl=self._ssl_context(),
+            # Past our own handshake budget the charger is answered 503; websockets'
+            # timeout only catches what never reached it (a peer that sends no request).
+            open_timeout=2 * s.gateway_handshake_timeout_s,
+            backlog=LISTEN_BACKLOG,
             server_header=None,
             logger=logging.getLogger("websockets.server"),
         )
@@ -283,11 +304,38 @@ class Gateway:
         wait = self._throttle.retry_after(identity, address)
         if wait > 0:
             return _too_many(connection, wait)
+        if not self._gate.enter():
+            return self._busy(connection)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.gateway_handshake_timeout_s):
+                return await self._admit(connection, request, identity, address)
+        except TimeoutError:
+            log.warning(
+                "handshake over its time budget; asked the charger to retry",
+                extra={"charger": identity, "handshakesInProgress": self._gate.in_progress},
+            )
+            return self._busy(connection)
+        except asyncio.CancelledError:
+            # websockets gave up on the handshake (its open timeout) or the server stops.
+            log.warning(
+                "handshake abandoned",
+                extra={"charger": identity, "elapsedS": round(time.monotonic() - started, 3)},
+            )
+            raise
+        finally:
+            self._gate.leave()
+
+    async def _admit(
+        self, connection: ServerConnection, request: Request, identity: str, address: str | None
+    ) -> Response | None:
         try:
             charger = await self._io(self.registry.get_charger_by_ocpp_id, identity)
         except DependencyUnavailable:
             log.exception("registry unreachable during a handshake", extra={"charger": identity})
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later.\n")
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later.\n")
+            response.headers["Retry-After"] = str(self._gate.refuse())
+            return response
         # The identity is global: it points at exactly one charger of one account. A
         # record that does not name this identity (a pointer left stale) admits nobody.
         if charger is None or charger.ocpp_id != identity:
@@ -296,6 +344,8 @@ class Gateway:
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger.\n")
         verdict = await self._authenticated(charger, request.headers.get("Authorization"))
         if verdict is None:
+            # The same identity's password is being checked (an earlier attempt of this
+            # charger, or a guesser): no second scrypt in parallel.
             return _too_many(connection, 1.0)
         if not verdict:
             log.warning("refused a charger's credentials", extra={"charger": identity, "peer": address})
@@ -329,13 +379,34 @@ class Gateway:
         if charger.ocpp_id in self._verifying:
             return None
         self._verifying.add(charger.ocpp_id)
+        check = asyncio.get_running_loop().create_task(self._verify(charger, password, charger.password_hash))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+        # Shielded: a handshake out of time leaves the check to finish, so the charger's
+        # retry finds its password verified instead of paying scrypt again.
+        return await asyncio.shield(check)
+
+    async def _verify(self, charger: Charger, password: str, password_hash: str) -> bool:
         try:
-            if not await self._auth(verify_password, password, charger.password_hash):
-                return False
+            ok = await self._auth(verify_password, password, password_hash)
         finally:
             self._verifying.discard(charger.ocpp_id)
-        self._passwords.remember(charger, password)
-        return True
+        if ok:
+            self._passwords.remember(charger, password)
+        return ok
+
+    def _busy(self, connection: ServerConnection) -> Response:
+        """503 with a Retry-After that spreads a connect storm's retries (see ``HandshakeGate``)."""
+        retry_s = self._gate.refuse()
+        refused = self._gate.due_report(STORM_LOG_EVERY_S)
+        if refused:
+            log.warning(
+                "connect storm: refused handshakes with 503 + Retry-After",
+                extra={"refused": refused, "handshakesInProgress": self._gate.in_progress, "retryAfterS": retry_s},
+            )
+        response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Busy; connect again after Retry-After.\n")
+        response.headers["Retry-After"] = str(retry_s)
+        return response
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
         # Returning None completes the handshake without a subprotocol; the handler then
@@ -353,6 +424,7 @@ class Gateway:
             "instanceId": self.instance_id,
             "chargers": len(self._held),
             "commandsInFlight": self._runner.in_flight,
+            "handshakesInProgress": self._gate.in_progress,
         }
         response = connection.respond(status, json.dumps(body) + "\n")
         del response.headers["Content-Type"]

@@ -91,6 +91,12 @@ class GatewaySettings(CoreSettings):
     gateway_io_threads: int = Field(32, ge=2)
     #: Threads running scrypt; few, so an attack on passwords cannot starve the storage calls.
     gateway_auth_threads: int = Field(4, ge=1)
+    #: Opening handshakes (registry read, password check) in progress at once. In a
+    #: connect storm the excess gets 503 with a Retry-After at once, not a queue.
+    gateway_max_handshakes: int = Field(32, ge=1)
+    #: Longest the gateway works on one handshake before answering 503 + Retry-After;
+    #: websockets' open timeout (the whole handshake, silent when it fires) is twice this.
+    gateway_handshake_timeout_s: float = Field(5.0, gt=0)
 
     #: Failed logins for one identity before it is locked out (then 1, 2, 4 ... s).
     gateway_login_failures_per_identity: int = Field(3, ge=1)

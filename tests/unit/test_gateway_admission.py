@@ -9,6 +9,7 @@ import pytest
 from evreserve.models import Charger, OcppVersion
 from evreserve_gateway.admission import (
     FailureLockout,
+    HandshakeGate,
     LoginThrottle,
     VerifiedPasswords,
     address_key,
@@ -187,3 +188,75 @@ def test_address_throttling_can_be_off():
 def test_address_key(host, key):
     """IPv6 peers are throttled by their /64, IPv4-mapped ones as IPv4."""
     assert address_key(host) == key
+
+
+# -- connect storms -------------------------------------------------------------------------
+
+
+def test_gate_admits_up_to_its_limit_and_frees_places():
+    """Past ``limit`` handshakes in progress the gate refuses; a finished one frees a place."""
+    gate = HandshakeGate(2, 5.0, clock=FakeClock())
+    assert gate.enter() and gate.enter()
+    assert not gate.enter()
+    gate.leave()
+    assert gate.enter()
+    assert gate.in_progress == 2
+
+
+def test_first_refusals_are_asked_back_soon():
+    """A few refusals against a gate that turns over quickly get a 1 s wait."""
+    gate = HandshakeGate(10, 5.0, clock=FakeClock(), draw=lambda: 1.0)
+    assert gate.refuse() == 1
+
+
+def test_retry_after_spreads_the_refused_over_the_time_to_admit_them():
+    """The longest wait is the refused chargers over the measured admission rate, so the retries come back no
+    faster than they can be admitted."""
+    clock = FakeClock()
+    gate = HandshakeGate(10, 10.0, max_retry_s=600, clock=clock, draw=lambda: 1.0)
+    for _ in range(50):  # 5 handshakes a second for 10 s
+        clock.now += 0.2
+        assert gate.enter()
+        gate.leave()
+    assert 4.5 <= gate.completed_per_s() <= 5.5
+    waits = [gate.refuse() for _ in range(400)]
+    assert 72 <= waits[-1] <= 88  # 400 waiting at 5/s
+    assert waits == sorted(waits)
+
+
+def test_admission_rate_is_never_taken_below_the_limit_over_the_budget():
+    """Each handshake ends within its budget, so the gate turns over at least limit/budget per second."""
+    gate = HandshakeGate(64, 5.0, clock=FakeClock())
+    assert gate.completed_per_s() == pytest.approx(12.8)
+
+
+def test_retry_after_is_drawn_between_one_second_and_the_cap():
+    """Refused chargers get different waits (the draw), never under 1 s nor over the cap."""
+    draws = iter([0.0, 0.5, 1.0])
+    gate = HandshakeGate(1, 1.0, max_retry_s=30, clock=FakeClock(), draw=lambda: next(draws))
+    gate._refused = 997.0  # a storm's worth of earlier refusals
+    assert [gate.refuse(), gate.refuse(), gate.refuse()] == [1, 16, 30]
+
+
+def test_refusals_decay_when_the_storm_is_over():
+    """Refusals long ago no longer lengthen the wait."""
+    clock = FakeClock()
+    gate = HandshakeGate(10, 5.0, clock=clock, draw=lambda: 1.0)
+    for _ in range(500):
+        gate.refuse()
+    clock.now += 120.0
+    assert gate.refuse() == 1
+
+
+def test_storm_is_reported_as_a_count_at_most_every_interval():
+    """Refusals are reported in one count per interval, not one line per charger."""
+    clock = FakeClock()
+    gate = HandshakeGate(1, 1.0, clock=clock)
+    for _ in range(3):
+        gate.refuse()
+    assert gate.due_report(10.0) == 3
+    gate.refuse()
+    assert gate.due_report(10.0) == 0
+    clock.now += 10.0
+    assert gate.due_report(10.0) == 1
+    assert gate.due_report(10.0) == 0

@@ -465,6 +465,21 @@ def test_stop_timeout_covers_the_drain_and_the_drain_covers_a_command():
     assert stop_timeout_s <= 120  # Fargate's maximum
 
 
+#: One scrypt check (n=2**14, r=8) on one vCPU, with room: ~50 ms idle, ~90 ms on a busy machine.
+SCRYPT_CHECK_S = 0.1
+
+
+def test_a_full_handshake_gate_fits_its_time_budget():
+    """In a storm after a restart every handshake needs scrypt (the cache is empty): the handshakes the gate lets
+    in at once can all be checked within the handshake budget, so the excess is refused at the gate at once rather
+    than timed out half-way."""
+    environment = gateway_environment()
+    max_handshakes = int(environment["GATEWAY_MAX_HANDSHAKES"])
+    budget_s = float(environment["GATEWAY_HANDSHAKE_TIMEOUT_S"])
+    vcpus = max(1.0, int(template()["Parameters"]["GatewayCpu"]["Default"]) / 1024)
+    assert max_handshakes * SCRYPT_CHECK_S / vcpus <= 0.75 * budget_s
+
+
 def test_deregistration_never_cuts_the_websockets():
     """The NLB stops new connections, keeps established ones; the gateway's 1012 closes them."""
     attributes = target_group_attributes()
