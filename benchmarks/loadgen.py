@@ -37,6 +37,10 @@ from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+#: Answers a charger waits out (Retry-After) and tries again, without counting a failure.
+_RETRYABLE = frozenset({429, 503})
 
 _CYCLE = ("MeterValues", "Heartbeat", "MeterValues", "MeterValues", "Heartbeat",
           "MeterValues", "StatusNotification", "MeterValues", "Heartbeat", "MeterValues")  # fmt: skip
@@ -88,6 +92,9 @@ class Stats:
         self.latencies_ns: list[int] = []
         self.errors = 0
         self.connect_retries = 0
+        #: Handshakes the server refused with 503/429 + Retry-After (a retry after that wait).
+        self.connect_refused = 0
+        self.retry_after_max_s = 0.0
         self.unexpected: list[str] = []
 
 
@@ -120,10 +127,15 @@ async def connect_one(charger: Charger, cfg: dict[str, Any], stats: Stats, sem: 
     uri = f"{scheme}://{userinfo}{rest}/{quote(charger.ocpp_id, safe='')}"
     addrs = cfg.get("local_addrs") or []
     kwargs: dict[str, Any] = {"local_addr": (addrs[charger.index % len(addrs)], 0)} if addrs else {}
-    async with sem:
-        # A server that cannot finish a handshake in its own open timeout (websockets:
-        # 10 s) drops it; like a real charger, try again after a pause.
-        for attempt in range(int(cfg.get("connect_attempts", 3))):
+    # A server that cannot finish a handshake in its own open timeout (websockets:
+    # 10 s) drops it; like a real charger, try again after a pause. A refusal with
+    # Retry-After (a gateway shedding a connect storm) is waited out as asked, outside
+    # the concurrency bound, and does not use up an attempt; ``connect_give_up_s`` bounds it.
+    give_up_at = time.monotonic() + float(cfg.get("connect_give_up_s", 1800))
+    attempts, failures = int(cfg.get("connect_attempts", 3)), 0
+    while failures < attempts and time.monotonic() < give_up_at:
+        wait = 0.0
+        async with sem:
             try:
                 charger.ws = await connect(
                     uri,
@@ -136,27 +148,46 @@ async def connect_one(charger: Charger, cfg: dict[str, Any], stats: Stats, sem: 
                     max_queue=4,
                     **kwargs,
                 )
-                break
+            except InvalidStatus as exc:
+                retry_after = exc.response.headers.get("Retry-After", "")
+                if exc.response.status_code not in _RETRYABLE or not retry_after.isdigit():
+                    count_failure(charger, exc, failures, stats)
+                    failures += 1
+                    wait = 1.0 + random.random()
+                else:
+                    stats.connect_refused += 1
+                    wait = float(retry_after)
+                    stats.retry_after_max_s = max(stats.retry_after_max_s, wait)
             except Exception as exc:
-                stats.connect_retries += 1
-                if len(stats.unexpected) < 5:
-                    stats.unexpected.append(
-                        f"connect {charger.ocpp_id} #{attempt + 1}: {type(exc).__name__}: {exc}"[:300]
-                    )
-                await asyncio.sleep(1.0 + random.random())
-        if charger.ws is None:
-            return False
-        if cfg.get("boot"):
-            ws = charger.ws
-            expect_result = cfg.get("expect", "result") == "result"
-            try:
-                await call(ws, frame("BootNotification", "b"), "b", expect_result, stats)
-                for port in range(1, int(cfg.get("ports", 2)) + 1):
-                    await call(ws, frame("StatusNotification", f"s{port}", port), f"s{port}", expect_result, stats)
-            except Exception as exc:
-                stats.unexpected.append(f"boot {charger.ocpp_id}: {type(exc).__name__}: {exc}"[:300])
-                return False
+                count_failure(charger, exc, failures, stats)
+                failures += 1
+                wait = 1.0 + random.random()
+            # Booting inside the bound keeps it a bound on chargers connecting, as before.
+            if charger.ws is not None:
+                return await boot(charger, cfg, stats) if cfg.get("boot") else True
+        await asyncio.sleep(wait)
+    return charger.ws is not None
+
+
+async def boot(charger: Charger, cfg: dict[str, Any], stats: Stats) -> bool:
+    """BootNotification, then a StatusNotification per port."""
+    ws = charger.ws
+    assert ws is not None
+    expect_result = cfg.get("expect", "result") == "result"
+    try:
+        await call(ws, frame("BootNotification", "b"), "b", expect_result, stats)
+        for port in range(1, int(cfg.get("ports", 2)) + 1):
+            await call(ws, frame("StatusNotification", f"s{port}", port), f"s{port}", expect_result, stats)
+    except Exception as exc:
+        stats.unexpected.append(f"boot {charger.ocpp_id}: {type(exc).__name__}: {exc}"[:300])
+        return False
     return True
+
+
+def count_failure(charger: Charger, exc: Exception, attempt: int, stats: Stats) -> None:
+    stats.connect_retries += 1
+    if len(stats.unexpected) < 5:
+        stats.unexpected.append(f"connect {charger.ocpp_id} #{attempt + 1}: {type(exc).__name__}: {exc}"[:300])
 
 
 async def closed_loop(charger: Charger, cfg: dict[str, Any], stats: Stats, measure_from: int, stop_at: float) -> None:
@@ -257,6 +288,8 @@ async def main(cfg: dict[str, Any], commands: asyncio.Queue[dict[str, Any]]) -> 
                 "connected": len(live),
                 "connect_failed": done - len(live),
                 "connect_attempts_failed": stats.connect_retries,
+                "connect_refused": stats.connect_refused,
+                "retry_after_max_s": stats.retry_after_max_s,
                 "connect_s": round(time.perf_counter() - t0, 2),
                 "connect_errors": stats.unexpected[:5],
                 "client_rss_mb": rss_mb(),
