@@ -1,6 +1,7 @@
 """Reservation round trip through the whole local stack, against the direct floor.
 
     .venv/bin/python benchmarks/reservation_roundtrip.py [--smoke] [--levels 1 10 50] [--per-level-s 30]
+        [--in-process]
 
 Stack: HTTP POST /api/ocpp/reservations to the local API -> authorizer + reservations
 function -> command record (DynamoDB Local) + SendMessage (SQS server) -> the gateway's
@@ -8,8 +9,16 @@ long poll -> ReserveNow to a simulated charger that answers at once -> outcome w
 the function, polling the record, answers. Each concurrent client owns one charger and
 alternates reserve and cancel on its port (a reserved port would refuse the next
 reserve), so requests never queue behind one charger. Latency is the client's, per
-request; the per-hop medians come from the command's own timestamps (``created_at``,
-``outcome.completed_at``) and probes wrapped around the gateway's command runner.
+request.
+
+By default the pieces run as deployed, each in its own process (``stack.ProcessStack``):
+the gateway, the local API (its functions in threads) and the chargers; the clients are
+threads of this process. The per-hop medians come from the command's own timestamps
+(``created_at``, ``outcome.completed_at``), the gateway's "command completed" log line
+(the outcome write returned) and the charger process's receipt stamps, and the
+functions' DynamoDB / SQS requests are counted in the local API's process.
+``--in-process`` runs everything in this process instead (``stack.FullStack``, one GIL)
+with probes wrapped around the gateway's command runner.
 
 Floor: the same ReserveNow, from an ``ocpp``-library CSMS over an already-open socket to
 the same simulated charger code, at the same concurrency.
@@ -30,13 +39,30 @@ from contextlib import ExitStack
 from typing import Any
 
 from common import LOG_DIR, REPO_ROOT, Report, ratio, summarize_ms
-from stack import PASSWORD, FullStack, Hops, LoopThread, install_hop_probes
+from stack import PASSWORD, FullStack, Hops, LoopThread, ProcessStack, Timeline, install_hop_probes
 
 ID_TAG = "BENCHTAG01"
 MOTO_NOTE = (
     "the local SQS server (moto) tops out around 100 send+receive+delete cycles/s "
     "(benchmarks/sqs_candidates.py); reservations/s at 50 concurrent is bounded by it and by DynamoDB Local, "
     "not by the gateway. Real SQS/DynamoDB are faster per request but farther away (same-region RTT ~1-5 ms)."
+)
+
+
+HOPS_PROCESSES = (
+    "hops (p50, ms): api_to_command = HTTP in -> authorizer -> function builds the command (created_at); "
+    "command_to_charger = command record write + SendMessage + the gateway's long-poll wake + ReserveNow out "
+    "(the charger process's receipt stamp); charger_to_gateway = the charger's answer back until the gateway "
+    "completes the outcome (completed_at); outcome_store = the outcome write (the gateway's 'command completed' log "
+    "line, ms); store_to_answer = the function's next poll of the record + HTTP out. Gateway, local API, chargers "
+    "and this client are separate processes; polls_per_request = the functions' GetItem on the commands table per "
+    "request (reserve and cancel), counted in the local API's process."
+)
+HOPS_IN_PROCESS = (
+    "hops (p50, ms): api_to_command = HTTP in -> authorizer -> function builds the command; command_to_gateway = "
+    "command record write + SendMessage + long-poll wake; gateway_charger = ReserveNow to the simulated charger "
+    "and its answer; outcome_store = outcome write; store_to_answer = the function's polling of the record + "
+    "HTTP out. All pieces share this process (one GIL)."
 )
 
 
@@ -48,7 +74,7 @@ def expiry() -> str:
 
 
 def run_stack_level(
-    stack: FullStack, hops: Hops, concurrency: int, seconds: float, max_per_worker: int, next_id: list[int]
+    stack: Any, hops: Hops | None, concurrency: int, seconds: float, max_per_worker: int, next_id: list[int]
 ) -> dict[str, Any]:
     import httpx
 
@@ -100,9 +126,43 @@ def run_stack_level(
     wall = time.monotonic() - t_start
     time.sleep(0.2)  # the last outcome-stored probes trail the answers by a write
     latencies = [(end - start) * 1000 for _, _, start, end, _ in samples]
-    breakdown: dict[str, list[float]] = {
-        k: [] for k in ("api_to_command", "command_to_gateway", "gateway_charger", "outcome_store", "store_to_answer")
+    breakdown = _timeline_breakdown(stack.timelines(), samples) if hops is None else _probe_breakdown(hops, samples)
+    return {
+        "latency": summarize_ms(latencies),
+        "cancel": summarize_ms(cancels),
+        # Each worker also cancels: a reservation cycle is two commands.
+        "reservations_per_s": round(len(samples) / wall, 1) if wall else None,
+        "breakdown_p50_ms": {k: round(statistics.median(v), 1) if v else None for k, v in breakdown.items()},
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "requests": len(samples) + len(cancels),
     }
+
+
+#: Hops through the processes, from the instants the pieces record (see the module docstring).
+TIMELINE_HOPS = ("api_to_command", "command_to_charger", "charger_to_gateway", "outcome_store", "store_to_answer")
+#: Hops with probes inside the gateway (``--in-process``).
+PROBE_HOPS = ("api_to_command", "command_to_gateway", "gateway_charger", "outcome_store", "store_to_answer")
+
+
+def _timeline_breakdown(
+    timelines: dict[tuple[str, str, int], Timeline], samples: list[tuple[str, int, float, float, str]]
+) -> dict[str, list[float]]:
+    breakdown: dict[str, list[float]] = {k: [] for k in TIMELINE_HOPS}
+    for ocpp_id, rid, start, end, _ in samples:
+        t = timelines.get((ocpp_id, "ReserveNow", rid))
+        if t is None or t.completed is None or t.at_charger is None or t.stored is None:
+            continue
+        breakdown["api_to_command"].append((t.created - start) * 1000)
+        breakdown["command_to_charger"].append((t.at_charger - t.created) * 1000)
+        breakdown["charger_to_gateway"].append((t.completed - t.at_charger) * 1000)
+        breakdown["outcome_store"].append((t.stored - t.completed) * 1000)
+        breakdown["store_to_answer"].append((end - t.stored) * 1000)
+    return breakdown
+
+
+def _probe_breakdown(hops: Hops, samples: list[tuple[str, int, float, float, str]]) -> dict[str, list[float]]:
+    breakdown: dict[str, list[float]] = {k: [] for k in PROBE_HOPS}
     for ocpp_id, rid, start, end, _ in samples:
         cid = hops.key.get((ocpp_id, "ReserveNow", rid))
         if cid is None or not all(cid in d for d in (hops.created, hops.received, hops.charger_ms, hops.stored)):
@@ -112,15 +172,7 @@ def run_stack_level(
         breakdown["gateway_charger"].append(hops.charger_ms[cid])
         breakdown["outcome_store"].append((hops.stored[cid] - hops.completed[cid]) * 1000)
         breakdown["store_to_answer"].append((end - hops.stored[cid]) * 1000)
-    return {
-        "latency": summarize_ms(latencies),
-        "cancel": summarize_ms(cancels),
-        # Each worker also cancels: a reservation cycle is two commands.
-        "reservations_per_s": round(len(samples) / wall, 1) if wall else None,
-        "breakdown_p50_ms": {k: round(statistics.median(v), 1) if v else None for k, v in breakdown.items()},
-        "errors": errors[:5],
-        "error_count": len(errors),
-    }
+    return breakdown
 
 
 # --- the floor -------------------------------------------------------------------------
@@ -246,19 +298,18 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="*", default=[1, 10, 50])
     parser.add_argument("--per-level-s", type=float, default=30.0, help="time bound per concurrency level")
     parser.add_argument("--per-worker", type=int, default=40, help="reservations per concurrent client at most")
+    parser.add_argument(
+        "--in-process", action="store_true", help="the whole stack in this process (one GIL), probed inside the gateway"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the direct-socket floor (quicker experiments)")
     args = parser.parse_args()
     levels = [1, 2] if args.smoke else args.levels
     seconds, per_worker = (10.0, 2) if args.smoke else (args.per_level_s, args.per_worker)
     report = Report("reservation_roundtrip", smoke=args.smoke)
     report.notes.append(MOTO_NOTE)
-    report.notes.append(
-        "hops (p50, ms): api_to_command = HTTP in -> authorizer -> function builds the command; command_to_gateway = "
-        "command record write + SendMessage + long-poll wake; gateway_charger = ReserveNow to the simulated charger "
-        "and its answer; outcome_store = outcome write; store_to_answer = the function's polling of the record + "
-        "HTTP out. All pieces share this process (one GIL)."
-    )
+    report.notes.append(HOPS_IN_PROCESS if args.in_process else HOPS_PROCESSES)
 
-    floor = run_floor(levels, seconds, per_worker)
+    floor = {} if args.no_floor else run_floor(levels, seconds, per_worker)
     for c, f in floor.items():
         report.add(path="floor (direct socket)", concurrent=c, **_row(f))
 
@@ -266,19 +317,29 @@ def main() -> None:
     with ExitStack() as stack_cm, (LOG_DIR / "reservation_roundtrip-functions.log").open("w") as function_log:
         # The functions print their metrics (EMF) to stdout; this script's stdout is its report.
         stack_cm.enter_context(contextlib.redirect_stdout(function_log))
-        stack = FullStack(max(levels)).start(stack_cm)
+        hops: Hops | None = None
+        stack: FullStack | ProcessStack
+        if args.in_process:
+            stack = FullStack(max(levels)).start(stack_cm)
+            hops = Hops()
+            install_hop_probes(hops)
+        else:
+            stack = ProcessStack(max(levels)).start(stack_cm)
         if stack.problem:
             report.todo.append(f"stack not measured: {stack.problem}")
         else:
-            hops = Hops()
-            install_hop_probes(hops)
+            path = "stack in one process" if args.in_process else "stack (HTTP -> charger -> HTTP)"
             next_id = [1000]
             run_stack_level(stack, hops, 1, 10, 1, next_id)  # warm: cold function starts, authorizer cache
             for c in levels:
+                if isinstance(stack, ProcessStack):
+                    stack.function_requests()  # what came before this level
                 result = run_stack_level(stack, hops, c, seconds, per_worker, next_id)
-                row = report.add(path="stack (HTTP -> charger -> HTTP)", concurrent=c, **_row(result))
+                row = report.add(path=path, concurrent=c, **_row(result))
                 row["cancel_p50_ms"] = result["cancel"]["p50_ms"]
                 row.update({f"{k}_ms": v for k, v in result["breakdown_p50_ms"].items()})
+                if isinstance(stack, ProcessStack):
+                    row["polls_per_request"] = _polls_per_request(stack.function_requests(), result["requests"])
                 if result["errors"]:
                     report.notes.append(f"stack c={c}: {result['error_count']} errors, e.g. {result['errors']}"[:600])
                 f = floor.get(c)
@@ -288,7 +349,7 @@ def main() -> None:
                     row["over_floor_p50_ms"], row["over_floor_p99_ms"] = round(over50, 1), round(over99, 1)
                     report.ratios[f"stack/floor p50 at {c}"] = ratio(row["p50_ms"], f["latency"]["p50_ms"])
     top = max(levels)
-    row = next((r for r in report.results if r["path"].startswith("stack") and r["concurrent"] == top), None)
+    row = next((r for r in report.results if r["path"] != "floor (direct socket)" and r["concurrent"] == top), None)
     report.target(
         f"overhead over floor p50 ms at {top} concurrent", row and row.get("over_floor_p50_ms"), 25, at_least=False
     )
@@ -296,6 +357,12 @@ def main() -> None:
         f"overhead over floor p99 ms at {top} concurrent", row and row.get("over_floor_p99_ms"), 100, at_least=False
     )
     report.emit()
+
+
+def _polls_per_request(counts: Any, requests: int) -> float | None:
+    """The functions' GetItem on the commands table (their polls for the outcome) per API request."""
+    polls = sum(n for (who, _, op), n in counts.items() if who == "function" and op.startswith("GetItem (commands"))
+    return round(polls / requests, 2) if requests else None
 
 
 def _row(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,30 +1,43 @@
-"""The whole local stack in one benchmark process, with probes on its hops.
+"""The whole local stack for the benchmarks, two ways.
 
-LocalAws (DynamoDB Local and the SQS server, child processes), the gateway (in-process,
-on its own event loop in a thread), the local API (in-process; it runs each function in
-a thread, as ``sam local`` would in a container), an account with an API key, and
-simulated chargers (on another loop in a thread) connected to the gateway with their
-passwords. Everything in one process lets the benchmarks wrap methods to timestamp hops
-and count requests; the price is that the pieces share one GIL, which a deployment
-would not (the figures are an upper bound on the local overheads).
+:class:`ProcessStack` is the stack as deployed: LocalAws (DynamoDB Local and the SQS
+server, child processes), the gateway as ``python -m evreserve_gateway`` (as ECS runs it),
+the local API as ``python -m devstack.local_api`` (the functions in its threads) and the
+simulated chargers in a process of their own (``python benchmarks/stack.py chargers``).
+No two of them share a GIL. Per-hop times come from what each piece records anyway: the
+command record (``created_at``, ``outcome.completed_at``), the gateway's "command
+completed" log line (after the outcome write), and the charger process's receipt stamps.
+
+:class:`FullStack` is everything in this process (the gateway and the chargers each on an
+event loop in a thread, the local API in threads), so the benchmarks can wrap methods to
+timestamp hops and count requests; the price is that the pieces share one GIL, which a
+deployment would not (its figures are an upper bound on the local overheads).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import json
+import logging
 import os
 import re
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from common import LOG_DIR
@@ -186,30 +199,307 @@ class FullStack:
         return self
 
     def _accounts_and_chargers(self) -> None:
-        from evreserve.schemas import AccountCreate, ApiKeyCreate, ChargerCreate, PortInput
-        from evreserve.services.accounts import ensure_admin_key
-        from evreserve.services.bootstrap import build_services
-        from evreserve.services.principal import Principal
-        from evreserve.settings import CoreSettings
+        self.api_key, self.chargers = register_chargers(self.count, self.prefix)
 
-        services = build_services(CoreSettings())  # type: ignore[call-arg]
-        admin = Principal.of(ensure_admin_key(services.registry, "evr_bench-admin-key"))
-        account = services.accounts.create_account(admin, AccountCreate(name="bench"))
-        issued = services.accounts.create_api_key(admin, account.id, ApiKeyCreate(name="bench"))
-        self.api_key = issued.secret
-        owner = Principal.of(issued.key)
-        for n in range(1, self.count + 1):
-            registered = services.chargers.register(
-                owner,
-                ChargerCreate(
-                    ocpp_id=f"{self.prefix}{n}",
-                    ocpp_version="1.6",  # type: ignore[arg-type]
-                    password=PASSWORD,  # type: ignore[arg-type]
-                    ports=[PortInput(port_number=1)],
-                ),
-            )
-            charger = registered.charger
-            self.chargers.append(BenchCharger(charger.ocpp_id, charger.id, charger.ports[0].id))
+
+def register_chargers(count: int, prefix: str) -> tuple[str, list[BenchCharger]]:
+    """An account with an API key and ``count`` one-port chargers ``{prefix}1``.. (needs the AWS env)."""
+    from evreserve.schemas import AccountCreate, ApiKeyCreate, ChargerCreate, PortInput
+    from evreserve.services.accounts import ensure_admin_key
+    from evreserve.services.bootstrap import build_services
+    from evreserve.services.principal import Principal
+    from evreserve.settings import CoreSettings
+
+    services = build_services(CoreSettings())  # type: ignore[call-arg]
+    admin = Principal.of(ensure_admin_key(services.registry, "evr_bench-admin-key"))
+    account = services.accounts.create_account(admin, AccountCreate(name="bench"))
+    issued = services.accounts.create_api_key(admin, account.id, ApiKeyCreate(name="bench"))
+    owner = Principal.of(issued.key)
+    chargers = []
+    for n in range(1, count + 1):
+        registered = services.chargers.register(
+            owner,
+            ChargerCreate(
+                ocpp_id=f"{prefix}{n}",
+                ocpp_version="1.6",  # type: ignore[arg-type]
+                password=PASSWORD,  # type: ignore[arg-type]
+                ports=[PortInput(port_number=1)],
+            ),
+        )
+        charger = registered.charger
+        chargers.append(BenchCharger(charger.ocpp_id, charger.id, charger.ports[0].id))
+    return issued.secret, chargers
+
+
+# --- the stack in processes ---------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    """Wall-clock instants (s) of one command, from the record, the gateway's log and the charger."""
+
+    created: float
+    completed: float | None = None
+    at_charger: float | None = None
+    stored: float | None = None
+
+
+class ProcessStack:
+    """Start with ``ProcessStack(chargers=50).start(exit_stack)``; ``problem`` says why it could not.
+
+    ``api_environment`` adds variables to the local API's functions (as ``--env-vars``
+    would), e.g. to try another poll schedule without touching the code.
+    """
+
+    def __init__(
+        self,
+        chargers: int,
+        prefix: str = "RT-",
+        api_environment: dict[str, str] | None = None,
+        log_dir: Path = LOG_DIR / "processstack",
+    ) -> None:
+        self.count = chargers
+        self.prefix = prefix
+        self.api_environment = dict(api_environment or {})
+        self.log_dir = log_dir
+        self.problem: str | None = None
+        self.chargers: list[BenchCharger] = []
+        self.api_url = ""
+        self.api_key = ""
+        self.aws: Any = None
+        self.gateway: Any = None
+        self.pids: dict[str, int] = {}
+        self._fleet: subprocess.Popen[str] | None = None
+        self._dynamodb: Any = None
+        self._seen_log_bytes = 0
+        self._stored: dict[str, float] = {}
+
+    def start(self, stack: ExitStack) -> ProcessStack:
+        try:
+            from devstack.gateways import GatewayProcess, free_port
+            from devstack.localaws import LocalAws
+        except ImportError as exc:
+            self.problem = f"a piece of the stack is not importable: {exc}"
+            return self
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.aws = stack.enter_context(LocalAws(prefix="rtp", log_dir=self.log_dir))
+        saved = dict(os.environ)
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ.update(self.aws.env())
+        self._dynamodb = self.aws.dynamodb.client()
+        self.api_key, self.chargers = register_chargers(self.count, self.prefix)
+        env = dict(os.environ)
+
+        # Short long polls only bound the stop; a command still wakes the poll at once.
+        gateway_env = {**env, "GATEWAY_QUEUE_WAIT_S": "5", "LOG_LEVEL": "INFO"}
+        gateway_log = self.log_dir / "gateway.log"
+        gateway_log.unlink(missing_ok=True)
+        self.gateway = GatewayProcess("bench-rtp", free_port(), gateway_log)
+        self.gateway.start(gateway_env)
+        stack.callback(self.gateway.stop)
+        self.gateway.wait_healthy(60)
+        self.pids["gateway"] = self.gateway.process.pid
+
+        api_port = free_port()
+        self._counts_file = self.log_dir / "local-api-requests.json"
+        self._counts_file.unlink(missing_ok=True)
+        api_cmd = [sys.executable, str(Path(__file__).resolve()), "local-api", "--counts-file", str(self._counts_file)]
+        api_cmd += ["--port", str(api_port), "--log-level", "WARNING"]
+        # The per-key rate limit (200/min by default) would answer the load with 429s.
+        api_cmd += ["--parameter", "ApiRateLimitPerMinute=1000000"]
+        for name, value in self.api_environment.items():
+            api_cmd += ["--env", f"{name}={value}"]
+        # The functions print their metrics (EMF) to stdout: the log file takes them.
+        api_log = (self.log_dir / "local-api.log").open("w")
+        stack.callback(api_log.close)
+        api = subprocess.Popen(api_cmd, env=env, stdout=api_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        stack.callback(_terminate, api)
+        self._api = api
+        self.pids["local API"] = api.pid
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        _wait_listening("127.0.0.1", api_port, api, 60)
+
+        fleet_cmd = [sys.executable, str(Path(__file__).resolve()), "chargers", "--url", self.gateway_url]
+        fleet_cmd += ["--prefix", self.prefix, "--count", str(self.count)]
+        fleet_log = (self.log_dir / "chargers.log").open("w")
+        stack.callback(fleet_log.close)
+        self._fleet = subprocess.Popen(
+            fleet_cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fleet_log, text=True
+        )
+        stack.callback(_close_fleet, self._fleet)
+        self.pids["chargers"] = self._fleet.pid
+        ready = self._fleet.stdout.readline() if self._fleet.stdout else ""
+        if ready.strip() != "READY":
+            self.problem = f"the chargers did not connect; see {self.log_dir / 'chargers.log'}"
+            return self
+        # Connected is not yet registered: wait until the gateway holds every charger.
+        deadline = time.monotonic() + 60
+        while self._health().get("chargers", 0) < self.count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the registration writes trail the handshake
+        return self
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway.port}/ocpp"
+
+    def _health(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.gateway.port}/health"
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=2) as answer:
+            return dict(json.loads(answer.read()))
+        return {}
+
+    def timelines(self) -> dict[tuple[str, str, int], Timeline]:
+        """Every command so far by (ocppId, action, reservationId), its instants filled in where known."""
+        from evreserve.storage.items import command_from
+
+        stamps = self._charger_stamps()
+        self._read_gateway_log()
+        out: dict[tuple[str, str, int], Timeline] = {}
+        paginator = self._dynamodb.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.aws.resources["COMMANDS_TABLE"]):
+            for item in page.get("Items", []):
+                with contextlib.suppress(Exception):
+                    command = command_from(item)
+                    rid = command.payload.get("reservationId", command.payload.get("id"))
+                    key = (command.ocpp_id, command.action.value, int(rid) if rid is not None else -1)
+                    out[key] = Timeline(
+                        created=command.created_at.timestamp(),
+                        completed=command.outcome.completed_at.timestamp() if command.outcome else None,
+                        at_charger=stamps.get(f"{command.ocpp_id}/{command.action.value}/{key[2]}"),
+                        stored=self._stored.get(command.command_id),
+                    )
+        return out
+
+    def function_requests(self) -> Counter[tuple[str, str, str]]:
+        """The AWS requests the local API's functions sent since the last call (caller, service, operation)."""
+        before = self._counts_file.stat().st_mtime_ns if self._counts_file.exists() else 0
+        self._api.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._counts_file.exists() and self._counts_file.stat().st_mtime_ns != before:
+                with contextlib.suppress(ValueError):
+                    dumped = json.loads(self._counts_file.read_text())
+                    return Counter({tuple(k.split("|")): v for k, v in dumped.items()})
+            time.sleep(0.05)
+        return Counter()
+
+    def _charger_stamps(self) -> dict[str, float]:
+        fleet = self._fleet
+        if fleet is None or fleet.stdin is None or fleet.stdout is None or fleet.poll() is not None:
+            return {}
+        fleet.stdin.write("dump\n")
+        fleet.stdin.flush()
+        return dict(json.loads(fleet.stdout.readline() or "{}"))
+
+    def _read_gateway_log(self) -> None:
+        # "command completed" is logged once the outcome write returned: the stored instant (ms).
+        with self.gateway.log_path.open("rb") as log:
+            log.seek(self._seen_log_bytes)
+            chunk = log.read()
+        end = chunk.rfind(b"\n") + 1
+        self._seen_log_bytes += end
+        for line in chunk[:end].splitlines():
+            if b"command completed" not in line:
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                event = json.loads(line)
+                at = dt.datetime.fromisoformat(event["time"]).timestamp()
+                self._stored.setdefault(event["commandId"], at)
+
+
+def _wait_listening(host: str, port: int, process: subprocess.Popen[Any], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{process.args} did not listen on {port} within {timeout_s} s")
+
+
+def _terminate(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _close_fleet(process: subprocess.Popen[str]) -> None:
+    # Its stdin closing is its signal to disconnect the chargers and exit.
+    with contextlib.suppress(OSError):
+        if process.stdin is not None:
+            process.stdin.close()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_local_api(argv: list[str], counts_file: Path) -> int:
+    """The local API process, counting its functions' AWS requests; SIGUSR1 writes them to ``counts_file``.
+
+    Each dump holds the requests since the previous one, keyed ``caller|service|operation``.
+    """
+    from devstack.local_api import main as local_api
+
+    counter = RequestCounter()
+    counter.install()
+    counter.enabled = True
+
+    def dump(signum: int, frame: Any) -> None:
+        taken = counter.take()
+        scratch = counts_file.with_suffix(".tmp")
+        scratch.write_text(json.dumps({"|".join(k): v for k, v in taken.items()}))
+        scratch.replace(counts_file)
+
+    signal.signal(signal.SIGUSR1, dump)
+    return local_api(argv)
+
+
+def run_chargers(url: str, prefix: str, count: int) -> None:
+    """The charger process: connects ``count`` chargers, says READY, and answers ``dump`` with its stamps.
+
+    A stamp is when a ReserveNow / CancelReservation reached a charger (before it answers),
+    keyed ``ocppId/action/reservationId``; stdin closing stops the fleet.
+    """
+    from simulator import Fleet, SimulatedCharger
+
+    stamps: dict[str, float] = {}
+    plan = SimulatedCharger.plan
+
+    @functools.wraps(plan)
+    def stamped(self: Any, action: str, payload: Any) -> Any:
+        if action in ("ReserveNow", "CancelReservation"):
+            stamps[f"{self.ocpp_id}/{action}/{payload.get('reservation_id')}"] = time.time()
+        return plan(self, action, payload)
+
+    SimulatedCharger.plan = stamped  # type: ignore[method-assign]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fleet = Fleet(
+            SimulatedCharger(f"{prefix}{n}", url, password=PASSWORD, version="1.6", ports=1)
+            for n in range(1, count + 1)
+        )
+        await fleet.start()
+        await fleet.wait_connected(120)
+        print("READY", flush=True)
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            if line.strip() == "dump":
+                print(json.dumps(stamps), flush=True)
+        await fleet.stop()
+
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main())
 
 
 class RequestCounter:
@@ -326,4 +616,28 @@ def group(counts: Counter[tuple[str, str, str]]) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
-__all__ = ["Awaitable", "Callable", "FullStack", "Hops", "InvocationCounter", "LoopThread", "RequestCounter"]
+__all__ = [
+    "Awaitable",
+    "Callable",
+    "FullStack",
+    "Hops",
+    "InvocationCounter",
+    "LoopThread",
+    "ProcessStack",
+    "RequestCounter",
+    "Timeline",
+]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="ProcessStack's children: the chargers, the counted local API")
+    parser.add_argument("role", choices=["chargers", "local-api"])
+    parser.add_argument("--url")
+    parser.add_argument("--prefix", default="RT-")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--counts-file", type=Path)
+    args, rest = parser.parse_known_args()
+    if args.role == "chargers":
+        run_chargers(args.url, args.prefix, args.count)
+    else:
+        raise SystemExit(run_local_api(rest, args.counts_file))

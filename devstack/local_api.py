@@ -1241,7 +1241,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=TEMPLATE_PATH)
     parser.add_argument("--port", type=int, default=None, help="default: $API_PORT or 3000")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter's default (repeatable)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add or override a variable for every function, like sam's --env-vars (repeatable)",
+    )
     args = parser.parse_args(argv)
+    try:
+        parameters = dict(_assignment(text) for text in args.parameter)
+        environment = dict(_assignment(text) for text in args.env)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
@@ -1250,12 +1269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with LocalApi(args.template, port=args.port) as api:
+    with LocalApi(args.template, port=args.port, parameters=parameters, environment=environment) as api:
         for line in api.routes():
             log.info("  %s", line)
         print(f"local API listening on {api.url}", flush=True)
         stop.wait()
     return 0
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise ValueError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 if __name__ == "__main__":
