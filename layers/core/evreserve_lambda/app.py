@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -29,33 +29,20 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.metrics import MetricUnit
 
 from evreserve.errors import DomainError, RateLimited
-from evreserve.services.bootstrap import Services, build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import RateLimitSettings
 from evreserve.storage.ratelimit import RateLimiter
 
 from .http import dumps, error_body, error_headers, invalid_request, status_of
-from .settings import FunctionSettings
+from .tracing import create_tracer
+
+# Re-exported: the functions and the tests reach the services here.
+from .wiring import services as services
+from .wiring import use_services as use_services
 
 logger = Logger()
-tracer = Tracer()
+tracer = create_tracer()
 metrics = Metrics(namespace="EvReserve")
-
-_services: Services | None = None
-
-
-def services() -> Services:
-    """The services of this function instance, built on first use."""
-    global _services
-    if _services is None:
-        _services = build_services(FunctionSettings())
-    return _services
-
-
-def use_services(value: Services | None) -> None:
-    """Replace the services (tests), or drop them so the next request rebuilds them."""
-    global _services
-    _services = value
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
