@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import boto3
+
 from ..aws import dynamodb_client, sqs_client
 from ..channel import CommandChannel, CommandLedger
 from ..models import utcnow
@@ -41,12 +43,14 @@ def build_services(
     clock: Callable[[], datetime] = utcnow,
 ) -> Services:
     """Wire the stores and services; clients (or the whole channel) may be injected."""
-    dynamodb = dynamodb or dynamodb_client(settings)
+    # One session for both clients, built in this thread (sessions are not thread-safe).
+    session = boto3.session.Session() if dynamodb is None or (channel is None and sqs is None) else None
+    dynamodb = dynamodb or dynamodb_client(settings, session)
     registry = RegistryStore(dynamodb, settings.registry_table)
     reservations = ReservationStore(dynamodb, settings.reservations_table)
     if channel is None:
         ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
-        channel = CommandChannel(ledger, sqs or sqs_client(settings), settings, clock=clock)
+        channel = CommandChannel(ledger, sqs or sqs_client(settings, session), settings, clock=clock)
     return Services(
         dynamodb=dynamodb,
         registry=registry,
