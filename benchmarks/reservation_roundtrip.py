@@ -56,7 +56,8 @@ HOPS_PROCESSES = (
     "completes the outcome (completed_at); outcome_store = the outcome write (the gateway's 'command completed' log "
     "line, ms); store_to_answer = the function's next poll of the record + HTTP out. Gateway, local API, chargers "
     "and this client are separate processes; polls_per_request = the functions' GetItem on the commands table per "
-    "request (reserve and cancel), counted in the local API's process."
+    "request (reserve and cancel), counted in the local API's process; cpu_* = each process's CPU over the level, "
+    "% of one core (2 cores = 200%)."
 )
 HOPS_IN_PROCESS = (
     "hops (p50, ms): api_to_command = HTTP in -> authorizer -> function builds the command; command_to_gateway = "
@@ -334,12 +335,16 @@ def main() -> None:
             for c in levels:
                 if isinstance(stack, ProcessStack):
                     stack.function_requests()  # what came before this level
+                    cpu_before, wall_before = stack.cpu_seconds(), time.monotonic()
                 result = run_stack_level(stack, hops, c, seconds, per_worker, next_id)
                 row = report.add(path=path, concurrent=c, **_row(result))
                 row["cancel_p50_ms"] = result["cancel"]["p50_ms"]
                 row.update({f"{k}_ms": v for k, v in result["breakdown_p50_ms"].items()})
                 if isinstance(stack, ProcessStack):
                     row["polls_per_request"] = _polls_per_request(stack.function_requests(), result["requests"])
+                    wall = time.monotonic() - wall_before
+                    for name, used in stack.cpu_seconds().items():
+                        row[f"cpu_{name.replace(' ', '_')}"] = round(100 * (used - cpu_before.get(name, used)) / wall)
                 if result["errors"]:
                     report.notes.append(f"stack c={c}: {result['error_count']} errors, e.g. {result['errors']}"[:600])
                 f = floor.get(c)

@@ -339,6 +339,23 @@ class ProcessStack:
         time.sleep(0.5)  # the registration writes trail the handshake
         return self
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process of the stack has used so far; ``client`` is this one."""
+        import psutil
+
+        pids = {
+            **self.pids,
+            "dynamodb": getattr(self.aws.dynamodb._proc, "pid", 0),
+            "sqs": getattr(self.aws.sqs._proc, "pid", 0),
+            "client": os.getpid(),
+        }
+        out: dict[str, float] = {}
+        for name, pid in pids.items():
+            with contextlib.suppress(psutil.Error, ValueError):
+                times = psutil.Process(pid).cpu_times()
+                out[name] = times.user + times.system
+        return out
+
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.gateway.port}/ocpp"
