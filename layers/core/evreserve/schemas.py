@@ -64,7 +64,11 @@ IdTagField = Annotated[str, Field(strict=True, min_length=1, max_length=20, patt
 class ApiModel(BaseModel):
     """Base of every wire shape: camelCase aliases, unknown fields rejected."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # defer_build: each function module imports every shape of the API but uses a few;
+    # its validator is built on first use (about 1 ms for a route's shapes), not at import.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, defer_build=True
+    )
 
 
 # -- envelopes ---------------------------------------------------------------------------
