@@ -302,6 +302,11 @@ def main() -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="the whole stack in this process (one GIL), probed inside the gateway"
     )
+    parser.add_argument(
+        "--poll-schedule",
+        type=lambda text: [float(x) for x in text.split(",")],
+        help="the functions' pauses between polls (s, comma-separated) instead of POLL_SCHEDULE_S",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the direct-socket floor (quicker experiments)")
     args = parser.parse_args()
     levels = [1, 2] if args.smoke else args.levels
@@ -325,7 +330,7 @@ def main() -> None:
             hops = Hops()
             install_hop_probes(hops)
         else:
-            stack = ProcessStack(max(levels)).start(stack_cm)
+            stack = ProcessStack(max(levels), poll_schedule=args.poll_schedule).start(stack_cm)
         if stack.problem:
             report.todo.append(f"stack not measured: {stack.problem}")
         else:
