@@ -53,9 +53,16 @@ if TYPE_CHECKING:
 
 ENVELOPE_VERSION = 1
 
-#: Seconds between polls for an outcome: quick at first, since most chargers answer
-#: within tens of milliseconds, then backing off to bound the reads per slow command.
-POLL_SCHEDULE_S: Sequence[float] = (0.02, 0.015, 0.015, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5)
+#: Seconds between polls for an outcome. The first read waits 20 ms: a charger that
+#: answers at once has its outcome stored by then, so one read is the usual cost. A
+#: miss is read again every 10 ms for a while (the answer is due any moment), then the
+#: pauses grow to bound the reads of a slow command. They stop growing at 0.25 s: under
+#: load the outcomes land a second or more in, and the waiting function oversleeps each
+#: by half the last pause on average (0.25 s when it grew to 0.5 s). The price: an
+#: outcome at 1.5 s takes 14 reads instead of 12, a command that runs into its deadline
+#: and grace (22 s) ~96 instead of ~53. ``benchmarks/reservation_roundtrip.py
+#: --poll-schedule`` compares schedules.
+POLL_SCHEDULE_S: Sequence[float] = (0.02, 0.01, 0.01, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.25)
 
 
 class CommandEnvelope(Model):
