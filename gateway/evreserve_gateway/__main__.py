@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from .gateway import Gateway
 from .logs import configure_logging
@@ -23,6 +24,14 @@ async def run(settings: GatewaySettings) -> None:
     await gateway.stop()
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def main() -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
@@ -32,7 +41,8 @@ def main() -> None:
     except Exception:
         logging.getLogger("evreserve_gateway").exception("invalid settings")
         raise SystemExit(2) from None
-    asyncio.run(run(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.gateway_event_loop)) as runner:
+        runner.run(run(settings))
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ class Gateway:
             settings.instance_id,
             self._session_for,
             keep_poison_messages=settings.command_dlq_url is not None,
+            delete_linger_s=settings.gateway_delete_linger_s,
         )
         self._server: Server | None = None
         self._poller: asyncio.Task[None] | None = None

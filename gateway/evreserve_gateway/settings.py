@@ -8,7 +8,7 @@ import secrets
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -70,6 +70,9 @@ class GatewaySettings(CoreSettings):
     gateway_compression: bool = False
     #: Seconds between Heartbeats the gateway asks for in its BootNotification answer.
     gateway_heartbeat_interval_s: int = Field(300, ge=1)
+    #: The event loop: uvloop (libuv, its I/O in C) unless asked otherwise; "asyncio" is
+    #: the standard library's, for comparison or where uvloop cannot be installed.
+    gateway_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     #: SQS long-poll wait (at most 20); shorter only speeds up shutdown in tests.
     gateway_queue_wait_s: int = Field(20, ge=0, le=20)
