@@ -307,6 +307,12 @@ def main() -> None:
         type=lambda text: [float(x) for x in text.split(",")],
         help="the functions' pauses between polls (s, comma-separated) instead of POLL_SCHEDULE_S",
     )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="local API processes sharing its port (the kernel spreads the clients' connections)",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the direct-socket floor (quicker experiments)")
     args = parser.parse_args()
     levels = [1, 2] if args.smoke else args.levels
@@ -330,13 +336,17 @@ def main() -> None:
             hops = Hops()
             install_hop_probes(hops)
         else:
-            stack = ProcessStack(max(levels), poll_schedule=args.poll_schedule).start(stack_cm)
+            stack = ProcessStack(max(levels), poll_schedule=args.poll_schedule, api_processes=args.api_processes).start(
+                stack_cm
+            )
         if stack.problem:
             report.todo.append(f"stack not measured: {stack.problem}")
         else:
             path = "stack in one process" if args.in_process else "stack (HTTP -> charger -> HTTP)"
             next_id = [1000]
-            run_stack_level(stack, hops, 1, 10, 1, next_id)  # warm: cold function starts, authorizer cache
+            # Warm: every client's function instances started, the authorizer's cache filled
+            # (in each local API process), as in a service that has been running a while.
+            run_stack_level(stack, hops, max(levels), 30, 1, next_id)
             for c in levels:
                 if isinstance(stack, ProcessStack):
                     stack.function_requests()  # what came before this level

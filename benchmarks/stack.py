@@ -258,7 +258,10 @@ class ProcessStack:
         api_environment: dict[str, str] | None = None,
         log_dir: Path = LOG_DIR / "processstack",
         poll_schedule: list[float] | None = None,
+        api_processes: int = 1,
     ) -> None:
+        #: Local API processes sharing its port (SO_REUSEPORT), as Lambda runs requests apart.
+        self.api_processes = api_processes
         #: Replaces ``evreserve.channel.POLL_SCHEDULE_S`` in the functions, to compare schedules.
         self.poll_schedule = poll_schedule
         self.count = chargers
@@ -304,25 +307,29 @@ class ProcessStack:
         self.pids["gateway"] = self.gateway.process.pid
 
         api_port = free_port()
-        self._counts_file = self.log_dir / "local-api-requests.json"
-        self._counts_file.unlink(missing_ok=True)
-        api_cmd = [sys.executable, str(Path(__file__).resolve()), "local-api", "--counts-file", str(self._counts_file)]
-        if self.poll_schedule:
-            api_cmd += ["--poll-schedule", ",".join(str(x) for x in self.poll_schedule)]
-        api_cmd += ["--port", str(api_port), "--log-level", "WARNING"]
-        # The per-key rate limit (200/min by default) would answer the load with 429s.
-        api_cmd += ["--parameter", "ApiRateLimitPerMinute=1000000"]
-        for name, value in self.api_environment.items():
-            api_cmd += ["--env", f"{name}={value}"]
-        # The functions print their metrics (EMF) to stdout: the log file takes them.
-        api_log = (self.log_dir / "local-api.log").open("w")
-        stack.callback(api_log.close)
-        api = subprocess.Popen(api_cmd, env=env, stdout=api_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        stack.callback(_terminate, api)
-        self._api = api
-        self.pids["local API"] = api.pid
+        self._apis: list[tuple[subprocess.Popen[bytes], Path]] = []
+        for n in range(self.api_processes):
+            counts_file = self.log_dir / f"local-api-{n}-requests.json"
+            counts_file.unlink(missing_ok=True)
+            api_cmd = [sys.executable, str(Path(__file__).resolve()), "local-api", "--counts-file", str(counts_file)]
+            if self.poll_schedule:
+                api_cmd += ["--poll-schedule", ",".join(str(x) for x in self.poll_schedule)]
+            api_cmd += ["--port", str(api_port), "--log-level", "WARNING"]
+            if self.api_processes > 1:
+                api_cmd.append("--reuse-port")
+            # The per-key rate limit (200/min by default) would answer the load with 429s.
+            api_cmd += ["--parameter", "ApiRateLimitPerMinute=1000000"]
+            for name, value in self.api_environment.items():
+                api_cmd += ["--env", f"{name}={value}"]
+            # The functions print their metrics (EMF) to stdout: the log file takes them.
+            api_log = (self.log_dir / f"local-api-{n}.log").open("w")
+            stack.callback(api_log.close)
+            api = subprocess.Popen(api_cmd, env=env, stdout=api_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stack.callback(_terminate, api)
+            self._apis.append((api, counts_file))
+            self.pids[f"local API {n}" if n else "local API"] = api.pid
+            _wait_listening("127.0.0.1", api_port, api, 60)
         self.api_url = f"http://127.0.0.1:{api_port}"
-        _wait_listening("127.0.0.1", api_port, api, 60)
 
         fleet_cmd = [sys.executable, str(Path(__file__).resolve()), "chargers", "--url", self.gateway_url]
         fleet_cmd += ["--prefix", self.prefix, "--count", str(self.count)]
@@ -358,7 +365,9 @@ class ProcessStack:
         for name, pid in pids.items():
             with contextlib.suppress(psutil.Error, ValueError):
                 times = psutil.Process(pid).cpu_times()
-                out[name] = times.user + times.system
+                # Several local API processes are one piece of the stack.
+                piece = "local API" if name.startswith("local API") else name
+                out[piece] = out.get(piece, 0.0) + times.user + times.system
         return out
 
     @property
@@ -395,16 +404,19 @@ class ProcessStack:
 
     def function_requests(self) -> Counter[tuple[str, str, str]]:
         """The AWS requests the local API's functions sent since the last call (caller, service, operation)."""
-        before = self._counts_file.stat().st_mtime_ns if self._counts_file.exists() else 0
-        self._api.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self._counts_file.exists() and self._counts_file.stat().st_mtime_ns != before:
-                with contextlib.suppress(ValueError):
-                    dumped = json.loads(self._counts_file.read_text())
-                    return Counter({tuple(k.split("|")): v for k, v in dumped.items()})
-            time.sleep(0.05)
-        return Counter()
+        total: Counter[tuple[str, str, str]] = Counter()
+        for api, counts_file in self._apis:
+            before = counts_file.stat().st_mtime_ns if counts_file.exists() else 0
+            api.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if counts_file.exists() and counts_file.stat().st_mtime_ns != before:
+                    with contextlib.suppress(ValueError):
+                        dumped = json.loads(counts_file.read_text())
+                        total.update({tuple(k.split("|")): v for k, v in dumped.items()})
+                        break
+                time.sleep(0.05)
+        return total
 
     def _charger_stamps(self) -> dict[str, float]:
         fleet = self._fleet

@@ -988,8 +988,11 @@ class _Server(ThreadingHTTPServer):
     # hundred concurrent clients before any thread accepted them.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], gateway: ApiGateway) -> None:
+    def __init__(self, address: tuple[str, int], gateway: ApiGateway, reuse_port: bool = False) -> None:
         self.gateway = gateway
+        # Several processes serving one port (the kernel spreads the connections) play
+        # Lambda's separate sandboxes: no GIL shared by all concurrent requests.
+        self.allow_reuse_port = reuse_port
         super().__init__(address, _Handler)
 
 
@@ -1142,8 +1145,10 @@ class LocalApi:
         max_instances: int = DEFAULT_MAX_INSTANCES,
         integration_timeout_s: float = INTEGRATION_TIMEOUT_S,
         region: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.template_path = Path(template_path or TEMPLATE_PATH).resolve()
+        self.reuse_port = reuse_port
         self.host = host
         self.port = int(os.environ.get("API_PORT", DEFAULT_PORT)) if port is None else port
         self.parameters = dict(parameters or {})
@@ -1190,7 +1195,7 @@ class LocalApi:
         )
         environment.apply()
         try:
-            server = _Server((self.host, self.port), gateway)
+            server = _Server((self.host, self.port), gateway, self.reuse_port)
         except BaseException:
             environment.restore()
             raise
@@ -1255,6 +1260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="add or override a variable for every function, like sam's --env-vars (repeatable)",
     )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other processes started so (SO_REUSEPORT): the kernel spreads connections",
+    )
     args = parser.parse_args(argv)
     try:
         parameters = dict(_assignment(text) for text in args.parameter)
@@ -1269,7 +1279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with LocalApi(args.template, port=args.port, parameters=parameters, environment=environment) as api:
+    with LocalApi(
+        args.template, port=args.port, parameters=parameters, environment=environment, reuse_port=args.reuse_port
+    ) as api:
         for line in api.routes():
             log.info("  %s", line)
         print(f"local API listening on {api.url}", flush=True)
