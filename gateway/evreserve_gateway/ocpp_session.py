@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -254,14 +254,18 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
 
     async def route_message(self, raw: str | bytes) -> None:
         try:
-            await self._route(raw)
+            # _route decides synchronously and hands back what is left to await (usually
+            # the answer's send): one coroutine per frame, not three.
+            pending = self._route(raw)
+            if pending is not None:
+                await pending
         except ConnectionClosed:
             raise
         except Exception:
             # A bug in one frame's handling must not take the charger's connection down.
             self.logger.exception("failed to handle a frame")
 
-    async def _route(self, raw: str | bytes) -> None:
+    def _route(self, raw: str | bytes) -> Awaitable[None] | None:
         unreadable: str | None = None
         try:
             frame = json.loads(raw)
@@ -273,29 +277,27 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             frame, unreadable = None, "frame is nested too deeply"
         if self._budget is not None and not self._answers_pending(frame):
             if not self._budget.take():
-                await self._over_budget(frame)
-                return
+                return self._over_budget(frame)
             self._refused = 0
         if unreadable is not None:
-            await self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), unreadable)
-            return
+            return self._send_error(UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), unreadable)
         if not isinstance(frame, list) or not frame or not isinstance(frame[0], int):
             message_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else None
-            await self._send_error(
+            return self._send_error(
                 message_id or UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "frame is not an OCPP-J message"
             )
-            return
         kind = frame[0]
         if kind == 2:
-            await self._route_call(frame)
-        elif kind in (3, 4):
+            return self._route_call(frame)
+        if kind in (3, 4):
             self._route_reply(frame)
-        elif self.version is OcppVersion.V201:
+            return None
+        if self.version is OcppVersion.V201:
             message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else UNKNOWN_MESSAGE_ID
-            await self._send_error(message_id, "MessageTypeNotSupported", f"unknown messageTypeId {kind}")
-        else:
-            # OCPP-J 1.6: a message with an unknown type is ignored.
-            self.logger.warning("ignored a frame of unknown messageTypeId", extra={"messageTypeId": kind})
+            return self._send_error(message_id, "MessageTypeNotSupported", f"unknown messageTypeId {kind}")
+        # OCPP-J 1.6: a message with an unknown type is ignored.
+        self.logger.warning("ignored a frame of unknown messageTypeId", extra={"messageTypeId": kind})
+        return None
 
     def _answers_pending(self, frame: Any) -> bool:
         """An answer to one of our CALLs: never rate-limited (we bound those ourselves)."""
@@ -331,34 +333,34 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
                 json.dumps([4, frame[1], "GenericError", "rate limit exceeded; slow down", {}], separators=(",", ":"))
             )
 
-    async def _route_call(self, frame: list[Any]) -> None:
+    def _route_call(self, frame: list[Any]) -> Awaitable[None] | None:
         message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
         if message_id is None or len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
-            await self._send_error(
+            return self._send_error(
                 message_id or UNKNOWN_MESSAGE_ID, _frame_error_code(self.version), "CALL is not [2, id, action, {}]"
             )
-            return
         action: str = frame[2]
         payload: dict[str, Any] = frame[3]
         if self._inbox is None:
             if action == "Heartbeat" and not payload:
-                await self._connection.send(f'[3,{json.dumps(message_id)},{{"currentTime":"{current_time()}"}}]')
-                return
+                return self._connection.send(  # type: ignore[no-any-return]
+                    f'[3,{json.dumps(message_id)},{{"currentTime":"{current_time()}"}}]'
+                )
             direct = self._direct.get(action)
             if direct is not None:
-                await self._answer_directly(message_id, action, payload, direct)
-                return
+                return self._answer_directly(message_id, action, payload, direct)
         call = Call(message_id, action, payload)
         if self._inbox is None and action not in SLOW_ACTIONS:
-            await self._answer(call)
-        elif self._inbox is None:
+            return self._answer(call)
+        if self._inbox is None:
             self._inbox = deque([call])
             self._inbox_task = asyncio.get_running_loop().create_task(self._drain_inbox())
-        elif len(self._inbox) < MAX_QUEUED_CALLS:
+            return None
+        if len(self._inbox) < MAX_QUEUED_CALLS:
             # Queued behind the slow one so that the charger's CALLs are answered in order.
             self._inbox.append(call)
-        else:
-            await self._send_error(message_id, "GenericError", "too many CALLs outstanding")
+            return None
+        return self._send_error(message_id, "GenericError", "too many CALLs outstanding")
 
     async def _answer_directly(
         self, message_id: str, action: str, payload: dict[str, Any], handler: DirectHandler
