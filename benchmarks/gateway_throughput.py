@@ -228,6 +228,11 @@ def main() -> None:
         "at the client. realistic mix per 10 CALLs: 6 MeterValues, 3 Heartbeat, 1 StatusNotification."
     )
     report.notes.append(
+        "the mix's StatusNotification repeats the port's status (Available) with a fresh timestamp: after each "
+        "port's first report (written during the warm-up) the gateway stores no repeat, so the realistic row "
+        "measures OCPP processing; a real status change costs one UpdateItem, at most one in flight per port"
+    )
+    report.notes.append(
         "STARVED: server + client CPU under 150% of the 200% this machine has, i.e. the row waited for CPUs busy "
         "with something else (at 100+ chargers; a few chargers can also leave the CPUs idle by latency alone); "
         "its figures, and ratios built on them, are not to be trusted"
