@@ -43,9 +43,10 @@ from stack import PASSWORD, FullStack, Hops, LoopThread, ProcessStack, Timeline,
 
 ID_TAG = "BENCHTAG01"
 MOTO_NOTE = (
-    "the local SQS server (moto) tops out around 100 send+receive+delete cycles/s "
-    "(benchmarks/sqs_candidates.py); reservations/s at 50 concurrent is bounded by it and by DynamoDB Local, "
-    "not by the gateway. Real SQS/DynamoDB are faster per request but farther away (same-region RTT ~1-5 ms)."
+    "the clients are a closed loop: each waits for its answer, so at N concurrent p50 is about N / requests per "
+    "second, and the rate is set by the CPU the whole stack needs per request (the cpu_* columns; 2 shared cores). "
+    "The local SQS server (moto) serves ~100 send+receive+delete cycles/s (benchmarks/sqs_candidates.py). Real "
+    "SQS/DynamoDB cost this machine no CPU but are farther away (same-region RTT ~1-5 ms)."
 )
 
 
