@@ -190,3 +190,23 @@ def test_stop_frees_the_port_and_restores_the_environment(monkeypatch: pytest.Mo
     assert "STAGE_NAME" not in os.environ
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+def test_processes_can_share_the_port_with_reuse_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIVEN a local API started with reuse_port WHEN another starts on its port so THEN both serve it,
+    AND one started without reuse_port cannot take the port."""
+    stand_in_resources(monkeypatch)
+    first = LocalApi(SAMPLE, port=0, reuse_port=True).start()
+    try:
+        with pytest.raises(OSError):
+            LocalApi(SAMPLE, port=first.port).start()
+        second = LocalApi(SAMPLE, port=first.port, reuse_port=True).start()
+        try:
+            assert second.port == first.port
+            for api in (first, second):
+                status, _, _ = request(api, "GET", "/items/7")
+                assert status == 200
+        finally:
+            second.stop()
+    finally:
+        first.stop()
