@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 from typing import Any
 
 from evreserve.errors import StaleWrite
@@ -26,45 +27,31 @@ _ACTIVE = frozenset({ReservationState.PENDING, ReservationState.ACCEPTED})
 _ACCEPTED = frozenset({ReservationState.ACCEPTED})
 
 
-def _same_report(a: OcppStatus, b: OcppStatus) -> bool:
-    """The same status, error and info: a repeat, whatever its timestamp."""
-    return a.model_dump(exclude={"timestamp"}) == b.model_dump(exclude={"timestamp"})
+#: What makes a report a repeat: everything but its timestamp.
+Signature = tuple[str, str | None, str | None, str | None]
+
+
+def _signature(status: OcppStatus) -> Signature:
+    # status and errorCode come from the schemas' enums: interned, every charger's
+    # signature shares the same few strings instead of holding its own copies.
+    error_code = sys.intern(status.error_code) if status.error_code is not None else None
+    return (sys.intern(status.status), error_code, status.vendor_error_code, status.info)
 
 
 def _ends(status: OcppStatus) -> bool:
     return status.status in msgs.ENDS_RESERVATION
 
 
-class _PortReports:
-    """One port's StatusNotifications on their way to the registry.
+def _enqueue(queue: list[OcppStatus], status: OcppStatus) -> None:
+    """Queue a report behind a port's write in flight; the latest replaces a waiting one.
 
-    One write at a time per port, and what arrives meanwhile waits in ``queue``, where
-    the latest report replaces a waiting one: a burst of reports costs two writes, not
-    one per report, and no boto3 work piles up behind a slow table. A report that ends
-    reservations (Faulted, Unavailable) is never replaced by a later one, so its end
-    still happens; two of those in a row end the same reservations, so they collapse.
-    The queue is therefore at most [ending, other].
+    A report that ends reservations (Faulted, Unavailable) is never replaced by a later
+    one, so its end still happens; two of those in a row end the same reservations, so
+    they collapse. The queue is therefore at most [ending, other].
     """
-
-    __slots__ = ("queue", "stored", "writing")
-
-    def __init__(self) -> None:
-        self.queue: list[OcppStatus] = []
-        #: The last report this session stored; a repeat of it is not written again.
-        self.stored: OcppStatus | None = None
-        self.writing = False
-
-    def offer(self, status: OcppStatus) -> bool:
-        """Queue a report; False if there is nothing to write (a repeat of the stored one)."""
-        queue = self.queue
-        idle = not self.writing and not queue
-        if idle and self.stored is not None and not _ends(status) and _same_report(self.stored, status):
-            # The stored report stands, with the timestamp of when this status began.
-            return False
-        if queue and (not _ends(queue[-1]) or _ends(status)):
-            queue.pop()
-        queue.append(status)
-        return True
+    if queue and (not _ends(queue[-1]) or _ends(status)):
+        queue.pop()
+    queue.append(status)
 
 
 class ChargerReports:
@@ -76,9 +63,10 @@ class ChargerReports:
         "_charger_id",
         "_io",
         "_logger",
-        "_ports",
         "_registry",
         "_reservations",
+        "_stored",
+        "_writing",
     )
 
     def __init__(
@@ -98,34 +86,43 @@ class ChargerReports:
         self._io = io
         self._background = background
         self._logger = logger
-        self._ports: dict[int, _PortReports] = {}
+        #: Per port, the last report this session stored (its signature): a repeat of it
+        #: is not written again. A tuple, not the model: this lives as long as the socket.
+        self._stored: dict[int, Signature] = {}
+        #: Ports with a write in flight, and the reports waiting behind it (see _enqueue):
+        #: one write at a time per port, so a burst costs two writes and no boto3 work
+        #: piles up behind a slow table.
+        self._writing: dict[int, list[OcppStatus]] = {}
 
     def record_boot(self, boot: BootInfo) -> None:
         write = self._io(self._registry.record_boot, self._charger_id, boot)
         self._background.spawn(write, "record boot", self._logger)
 
     def record_port_status(self, port_number: int, status: OcppStatus) -> None:
-        port = self._ports.get(port_number)
-        if port is None:
-            port = self._ports[port_number] = _PortReports()
-        if not port.offer(status) or port.writing:
+        queue = self._writing.get(port_number)
+        if queue is not None:
+            _enqueue(queue, status)
             return
-        port.writing = True
-        self._background.spawn(self._write_port(port_number, port), "record port status", self._logger)
+        if not _ends(status) and self._stored.get(port_number) == _signature(status):
+            return  # the stored report stands, with the timestamp of when this status began
+        self._writing[port_number] = [status]
+        self._background.spawn(self._write_port(port_number), "record port status", self._logger)
 
-    async def _write_port(self, port_number: int, port: _PortReports) -> None:
+    async def _write_port(self, port_number: int) -> None:
+        queue = self._writing[port_number]
         try:
-            while port.queue:
-                status = port.queue.pop(0)
+            while queue:
+                status = queue.pop(0)
                 try:
                     await self._port_status(port_number, status)
                 except Exception:
                     # Logged and dropped, as a lone write would be; the next report is still written.
+                    self._stored.pop(port_number, None)
                     self._logger.exception("could not store a port status", extra={"port": port_number})
                     continue
-                port.stored = status
+                self._stored[port_number] = _signature(status)
         finally:
-            port.writing = False
+            del self._writing[port_number]
 
     async def _port_status(self, port_number: int, status: OcppStatus) -> None:
         with contextlib.suppress(StaleWrite):  # a newer report is stored already
