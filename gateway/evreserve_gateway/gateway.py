@@ -448,7 +448,9 @@ class Gateway:
         if admission is None:  # pragma: no cover - process_request always admits first
             await websocket.close(CloseCode.INTERNAL_ERROR)
             return
-        logger = ChargerLogger(log, {"charger": admission.ocpp_id})
+        # One context dict for both loggers of the connection: it lives as long as the socket.
+        context = {"charger": admission.ocpp_id}
+        logger = ChargerLogger(log, context)
         if admission.version is None:
             logger.warning("refused: no acceptable OCPP subprotocol offered")
             await websocket.close(CloseCode.PROTOCOL_ERROR, "no acceptable OCPP subprotocol")
@@ -468,7 +470,7 @@ class Gateway:
             admission.ocpp_id,
             websocket,
             reports,
-            ChargerLogger(ocpp_log, {"charger": admission.ocpp_id}),
+            ChargerLogger(ocpp_log, context),
             self.settings.gateway_heartbeat_interval_s,
             self.settings.gateway_charger_frames_per_s,
             self.settings.gateway_charger_frame_burst,

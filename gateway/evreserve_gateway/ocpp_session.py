@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
@@ -236,7 +236,8 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         self._call_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         #: CALLs whose caller stopped waiting, with what to do if the answer still comes.
-        self._late: OrderedDict[str, Callable[[Reply], None]] = OrderedDict()
+        #: A plain dict (insertion-ordered): an OrderedDict costs twice the memory, per socket.
+        self._late: dict[str, Callable[[Reply], None]] = {}
         self._inbox: deque[Call] | None = None
         self._inbox_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -486,7 +487,7 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
                 if sent and on_late is not None and not self._closed:
                     self._late[message_id] = on_late
                     while len(self._late) > MAX_LATE_CALLS:
-                        self._late.popitem(last=False)
+                        del self._late[next(iter(self._late))]
                 raise
             finally:
                 self._pending.pop(message_id, None)
