@@ -230,10 +230,10 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         self.id = identity
         self._connection = connection
         self.logger = logger
-        self.route_map = _BoundRoutes(self)
         self.events = events
         self.heartbeat_s = heartbeat_s
-        self._call_lock = asyncio.Lock()
+        # Made on the first outgoing CALL: most connections never get one.
+        self._call_lock: asyncio.Lock | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         #: CALLs whose caller stopped waiting, with what to do if the answer still comes.
         #: A plain dict (insertion-ordered): an OrderedDict costs twice the memory, per socket.
@@ -246,6 +246,11 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
         #: Frames refused in a row; a charger that does not slow down is disconnected.
         self._refused = 0
         self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def route_map(self) -> _BoundRoutes:
+        """What the library's call handling looks routes up in; made when it is needed."""
+        return _BoundRoutes(self)
 
     @property
     def closed(self) -> bool:
@@ -470,6 +475,8 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             ocpp.messages._validate_payload(call, self._ocpp_version)
         except OCPPError as error:
             return CallErrorReply(error.code, f"refused to send an invalid {action}: {error.description}")
+        if self._call_lock is None:
+            self._call_lock = asyncio.Lock()
         async with self._call_lock:
             if self._closed:
                 raise SessionClosed

@@ -92,24 +92,29 @@ class ChargerReports:
         #: Ports with a write in flight, and the reports waiting behind it (see _enqueue):
         #: one write at a time per port, so a burst costs two writes and no boto3 work
         #: piles up behind a slow table.
-        self._writing: dict[int, list[OcppStatus]] = {}
+        self._writing: dict[int, list[OcppStatus]] | None = None
 
     def record_boot(self, boot: BootInfo) -> None:
         write = self._io(self._registry.record_boot, self._charger_id, boot)
         self._background.spawn(write, "record boot", self._logger)
 
     def record_port_status(self, port_number: int, status: OcppStatus) -> None:
-        queue = self._writing.get(port_number)
+        queue = self._writing.get(port_number) if self._writing is not None else None
         if queue is not None:
             _enqueue(queue, status)
             return
         if not _ends(status) and self._stored.get(port_number) == _signature(status):
             return  # the stored report stands, with the timestamp of when this status began
+        if self._writing is None:
+            # Only while a write is in flight: a connection's ports are idle nearly always.
+            self._writing = {}
         self._writing[port_number] = [status]
         self._background.spawn(self._write_port(port_number), "record port status", self._logger)
 
     async def _write_port(self, port_number: int) -> None:
-        queue = self._writing[port_number]
+        assert self._writing is not None  # set by record_port_status
+        writing = self._writing
+        queue = writing[port_number]
         try:
             while queue:
                 status = queue.pop(0)
@@ -122,7 +127,9 @@ class ChargerReports:
                     continue
                 self._stored[port_number] = _signature(status)
         finally:
-            del self._writing[port_number]
+            del writing[port_number]
+            if not writing and self._writing is writing:
+                self._writing = None
 
     async def _port_status(self, port_number: int, status: OcppStatus) -> None:
         with contextlib.suppress(StaleWrite):  # a newer report is stored already
