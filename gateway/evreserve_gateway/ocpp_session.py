@@ -347,14 +347,10 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             )
         action: str = frame[2]
         payload: dict[str, Any] = frame[3]
-        if self._inbox is None:
-            if action == "Heartbeat" and not payload:
-                return self._connection.send(  # type: ignore[no-any-return]
-                    f'[3,{json.dumps(message_id)},{{"currentTime":"{current_time()}"}}]'
-                )
-            direct = self._direct.get(action)
-            if direct is not None:
-                return self._answer_directly(message_id, action, payload, direct)
+        if action == "Heartbeat" and not payload and self._inbox is None:
+            return self._connection.send(  # type: ignore[no-any-return]
+                f'[3,{json.dumps(message_id)},{{"currentTime":"{current_time()}"}}]'
+            )
         call = Call(message_id, action, payload)
         if self._inbox is None and action not in SLOW_ACTIONS:
             return self._answer(call)
@@ -397,11 +393,14 @@ class OcppSession(ChargePoint):  # type: ignore[misc]
             self._inbox = None
             self._inbox_task = None
 
-    async def _answer(self, call: Call) -> None:
+    def _answer(self, call: Call) -> Awaitable[None]:
+        """The answer to one CALL: the direct path for the frequent ones, else the library."""
         direct = self._direct.get(call.action)
         if direct is not None:
-            await self._answer_directly(call.unique_id, call.action, call.payload, direct)
-            return
+            return self._answer_directly(call.unique_id, call.action, call.payload, direct)
+        return self._answer_by_library(call)
+
+    async def _answer_by_library(self, call: Call) -> None:
         if call.action not in self.route_map:
             # OCPP-J: NotImplemented = action unknown; NotSupported = known but not
             # supported (the library has these the other way round).
@@ -528,7 +527,7 @@ class V16Session(OcppSession):
 
     @on("Heartbeat")
     def on_heartbeat(self, **kwargs: Any) -> Any:
-        return v16_result.Heartbeat(current_time=ocpp_datetime(utcnow()))
+        return v16_result.Heartbeat(current_time=current_time())
 
     def _status_notification(self, payload: dict[str, Any]) -> str:
         self.events.record_port_status(*msgs.port_status_v16(payload, utcnow()))
@@ -599,7 +598,7 @@ class V201Session(OcppSession):
 
     @on("Heartbeat")
     def on_heartbeat(self, **kwargs: Any) -> Any:
-        return v201_result.Heartbeat(current_time=ocpp_datetime(utcnow()))
+        return v201_result.Heartbeat(current_time=current_time())
 
     def _status_notification(self, payload: dict[str, Any]) -> str:
         self.events.record_port_status(*msgs.port_status_v201(payload, utcnow()))
