@@ -25,7 +25,7 @@ system-deps:  ## Java 17 and Node/npm, from Debian's packages when missing (need
 	  echo "installing Java and Node from Debian packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless nodejs npm; }
 
-$(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml gateway/pyproject.toml
+$(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml layers/lambda/pyproject.toml gateway/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
@@ -51,7 +51,7 @@ format: $(STAMP)  ## Format the code
 	$(BIN)/ruff format .
 
 types: $(STAMP)  ## mypy (strict) on the core, gateway, functions and tools
-	$(BIN)/mypy layers/core gateway/evreserve_gateway devstack simulator $(wildcard functions/*/*.py)
+	$(BIN)/mypy layers/core layers/lambda gateway/evreserve_gateway devstack simulator $(wildcard functions/*/*.py)
 
 cfn-lint: $(STAMP)  ## Lint template.yaml
 	$(BIN)/cfn-lint template.yaml

@@ -1,7 +1,7 @@
 """``make audit``: known vulnerabilities in the dependencies that ship, failing on any with a fix.
 
-What ships is the Lambda layer (``evreserve-core[lambda]``) and the gateway image
-(``evreserve-gateway``, with ``evreserve-core[aio]``): their installed requirement
+What ships is the Lambda layers (``evreserve-core`` and ``evreserve-lambda``) and the
+gateway image (``evreserve-gateway``, with ``evreserve-core``): their installed requirement
 closure, pinned to the versions in this venv, is handed to ``pip-audit`` (PyPI's
 advisory data, no resolution). Dev tools do not ship and are not audited.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 #: The distributions that ship, with the extras they are installed with.
-SHIPPED = (("evreserve-core", ("lambda", "aio")), ("evreserve-gateway", ()))
-_OURS = {"evreserve-core", "evreserve-gateway"}
+SHIPPED = (("evreserve-core", ()), ("evreserve-lambda", ()), ("evreserve-gateway", ()))
+_OURS = {"evreserve-core", "evreserve-lambda", "evreserve-gateway"}
 PYPI_PROJECT = "https://pypi.org/pypi/{name}/json"
 
 

@@ -26,7 +26,7 @@ DESCRIPTION = (
     "behind them. Every request carries `Authorization: Bearer {api_key}`. Errors are "
     '`{"error": "...", "code": "..."}`; see docs/api.md for the table of codes.'
 )
-OUTPUTS = (REPO_ROOT / "docs" / "openapi.json", REPO_ROOT / "layers" / "core" / "evreserve_lambda" / "openapi.json")
+OUTPUTS = (REPO_ROOT / "docs" / "openapi.json", REPO_ROOT / "layers" / "lambda" / "evreserve_lambda" / "openapi.json")
 
 
 #: Schemas only Powertools' default 422 refers to.

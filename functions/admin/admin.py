@@ -6,21 +6,20 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from evreserve.models import INT32_MAX
-from evreserve.schemas import (
-    AccountCreate,
+from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
+from evreserve_lambda.openapi import bundled_document, errors
+from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.responses import (
     AccountList,
     AccountResponse,
     AccountView,
-    ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyCreatedResponse,
     ApiKeyList,
     ApiKeyView,
     Pagination,
 )
-from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
-from evreserve_lambda.openapi import bundled_document, errors
-from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.schemas import AccountCreate, ApiKeyCreate
 
 app = create_app()
 
@@ -36,7 +35,7 @@ AccountId = Annotated[int, Path(alias="accountId", ge=1, le=INT32_MAX)]
 )
 @tracer.capture_method
 def create_account(request: AccountCreate) -> AccountResponse:
-    account = services().accounts.create_account(caller(app), request)
+    account = services().accounts.create_account(caller(app), request.to_domain())
     return AccountResponse(data=AccountView.of(account))
 
 
@@ -62,7 +61,7 @@ def list_accounts(limit: Limit = 50, next_page_cursor: Cursor = None) -> Account
 # copy it into the trace's metadata.
 @tracer.capture_method(capture_response=False)
 def create_api_key(account_id: AccountId, request: ApiKeyCreate) -> ApiKeyCreatedResponse:
-    issued = services().accounts.create_api_key(caller(app), account_id, request)
+    issued = services().accounts.create_api_key(caller(app), account_id, request.to_domain())
     view = ApiKeyView.of(issued.key).model_dump()
     return ApiKeyCreatedResponse(data=ApiKeyCreated(**view, api_key=issued.secret))
 

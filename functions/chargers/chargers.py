@@ -6,24 +6,21 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from evreserve.models import INT32_MAX
-from evreserve.schemas import (
-    ChargerCreate,
+from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
+from evreserve_lambda.openapi import errors
+from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.responses import (
     ChargerCreated,
     ChargerCreatedResponse,
     ChargerList,
     ChargerResponse,
-    ChargerUpdate,
     ChargerView,
     Pagination,
-    PortInput,
     PortListResponse,
     PortResponse,
-    PortUpdate,
     PortView,
 )
-from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
-from evreserve_lambda.openapi import errors
-from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.schemas import ChargerCreate, ChargerUpdate, PortInput, PortUpdate
 
 app = create_app()
 
@@ -44,7 +41,7 @@ _CONFLICT = {409: "ALREADY_EXISTS (ocppId, externalId taken) or STALE_WRITE (cha
 # copy it into the trace's metadata.
 @tracer.capture_method(capture_response=False)
 def register_charger(request: ChargerCreate) -> ChargerCreatedResponse:
-    registered = services().chargers.register(caller(app), request)
+    registered = services().chargers.register(caller(app), request.to_domain())
     view = ChargerView.of(registered.charger).model_dump()
     return ChargerCreatedResponse(data=ChargerCreated(**view, password=registered.generated_password))
 
@@ -86,7 +83,9 @@ def get_charger(charger_id: ChargerId) -> ChargerResponse:
 )
 @tracer.capture_method
 def update_charger(charger_id: ChargerId, request: ChargerUpdate) -> ChargerResponse:
-    return ChargerResponse(data=ChargerView.of(services().chargers.update(caller(app), charger_id, request)))
+    return ChargerResponse(
+        data=ChargerView.of(services().chargers.update(caller(app), charger_id, request.to_domain()))
+    )
 
 
 @app.delete(
@@ -119,7 +118,7 @@ def list_ports(charger_id: ChargerId) -> PortListResponse:
 )
 @tracer.capture_method
 def add_port(charger_id: ChargerId, request: PortInput) -> PortResponse:
-    charger, port = services().chargers.add_port(caller(app), charger_id, request)
+    charger, port = services().chargers.add_port(caller(app), charger_id, request.to_domain())
     return PortResponse(data=PortView.of(charger, port))
 
 
@@ -131,7 +130,7 @@ def add_port(charger_id: ChargerId, request: PortInput) -> PortResponse:
 )
 @tracer.capture_method
 def update_port(charger_id: ChargerId, port_id: PortId, request: PortUpdate) -> PortResponse:
-    charger, port = services().chargers.update_port(caller(app), charger_id, port_id, request)
+    charger, port = services().chargers.update_port(caller(app), charger_id, port_id, request.to_domain())
     return PortResponse(data=PortView.of(charger, port))
 
 

@@ -6,22 +6,21 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from evreserve.models import INT32_MAX, ReservationState, utcnow
-from evreserve.schemas import (
-    CancelRequest,
+from evreserve.services.reservations import ReservationFilter
+from evreserve_lambda.app import caller, create_app, lambda_handler, metrics, services, tracer
+from evreserve_lambda.openapi import CHARGER, errors
+from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.responses import (
     CancelResponse,
     CancelResult,
     Pagination,
     ReservationList,
     ReservationResponse,
     ReservationView,
-    ReserveRequest,
     ReserveResponse,
     ReserveResult,
 )
-from evreserve.services.reservations import ReservationFilter
-from evreserve_lambda.app import caller, create_app, lambda_handler, metrics, services, tracer
-from evreserve_lambda.openapi import CHARGER, errors
-from evreserve_lambda.params import Cursor, Limit
+from evreserve_lambda.schemas import CancelRequest, ReserveRequest
 
 app = create_app()
 
@@ -42,7 +41,7 @@ _CHARGER_ERRORS = errors(
 )
 @tracer.capture_method
 def reserve(request: ReserveRequest) -> ReserveResponse:
-    status = services().reservations.reserve(caller(app), request)
+    status = services().reservations.reserve(caller(app), request.to_domain())
     metrics.add_metric(name=f"Reserve{status.value}", unit=MetricUnit.Count, value=1)
     return ReserveResponse(data=ReserveResult(status=status))
 
@@ -56,7 +55,7 @@ def reserve(request: ReserveRequest) -> ReserveResponse:
 )
 @tracer.capture_method
 def cancel(request: CancelRequest) -> CancelResponse:
-    status = services().reservations.cancel(caller(app), request)
+    status = services().reservations.cancel(caller(app), request.to_domain())
     metrics.add_metric(name=f"Cancel{status.value}", unit=MetricUnit.Count, value=1)
     return CancelResponse(data=CancelResult(status=status))
 

@@ -175,6 +175,7 @@ def test_dockerignore_admits_the_sources_and_nothing_else():
         ".git/config",
         "template.yaml",
         "tests/conftest.py",
+        "layers/lambda/evreserve_lambda/app.py",
     ):
         assert excluded(path, rules), path
 
@@ -243,8 +244,10 @@ def test_installed_package_imports_from_the_venv_not_the_tree(installed: Path, t
     """The entrypoint module imports from site-packages, with the core and py.typed shipped."""
     code = (
         "import json, evreserve, evreserve_gateway.__main__ as m, evreserve_gateway, pathlib;"
+        "import importlib.util as u;"
         "print(json.dumps([m.__file__, evreserve.__file__,"
-        " (pathlib.Path(evreserve.__file__).parent / 'py.typed').is_file()]))"
+        " (pathlib.Path(evreserve.__file__).parent / 'py.typed').is_file(),"
+        " [n for n in ('evreserve_lambda', 'aws_lambda_powertools') if u.find_spec(n)]]))"
     )
     done = subprocess.run(
         [str(installed / "bin" / "python"), "-c", code],
@@ -254,7 +257,8 @@ def test_installed_package_imports_from_the_venv_not_the_tree(installed: Path, t
         text=True,
         check=True,
     )
-    gateway_file, core_file, typed = json.loads(done.stdout)
+    gateway_file, core_file, typed, lambda_glue = json.loads(done.stdout)
+    assert lambda_glue == [], "the gateway image installs the Lambda glue"
     for path in (gateway_file, core_file):
         assert Path(path).is_relative_to(installed), path
     assert typed

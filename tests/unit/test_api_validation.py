@@ -1,4 +1,4 @@
-"""Validation of the public request bodies (evreserve.schemas), at the edge."""
+"""Validation of the public request bodies (evreserve_lambda.schemas), at the edge."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from evreserve.models import Port
-from evreserve.schemas import CancelRequest, ChargerCreate, PortInput, PortUpdate, ReserveRequest
 from evreserve.storage.codec import serialize
 from evreserve.storage.items import port_data
+from evreserve_lambda.schemas import CancelRequest, ChargerCreate, PortInput, PortUpdate, ReserveRequest
 
 FUTURE = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
 

@@ -15,6 +15,7 @@ the Powertools wiring identical across them:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -76,20 +77,38 @@ def _is_json(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() in ("", "application/json")
 
 
+_UNREADABLE = [{"loc": ("body",), "msg": "is not valid JSON", "type": "json_invalid"}]
+
+
+def _readable_json(body: str) -> bool:
+    """Whether the body parses: JSON nested past the recursion limit (RecursionError) or an
+    integer past Python's 4,300-digit limit (ValueError) made Powertools' own parse a 500."""
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def non_json_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The 400 proxy response for a body sent as anything but JSON, else ``None``.
+    """The 400 proxy response for a body sent as anything but JSON the API can read, else ``None``.
 
     The API only takes JSON. Powertools would parse multipart and form bodies for
     validation (a multipart type without a boundary was a 500): refused before routing,
-    they never reach that parser.
+    they never reach that parser; nor does JSON that cannot be parsed.
     """
-    if not event.get("body"):
+    raw = event.get("body")
+    if not raw:
         return None
     headers = event.get("headers") or {}
     content_type = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "")
-    if _is_json(content_type):
+    if not _is_json(content_type):
+        errors = _NOT_JSON
+    elif event.get("isBase64Encoded") or _readable_json(str(raw)):
         return None
-    _status, body = invalid_request(_NOT_JSON)
+    else:
+        errors = _UNREADABLE
+    _status, body = invalid_request(errors)
     return {
         "statusCode": int(HTTPStatus.BAD_REQUEST),
         "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},

@@ -1,30 +1,18 @@
-"""The public API's shapes: request bodies and responses, camelCase on the wire.
+"""The public API's responses and their envelopes, camelCase on the wire (the requests: ``schemas``).
 
-The reservation shapes are fixed by ``shared/spec/reservations-api.md`` (a partner's
-existing client must work unchanged); the others follow the API family's conventions.
-Python attributes are snake_case; ``alias_generator`` gives every field its camelCase
-wire name, and the handlers serialize by alias.
-
-Validation decisions the upstream spec leaves open:
-
-* **Unknown fields are rejected** (400): a typo such as ``expiryDat`` must not silently
-  create a reservation without the field the caller meant to send.
-* **Integers are strict**: ``"34"``, ``34.5`` and ``true`` are not port ids; every id
-  fits OCPP's signed 32-bit integer.
-* **Datetimes** must be ISO 8601 strings *with* an offset (``Z`` or ``+02:00``): a
-  naive time would be read in an unknown zone by the charger.
+Each view is built from a domain model (``X.of(...)``); reservations show their
+effective state (``evreserve.lifecycle``: expiry applied when read).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict
 
-from .models import (
-    INT32_MAX,
+from evreserve import lifecycle
+from evreserve.models import (
     Account,
     ApiKey,
     CancelStatus,
@@ -35,43 +23,11 @@ from .models import (
     Reservation,
     ReservationState,
     ReserveStatus,
-    utcnow,
 )
 
+from .schemas import ApiModel
+
 T = TypeVar("T")
-
-#: OCPP IdToken: CiString20 (1.6). Printable ASCII only, as OCPP's CiString is.
-_PRINTABLE = r"^[\x20-\x7e]+$"
-#: A charger's identity: OCPP 2.0.1 identifierString without ``:`` (the Basic-auth
-#: username equals the identity, so it cannot contain a colon) and at most 48 characters.
-OCPP_ID_PATTERN = r"^[A-Za-z0-9*\-_=+|@.]{1,48}$"
-
-
-def _iso_string(value: Any) -> Any:
-    # pydantic would also accept a number of seconds since the epoch; the API takes
-    # ISO 8601 strings only, as documented.
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string, e.g. 2026-04-01T14:00:00.000Z")
-    return value
-
-
-Int32Id = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
-ReservationIdField = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
-IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
-IdTagField = Annotated[str, Field(strict=True, min_length=1, max_length=20, pattern=_PRINTABLE)]
-
-
-class ApiModel(BaseModel):
-    """Base of every wire shape: camelCase aliases, unknown fields rejected."""
-
-    # defer_build: each function module imports every shape of the API but uses a few;
-    # its validator is built on first use (about 1 ms for a route's shapes), not at import.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, defer_build=True
-    )
-
-
-# -- envelopes ---------------------------------------------------------------------------
 
 
 class Data(ApiModel, Generic[T]):
@@ -98,32 +54,8 @@ class ErrorBody(ApiModel):
     details: Any | None = None
 
 
-# -- reservations (shapes fixed by the spec) --------------------------------------------------
-
-
-class ReserveRequest(ApiModel):
-    port_id: Int32Id
-    expiry_date: IsoInstant
-    id_tag: IdTagField
-    reservation_id: ReservationIdField
-    parent_id_tag: IdTagField | None = None
-    id_token_type: IdTokenType | None = None
-
-    @field_validator("expiry_date")
-    @classmethod
-    def _in_future(cls, value: datetime) -> datetime:
-        if value <= utcnow():
-            raise ValueError("must be in the future")
-        return value
-
-
 class ReserveResult(ApiModel):
     status: ReserveStatus
-
-
-class CancelRequest(ApiModel):
-    charger_id: Int32Id
-    reservation_id: ReservationIdField
 
 
 class CancelResult(ApiModel):
@@ -160,74 +92,13 @@ class ReservationView(ApiModel):
             parent_id_tag=reservation.parent_id_tag,
             id_token_type=reservation.id_token_type,
             expiry_date=reservation.expiry_date,
-            status=reservation.effective_state(now),
-            active=reservation.is_active(now),
+            status=lifecycle.effective_state(reservation, now),
+            active=lifecycle.is_active(reservation, now),
             created_at=reservation.created_at,
             updated_at=reservation.updated_at,
             ended_at=reservation.ended_at,
-            failure_code=reservation.failure_code,
+            failure_code=lifecycle.effective_failure_code(reservation, now),
         )
-
-
-# -- chargers and ports --------------------------------------------------------------------
-
-
-#: A port's power: at least a watt. A bare ``gt=0`` let 5e-324 through, a number DynamoDB
-#: cannot store (its exponent is below -128): the write failed with a 500.
-PowerKw = Annotated[float, Field(ge=0.001, le=10_000)]
-
-
-class PortInput(ApiModel):
-    port_number: Int32Id
-    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    connector_type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    maximum_power_kw: PowerKw | None = None
-
-
-class PortUpdate(ApiModel):
-    """Fields to change on a port; ``null`` clears an optional one."""
-
-    port_number: Int32Id | None = None
-    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    connector_type: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    maximum_power_kw: PowerKw | None = None
-
-
-Password = Annotated[str, Field(min_length=16, max_length=40, pattern=_PRINTABLE)]
-ExternalId = Annotated[str, Field(min_length=1, max_length=100, pattern=_PRINTABLE)]
-SerialNumber = Annotated[str, Field(min_length=1, max_length=100)]
-
-
-def _unique_port_numbers(ports: list[PortInput]) -> list[PortInput]:
-    numbers = [p.port_number for p in ports]
-    if len(set(numbers)) != len(numbers):
-        raise ValueError("portNumber values must be unique within a charger")
-    return ports
-
-
-class ChargerCreate(ApiModel):
-    ocpp_id: Annotated[str, Field(pattern=OCPP_ID_PATTERN)]
-    ocpp_version: OcppVersion | None = None
-    #: OCPP's Basic-auth password (16-40 characters). Omitted: one is generated and
-    #: returned once in the response.
-    password: Password | None = None
-    external_id: ExternalId | None = None
-    serial_number: SerialNumber | None = None
-    ports: Annotated[list[PortInput], Field(min_length=1, max_length=64)]
-
-    _ports_unique = field_validator("ports")(_unique_port_numbers)
-
-
-class ChargerUpdate(ApiModel):
-    """Fields to change; absent fields stay, ``null`` clears an optional one.
-
-    ``ocppId`` cannot change: it is the identity the charger connects with.
-    """
-
-    ocpp_version: OcppVersion | None = None
-    password: Password | None = None
-    external_id: ExternalId | None = None
-    serial_number: SerialNumber | None = None
 
 
 class OcppStatusView(ApiModel):
@@ -317,13 +188,6 @@ class ChargerCreated(ChargerView):
     password: str | None = None
 
 
-# -- accounts and API keys --------------------------------------------------------------------
-
-
-class AccountCreate(ApiModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-
-
 class AccountView(ApiModel):
     id: int
     name: str
@@ -332,12 +196,6 @@ class AccountView(ApiModel):
     @classmethod
     def of(cls, account: Account) -> AccountView:
         return cls(id=account.id, name=account.name, created_at=account.created_at)
-
-
-class ApiKeyCreate(ApiModel):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    #: Limit the key to these chargers of the account; omitted or ``null``: all of them.
-    charger_ids: Annotated[list[Int32Id], Field(max_length=1000)] | None = None
 
 
 class ApiKeyView(ApiModel):

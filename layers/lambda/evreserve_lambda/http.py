@@ -61,6 +61,11 @@ def status_of(exc: DomainError) -> HTTPStatus:
 def error_body(exc: DomainError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": exc.message, "code": exc.code}
     body.update({k: v for k, v in exc.details.items() if k in _PUBLIC_DETAILS and v is not None})
+    if isinstance(exc, InvalidRequest) and isinstance(body.get("field"), str):
+        # The same ``details`` list as a validation failure at the edge, so a client
+        # reads every 400 one way.
+        location = str(exc.details.get("location", "body"))
+        body["details"] = [{"location": location, "field": body["field"], "message": exc.message}]
     if isinstance(exc, RateLimited):
         body["retryAfter"] = exc.retry_after_s
     return body

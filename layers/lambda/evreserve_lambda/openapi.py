@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from evreserve.schemas import ErrorBody
+from .responses import ErrorBody
 
 _ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
 
