@@ -148,6 +148,7 @@ class FullStack:
         try:
             from devstack.local_api import LocalApi
             from devstack.localaws import LocalAws
+            from evreserve_gateway.bootstrap import bootstrap
             from evreserve_gateway.gateway import Gateway
             from evreserve_gateway.settings import GatewaySettings
             from simulator import Fleet, SimulatedCharger
@@ -166,7 +167,7 @@ class FullStack:
         settings = GatewaySettings(gateway_port=0, instance_id="bench-rt", gateway_queue_wait_s=5)  # type: ignore[call-arg]
 
         async def start_gateway() -> Any:
-            gateway = Gateway(settings)
+            gateway = Gateway(settings, bootstrap(settings))
             await gateway.start()
             return gateway
 
@@ -204,26 +205,27 @@ class FullStack:
 
 def register_chargers(count: int, prefix: str) -> tuple[str, list[BenchCharger]]:
     """An account with an API key and ``count`` one-port chargers ``{prefix}1``.. (needs the AWS env)."""
-    from evreserve.schemas import AccountCreate, ApiKeyCreate, ChargerCreate, PortInput
+    from evreserve.models import OcppVersion
+    from evreserve.requests import NewAccount, NewApiKey, NewCharger, NewPort
     from evreserve.services.accounts import ensure_admin_key
     from evreserve.services.bootstrap import build_services
     from evreserve.services.principal import Principal
     from evreserve.settings import CoreSettings
 
     services = build_services(CoreSettings())  # type: ignore[call-arg]
-    admin = Principal.of(ensure_admin_key(services.registry, "evr_bench-admin-key"))
-    account = services.accounts.create_account(admin, AccountCreate(name="bench"))
-    issued = services.accounts.create_api_key(admin, account.id, ApiKeyCreate(name="bench"))
+    admin = Principal.of(ensure_admin_key(services.account_store, "evr_bench-admin-key"))
+    account = services.accounts.create_account(admin, NewAccount(name="bench"))
+    issued = services.accounts.create_api_key(admin, account.id, NewApiKey(name="bench"))
     owner = Principal.of(issued.key)
     chargers = []
     for n in range(1, count + 1):
         registered = services.chargers.register(
             owner,
-            ChargerCreate(
+            NewCharger(
                 ocpp_id=f"{prefix}{n}",
-                ocpp_version="1.6",  # type: ignore[arg-type]
-                password=PASSWORD,  # type: ignore[arg-type]
-                ports=[PortInput(port_number=1)],
+                ocpp_version=OcppVersion.V16,
+                password=PASSWORD,
+                ports=(NewPort(port_number=1),),
             ),
         )
         charger = registered.charger

@@ -28,7 +28,7 @@ from devstack.local_api import LocalApi
 from devstack.localaws import LocalAws
 from evreserve.security import generate_api_key
 from evreserve.services.accounts import ensure_admin_key
-from evreserve.storage.registry import RegistryStore
+from evreserve.storage.accounts import AccountStore
 
 LOG = logging.getLogger("devstack")
 LOG_DIR = REPO_ROOT / ".local" / "logs"
@@ -59,9 +59,9 @@ def _call(api_url: str, key: str, method: str, path: str, body: Any = None) -> A
         raise RuntimeError(f"{method} {path} -> {exc.code} {exc.read().decode()}") from exc
 
 
-def seed(api_url: str, registry: RegistryStore, admin_key: str) -> Demo:
+def seed(api_url: str, accounts: AccountStore, admin_key: str) -> Demo:
     """The admin key in the registry; then, through the API: an account, its key, its chargers."""
-    ensure_admin_key(registry, admin_key)
+    ensure_admin_key(accounts, admin_key)
     demo = Demo(admin_key=admin_key)
     account = _call(api_url, admin_key, "POST", "/api/admin/accounts", {"name": "Demo operator"})
     demo.account_id = account["id"]
@@ -162,8 +162,8 @@ async def serve() -> None:
                 balancer = TcpBalancer(ports, port=gateway_port)
                 await balancer.start()
             with LocalApi(port=api_port) as api:
-                registry = RegistryStore(aws.dynamodb.client(), aws.resources["REGISTRY_TABLE"])
-                demo = await asyncio.to_thread(seed, api.url, registry, admin_key)
+                accounts = AccountStore(aws.dynamodb.client(), aws.resources["REGISTRY_TABLE"])
+                demo = await asyncio.to_thread(seed, api.url, accounts, admin_key)
                 print(banner(api.url, f"ws://{HOST}:{gateway_port}/ocpp", demo, LOG_DIR), flush=True)
                 await stop.wait()
                 print("stopping...", flush=True)

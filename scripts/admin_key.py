@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from evreserve.security import generate_api_key
 from evreserve.services.accounts import ensure_admin_key
-from evreserve.storage.registry import RegistryStore
+from evreserve.storage.accounts import AccountStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -54,7 +54,7 @@ def secret_key(secrets: Any, name: str) -> tuple[str, bool]:
 def provision(dynamodb: DynamoDBClient, secrets: Any, registry_table: str, secret_name: str) -> bool:
     """Make the secret's key an admin key of ``registry_table``; True when the key is new."""
     key, created = secret_key(secrets, secret_name)
-    ensure_admin_key(RegistryStore(dynamodb, registry_table), key)
+    ensure_admin_key(AccountStore(dynamodb, registry_table), key)
     return created
 
 

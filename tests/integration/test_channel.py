@@ -9,9 +9,10 @@ import time
 from datetime import timedelta
 
 import pytest
+from fixtures.channel import execute
 
 from evreserve.aws import dynamodb_client, sqs_client
-from evreserve.channel import CommandChannel, CommandEnvelope, CommandLedger
+from evreserve.channel import CommandChannel, CommandEnvelope
 from evreserve.errors import DependencyUnavailable, IdempotencyConflict, StaleWrite
 from evreserve.models import (
     Charger,
@@ -31,6 +32,7 @@ from evreserve.models import (
 from evreserve.settings import AwsSettings, ChannelSettings, CoreSettings
 from evreserve.storage import items
 from evreserve.storage.codec import to_item
+from evreserve.storage.commands import CommandLedger
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
@@ -110,7 +112,7 @@ def test_command_is_sent_picked_up_answered_and_read_back(settings, ledger, queu
     """A command goes through SQS to the gateway side, and its answer comes back through DynamoDB."""
     channel = CommandChannel(ledger, sqs_client(settings), settings)
     command = _command(settings)
-    outcome = channel.execute(command, queue_url)
+    outcome = execute(channel, command, queue_url)
     assert outcome.kind is OutcomeKind.RESULT and outcome.payload == {"status": "Accepted"}
     assert [c.command_id for c in gateway.received] == [command.command_id]
     stored = ledger.get(command.command_id)
@@ -121,8 +123,8 @@ def test_retry_of_the_same_request_is_not_sent_twice(settings, ledger, queue_url
     """A second execute of the same command id returns the first outcome without a second message."""
     channel = CommandChannel(ledger, sqs_client(settings), settings)
     command = _command(settings)
-    first = channel.execute(command, queue_url)
-    second = channel.execute(command, queue_url)
+    first = execute(channel, command, queue_url)
+    second = execute(channel, command, queue_url)
     assert first == second
     time.sleep(0.3)
     assert len(gateway.received) == 1
@@ -132,9 +134,9 @@ def test_same_id_with_another_body_is_a_conflict(settings, ledger, queue_url, ga
     """The same idempotency key with a different request is refused, not answered with the old outcome."""
     channel = CommandChannel(ledger, sqs_client(settings), settings)
     command = _command(settings)
-    channel.execute(command, queue_url)
+    execute(channel, command, queue_url)
     with pytest.raises(IdempotencyConflict):
-        channel.execute(command.model_copy(update={"request_hash": "other"}), queue_url)
+        execute(channel, command.model_copy(update={"request_hash": "other"}), queue_url)
 
 
 def test_unanswered_command_times_out_once_and_late_answer_loses(settings, ledger, queue_url):
@@ -142,7 +144,7 @@ def test_unanswered_command_times_out_once_and_late_answer_loses(settings, ledge
     channel = CommandChannel(ledger, sqs_client(settings), settings)
     command = _command(settings)
     started = time.monotonic()
-    outcome = channel.execute(command, queue_url)
+    outcome = execute(channel, command, queue_url)
     elapsed = time.monotonic() - started
     assert outcome.kind is OutcomeKind.TIMEOUT and outcome.completed_by == "api"
     assert settings.command_timeout_s <= elapsed < settings.command_timeout_s + settings.command_grace_s + 1.5
@@ -251,7 +253,7 @@ def test_unreachable_sqs_marks_the_command_not_sent(settings, ledger, monkeypatc
     channel = CommandChannel(ledger, sqs_client(fast), ChannelSettings(command_timeout_s=2))
     command = _command(settings)
     with pytest.raises(DependencyUnavailable):
-        channel.execute(command, "http://127.0.0.1:1/queue/none")
+        execute(channel, command, "http://127.0.0.1:1/queue/none")
     stored = ledger.get(command.command_id)
     assert stored is not None and stored.outcome is not None and stored.outcome.kind is OutcomeKind.NOT_SENT
     assert channel.submit(command).created

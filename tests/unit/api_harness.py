@@ -19,7 +19,7 @@ import boto3
 from moto import mock_aws
 
 from devstack.template import create_tables, load_template
-from evreserve.channel import CommandChannel, CommandEnvelope, CommandLedger
+from evreserve.channel import CommandChannel, CommandEnvelope
 from evreserve.models import (
     Account,
     ApiKey,
@@ -35,6 +35,7 @@ from evreserve.models import (
 from evreserve.security import hash_api_key
 from evreserve.services.bootstrap import Services, build_services
 from evreserve.settings import CoreSettings
+from evreserve.storage.commands import CommandLedger
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -127,13 +128,13 @@ def start_stack(monkeypatch: Any) -> Iterator[Stack]:
 
 def seed(stack: Stack, *, connected: bool = True, version: OcppVersion = OcppVersion.V16) -> Charger:
     """The spec's example world: account 7 with charger 12, its port 34 (connector 1), and keys."""
-    registry = stack.services.registry
+    registry, accounts = stack.services.registry, stack.services.account_store
     now = datetime.now(UTC)
-    registry.create_account(Account(id=ACCOUNT_ID, name="Example", created_at=now))
-    registry.put_api_key(
+    accounts.create_account(Account(id=ACCOUNT_ID, name="Example", created_at=now))
+    accounts.put_api_key(
         ApiKey(key_id="acct", key_hash=hash_api_key(ACCOUNT_KEY), name="t", account_id=ACCOUNT_ID, created_at=now)
     )
-    registry.put_api_key(
+    accounts.put_api_key(
         ApiKey(key_id="admin", key_hash=hash_api_key(ADMIN_KEY), name="a", account_id=None, created_at=now)
     )
     charger = Charger(

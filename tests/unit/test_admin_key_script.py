@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from devstack.template import create_tables, load_template
 from evreserve.security import hash_api_key
-from evreserve.storage.registry import RegistryStore
+from evreserve.storage.accounts import AccountStore
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "admin_key.py"
 
@@ -49,7 +49,7 @@ def test_first_run_stores_a_new_key_and_registers_it_as_admin(script, aws):
     dynamodb, secrets, table = aws
     assert script.provision(dynamodb, secrets, table, "evreserve/t/admin") is True
     key = secrets.get_secret_value(SecretId="evreserve/t/admin")["SecretString"]
-    stored = RegistryStore(dynamodb, table).get_api_key(hash_api_key(key))
+    stored = AccountStore(dynamodb, table).get_api_key(hash_api_key(key))
     assert stored is not None and stored.account_id is None  # platform admin: no account
 
 

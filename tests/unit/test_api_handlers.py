@@ -403,7 +403,7 @@ def test_admin_accounts_and_keys(stack: Stack, fn: dict[str, Any]):
 def test_account_keys_cannot_administer_other_accounts(stack: Stack, fn: dict[str, Any]):
     """An account key: 403 on accounts and on other accounts' keys; may list its own keys."""
     seed(stack)
-    stack.services.registry.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
+    stack.services.account_store.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
     acct = principal_context(ACCOUNT_ID)
     assert invoke(fn["admin"].handler, event("create-account.json", context=acct))[0] == 403
     other = event(

@@ -1,10 +1,11 @@
-"""Domain rules that live on the models and in the command-outcome transitions."""
+"""Domain rules of the models, the command envelope and the command-outcome transitions."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from evreserve.channel import CommandEnvelope, reservation_update_for
+from evreserve import lifecycle
+from evreserve.channel import CommandEnvelope
 from evreserve.errors import InvalidRequest
 from evreserve.models import (
     Command,
@@ -16,6 +17,7 @@ from evreserve.models import (
     ReservationRef,
     ReservationState,
 )
+from evreserve.storage.commands import reservation_update_for
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -39,13 +41,13 @@ def _reservation(state: ReservationState, expiry: datetime) -> Reservation:
 def test_accepted_reservation_past_expiry_reads_as_expired():
     """An accepted reservation whose expiryDate has passed is never shown as active."""
     reservation = _reservation(ReservationState.ACCEPTED, NOW - timedelta(seconds=1))
-    assert reservation.effective_state(NOW) is ReservationState.EXPIRED
-    assert not reservation.is_active(NOW)
+    assert lifecycle.effective_state(reservation, NOW) is ReservationState.EXPIRED
+    assert not lifecycle.is_active(reservation, NOW)
 
 
 def test_accepted_reservation_before_expiry_is_active():
     """Before its expiry an accepted reservation is active."""
-    assert _reservation(ReservationState.ACCEPTED, NOW + timedelta(minutes=5)).is_active(NOW)
+    assert lifecycle.is_active(_reservation(ReservationState.ACCEPTED, NOW + timedelta(minutes=5)), NOW)
 
 
 def test_subprotocol_names():

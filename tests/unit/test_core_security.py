@@ -61,7 +61,7 @@ def test_authenticate_confirms_the_stored_hash_and_stores_no_key():
     key, key_id, key_hash = generate_api_key()
     assert key_hash == hash_api_key(key) and key not in key_hash and key_id in key
     registry = _OneKeyRegistry(key_hash)
-    service = AccountService(registry)  # type: ignore[arg-type]
+    service = AccountService(registry, None)  # type: ignore[arg-type]
     assert service.authenticate(f"Bearer {key}").key_id == "k1"
     other, _, _ = generate_api_key()
     with pytest.raises(Unauthorized):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from evreserve import lifecycle
 from evreserve.models import IdTokenType, Reservation, ReservationState
 from evreserve_gateway import charger_messages as msgs
 
@@ -57,19 +58,19 @@ def test_v16_status_keeps_error_code_and_info():
 def test_faulted_port_ends_only_its_accepted_reservations():
     """Faulted ends the accepted reservation on that port, not pending ones or other ports'."""
     reservations = [_reservation(1), _reservation(2), _reservation(1, state=ReservationState.PENDING)]
-    ended = msgs.reservations_ended_by_status(reservations, 1, "Faulted", NOW)
+    ended = lifecycle.ended_by_port_status(reservations, 1, "Faulted", NOW)
     assert [(r.port_number, r.state) for r in ended] == [(1, ReservationState.ACCEPTED)]
 
 
 def test_connector_zero_unavailable_ends_every_reservation():
     """Connector 0 stands for the whole charger."""
-    ended = msgs.reservations_ended_by_status([_reservation(1), _reservation(2)], 0, "Unavailable", NOW)
+    ended = lifecycle.ended_by_port_status([_reservation(1), _reservation(2)], 0, "Unavailable", NOW)
     assert len(ended) == 2
 
 
 def test_available_ends_nothing():
     """Only Faulted and Unavailable end reservations."""
-    assert msgs.reservations_ended_by_status([_reservation(1)], 1, "Available", NOW) == []
+    assert lifecycle.ended_by_port_status([_reservation(1)], 1, "Available", NOW) == []
 
 
 def test_group_token_matches_id_tag_case_insensitively():

@@ -17,9 +17,9 @@ from api_harness import ACCOUNT_ID, OTHER_ACCOUNT_ID, Stack, connect, future, se
 
 from evreserve.errors import ChargerOffline, NotFound
 from evreserve.models import Account, Charger, Port, ReserveStatus
-from evreserve.schemas import ChargerCreate, PortInput, ReserveRequest
 from evreserve.services.principal import Principal
 from evreserve.services.reservations import PortCache
+from evreserve_lambda.schemas import ChargerCreate, PortInput, ReserveRequest
 
 OWNER = Principal(key_id="acct", account_id=ACCOUNT_ID)
 STRANGER = Principal(key_id="other", account_id=OTHER_ACCOUNT_ID)
@@ -29,7 +29,9 @@ STRANGER = Principal(key_id="other", account_id=OTHER_ACCOUNT_ID)
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for stack in start_stack(monkeypatch):
         seed(stack)
-        stack.services.registry.create_account(Account(id=OTHER_ACCOUNT_ID, name="Other", created_at=datetime.now(UTC)))
+        stack.services.account_store.create_account(
+            Account(id=OTHER_ACCOUNT_ID, name="Other", created_at=datetime.now(UTC))
+        )
         yield stack
 
 
@@ -49,7 +51,7 @@ def reserve(stack: Stack, principal: Principal, port_id: int = 34, reservation_i
     request = ReserveRequest.model_validate(
         {"portId": port_id, "expiryDate": future(), "idTag": "RFID001", "reservationId": reservation_id}
     )
-    return stack.services.reservations.reserve(principal, request)
+    return stack.services.reservations.reserve(principal, request.to_domain())
 
 
 def charger(charger_id: int, account_id: int, ports: tuple[Port, ...]) -> Charger:
@@ -97,7 +99,7 @@ def test_recreated_charger_gets_new_ports_and_the_old_port_stays_404(stack: Stac
     services = stack.services
     services.chargers.delete(OWNER, 12)
     registered = services.chargers.register(
-        OWNER, ChargerCreate(ocpp_id="CP-12", ports=[PortInput(port_number=1)])
+        OWNER, ChargerCreate(ocpp_id="CP-12", ports=[PortInput(port_number=1)]).to_domain()
     ).charger
     connect(stack, registered.id)
     with pytest.raises(NotFound):

@@ -1,4 +1,6 @@
-"""The command channel: how an API function has a gateway instance talk to a charger.
+"""The command channel: how an API function has a gateway instance talk to a charger (the SQS side).
+
+The records behind it are the command ledger (``evreserve.storage.commands``).
 
 Contract (version 1):
 
@@ -22,33 +24,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from . import ocpp_mapping
 from .aws import error_code, unavailable_on_transport_errors
-from .errors import DependencyUnavailable, DomainError, IdempotencyConflict, InvalidRequest
-from .models import (
-    FINAL_STATES,
-    Command,
-    CommandAction,
-    CommandOutcome,
-    Model,
-    OutcomeKind,
-    ReservationState,
-    utcnow,
-)
+from .errors import DependencyUnavailable, DomainError, InvalidRequest
+from .models import Command, CommandOutcome, Model, OutcomeKind, utcnow
 from .settings import ChannelSettings
-from .storage.base import cancellation_reasons
-from .storage.commands import CommandStore
-from .storage.reservations import transition_update
+from .storage.commands import CommandLedger, Submitted
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
 ENVELOPE_VERSION = 1
@@ -82,89 +70,6 @@ class CommandEnvelope(Model):
             raise InvalidRequest("not a command envelope this version understands", errors=exc.errors()) from exc
 
 
-def reservation_update_for(command: Command, outcome: CommandOutcome, at: datetime) -> dict[str, Any] | None:
-    """The reservation transition an outcome implies, or ``None``.
-
-    ReserveNow: ``Pending`` -> the charger's answer, or ``Failed``. CancelReservation
-    answered Accepted: an active reservation -> ``Cancelled``.
-    """
-    ref = command.reservation
-    if ref is None:
-        return None
-    if command.action is CommandAction.RESERVE_NOW:
-        to_state = ocpp_mapping.reservation_state_after_reserve(outcome)
-        return transition_update(
-            ref.account_id,
-            ref.reservation_id,
-            to_state,
-            allowed_from={ReservationState.PENDING},
-            at=at,
-            command_id=command.command_id,
-            failure_code=ocpp_mapping.failure_code(outcome) if to_state is ReservationState.FAILED else None,
-            ended=to_state in FINAL_STATES,
-        )
-    cancelled = outcome.kind is OutcomeKind.RESULT and (outcome.payload or {}).get("status") == "Accepted"
-    if command.action is CommandAction.CANCEL_RESERVATION and cancelled:
-        return transition_update(
-            ref.account_id,
-            ref.reservation_id,
-            ReservationState.CANCELLED,
-            allowed_from={ReservationState.PENDING, ReservationState.ACCEPTED},
-            at=at,
-            ended=True,
-        )
-    return None
-
-
-class CommandLedger:
-    """Reads and completes command records; used by the API functions and the gateway."""
-
-    def __init__(self, dynamodb: DynamoDBClient, commands_table: str, reservations_table: str) -> None:
-        self._dynamodb = dynamodb
-        self.commands = CommandStore(dynamodb, commands_table)
-        self._reservations_table = reservations_table
-
-    def get(self, command_id: str) -> Command | None:
-        return self.commands.get(command_id)
-
-    def complete(self, command: Command, outcome: CommandOutcome) -> CommandOutcome:
-        """Write ``outcome`` unless one exists; return the outcome that stands.
-
-        The command's effect on its reservation is written in the same transaction,
-        so the two never disagree. If the reservation has moved on (replaced by a newer
-        command, or already ended) the outcome is still written alone.
-        """
-        items: list[dict[str, Any]] = [self.commands.complete_request(command.command_id, outcome)]
-        update = reservation_update_for(command, outcome, outcome.completed_at)
-        if update is not None:
-            items.append({"Update": {"TableName": self._reservations_table, **update}})
-        while True:
-            try:
-                with unavailable_on_transport_errors("DynamoDB"):
-                    self._dynamodb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-                return outcome
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = cancellation_reasons(exc)
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    existing = self.commands.get(command.command_id)
-                    if existing is None or existing.outcome is None:
-                        raise DependencyUnavailable("command record vanished while completing") from exc
-                    return existing.outcome
-                if len(items) > 1 and len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                    items = items[:1]
-                    continue
-                raise DependencyUnavailable("could not record the command outcome", reasons=reasons) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    command: Command
-    #: False when an earlier identical request already created (and queued) it.
-    created: bool
-
-
 class CommandChannel:
     """The API side: submit a command, queue it for its gateway instance, await its outcome."""
 
@@ -192,34 +97,10 @@ class CommandChannel:
         also: Sequence[dict[str, Any]] = (),
         on_conflict: Callable[[int], DomainError] | None = None,
     ) -> Submitted:
-        """Create the command record together with ``also`` (transaction items).
-
-        If a record for the same request already exists, that one is returned
-        (``created=False``). ``on_conflict(i)`` turns a failed condition of ``also[i]``
-        into the domain error to raise.
-        """
+        """Create the command record (``CommandLedger.create``), kept for the idempotency window."""
         now = self._clock()
         ttl = int((command.deadline + timedelta(seconds=self._settings.idempotency_window_s)).timestamp())
-        items = [self._ledger.commands.put_request(command, ttl, now), *also]
-        try:
-            with unavailable_on_transport_errors("DynamoDB"):
-                self._ledger._dynamodb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = cancellation_reasons(exc)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                existing = self._ledger.get(command.command_id)
-                if existing is None:
-                    raise DependencyUnavailable("command record vanished; retry") from exc
-                if existing.request_hash != command.request_hash:
-                    raise IdempotencyConflict("this idempotency key was used for a different request") from exc
-                return Submitted(existing, created=False)
-            for i, reason in enumerate(reasons[1:]):
-                if reason == "ConditionalCheckFailed" and on_conflict is not None:
-                    raise on_conflict(i) from exc
-            raise DependencyUnavailable("could not record the command", reasons=reasons) from exc
-        return Submitted(command, created=True)
+        return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict)
 
     def send(self, command: Command, queue_url: str) -> None:
         """Queue the command; if that fails, record it as not sent so a retry can queue it anew."""
@@ -258,18 +139,3 @@ class CommandChannel:
             current = self._ledger.get(command.command_id)
             if current is not None and current.outcome is not None:
                 return current.outcome
-
-    def execute(
-        self,
-        command: Command,
-        queue_url: str,
-        also: Sequence[dict[str, Any]] = (),
-        on_conflict: Callable[[int], DomainError] | None = None,
-    ) -> CommandOutcome:
-        """Submit, queue (unless an identical request already did) and await the outcome."""
-        submitted = self.submit(command, also, on_conflict)
-        if submitted.command.outcome is not None:
-            return submitted.command.outcome
-        if submitted.created:
-            self.send(submitted.command, queue_url)
-        return self.wait(submitted.command)

@@ -2,7 +2,7 @@
 
 These are the service's own vocabulary, independent of how DynamoDB stores them
 (``evreserve.storage.items``) and of how the public API spells them
-(``evreserve.schemas``). Times are timezone-aware UTC datetimes.
+(``evreserve_lambda.schemas``). Times are timezone-aware UTC datetimes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: OCPP's integers are signed 32-bit; ids and connector numbers must fit.
 INT32_MAX = 2**31 - 1
+#: A charger's identity: OCPP 2.0.1 identifierString without ``:`` (the Basic-auth
+#: username equals the identity, so it cannot contain a colon) and at most 48 characters.
+OCPP_ID_PATTERN = r"^[A-Za-z0-9*\-_=+|@.]{1,48}$"
 
 
 def utcnow() -> datetime:
@@ -77,6 +80,9 @@ class ReservationState(StrEnum):
     reservationId safely replaces it (OCPP).
     """
 
+    # How it changes is decided in ``evreserve.lifecycle`` alone. (The docstring is the API
+    # document's description of the field: it speaks to partners.)
+
     PENDING = "Pending"
     ACCEPTED = "Accepted"
     FAULTED = "Faulted"
@@ -88,10 +94,6 @@ class ReservationState(StrEnum):
     EXPIRED = "Expired"
     USED = "Used"
     REMOVED = "Removed"
-
-
-#: States after which a reservation never changes again.
-FINAL_STATES = frozenset(ReservationState) - {ReservationState.PENDING, ReservationState.ACCEPTED}
 
 
 class Account(Model):
@@ -220,16 +222,9 @@ class Reservation(Model):
     command_id: str
     #: For ``Failed``: the error code of the answer the API gave.
     failure_code: str | None = None
-
-    def effective_state(self, now: datetime) -> ReservationState:
-        """The state as a caller should see it: an accepted reservation past its expiry has expired."""
-        if self.state is ReservationState.ACCEPTED and self.expiry_date <= now:
-            return ReservationState.EXPIRED
-        return self.state
-
-    def is_active(self, now: datetime) -> bool:
-        """Whether the reservation holds (or may yet hold) its port."""
-        return self.effective_state(now) in (ReservationState.PENDING, ReservationState.ACCEPTED)
+    #: While ``Pending``: when the API stops waiting for the charger (the command's
+    #: deadline and grace). Past it a Pending record reads as Failed (``lifecycle``).
+    answer_by: datetime | None = None
 
 
 class CommandAction(StrEnum):

@@ -20,14 +20,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ChargerCallError, ChargerOffline, ChargerTimeout, DependencyUnavailable, DomainError
+from .errors import ChargerCallError, ChargerOffline, ChargerTimeout, DependencyUnavailable
 from .models import (
     CancelStatus,
     CommandOutcome,
     IdTokenType,
     OcppVersion,
     OutcomeKind,
-    ReservationState,
     ReserveStatus,
 )
 
@@ -114,26 +113,3 @@ def reserve_status(outcome: CommandOutcome) -> ReserveStatus:
 def cancel_status(outcome: CommandOutcome) -> CancelStatus:
     _raise_for_failure(outcome)
     return CancelStatus(_status_of(outcome))
-
-
-def reservation_state_after_reserve(outcome: CommandOutcome) -> ReservationState:
-    """The recorded state of a reservation once its ReserveNow has an outcome."""
-    try:
-        return ReservationState(reserve_status(outcome).value)
-    except DomainError:
-        return ReservationState.FAILED
-    except ValueError:
-        # A status outside the schema would have failed validation at the gateway;
-        # recording it as failed keeps the record truthful if one slips through.
-        return ReservationState.FAILED
-
-
-def failure_code(outcome: CommandOutcome) -> str | None:
-    """The API error code a failed outcome is reported with, for the reservation record."""
-    try:
-        reserve_status(outcome)
-    except DomainError as exc:
-        return exc.code
-    except ValueError:
-        return ChargerCallError.code
-    return None

@@ -31,4 +31,8 @@ SK: Final = "sk"
 GSI1: Final = "gsi1"
 GSI1_PK: Final = "gsi1pk"
 GSI1_SK: Final = "gsi1sk"
+#: The registry's sparse index of connected chargers by the gateway instance holding them
+#: (keys only): what is left to mark disconnected when an instance dies.
+BY_INSTANCE: Final = "byInstance"
+CONNECTED_TO: Final = "connectedTo"
 TTL_ATTRIBUTE: Final = "ttl"

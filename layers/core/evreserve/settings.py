@@ -51,6 +51,13 @@ class ChannelSettings(_Settings):
     command_dlq_url: str | None = None
 
 
+class ReservationSettings(_Settings):
+    """Rules of the reservations themselves."""
+
+    #: The latest expiryDate a reservation may have, in days from now (RESERVATION_MAX_DAYS).
+    reservation_max_days: int = Field(365, ge=1, le=3650)
+
+
 class RateLimitSettings(_Settings):
     """Requests per API key (the API family's 200 per minute), counted across instances."""
 
@@ -59,5 +66,5 @@ class RateLimitSettings(_Settings):
     rate_limit_per_minute: int = Field(200, ge=1)
 
 
-class CoreSettings(AwsSettings, TableSettings, ChannelSettings):
+class CoreSettings(AwsSettings, TableSettings, ChannelSettings, ReservationSettings):
     """What every entrypoint needs to build the core's adapters."""

@@ -8,11 +8,11 @@ from datetime import datetime
 
 from ..errors import AlreadyExists, InvalidRequest, NotFound, Unauthorized
 from ..models import Account, ApiKey, utcnow
-from ..schemas import AccountCreate, ApiKeyCreate
+from ..requests import NewAccount, NewApiKey
 from ..security import api_key_matches, generate_api_key, hash_api_key
-from ..storage import keys
+from ..storage.accounts import AccountStore
+from ..storage.paging import Page
 from ..storage.registry import RegistryStore
-from .pages import Page, take_page
 from .principal import Principal
 
 #: Key id of the platform admin key the local run (or a deployment's secret) seeds.
@@ -38,15 +38,15 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
-def ensure_admin_key(registry: RegistryStore, key: str, clock: Callable[[], datetime] = utcnow) -> ApiKey:
+def ensure_admin_key(accounts: AccountStore, key: str, clock: Callable[[], datetime] = utcnow) -> ApiKey:
     """Make ``key`` a platform admin key (idempotent): the local run's ``ADMIN_API_KEY``."""
     api_key = ApiKey(
         key_id=ADMIN_KEY_ID, key_hash=hash_api_key(key), name="platform admin", account_id=None, created_at=clock()
     )
     try:
-        registry.put_api_key(api_key)
+        accounts.put_api_key(api_key)
     except AlreadyExists:
-        existing = registry.get_api_key(api_key.key_hash)
+        existing = accounts.get_api_key(api_key.key_hash)
         if existing is not None:
             return existing
         raise
@@ -54,40 +54,40 @@ def ensure_admin_key(registry: RegistryStore, key: str, clock: Callable[[], date
 
 
 class AccountService:
-    def __init__(self, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, accounts: AccountStore, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+        self._accounts = accounts
+        #: Only to check that a key's chargers belong to its account.
         self._registry = registry
         self._clock = clock
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header; ``Unauthorized`` when unknown."""
         token = bearer_token(authorization)
-        key = self._registry.get_api_key(hash_api_key(token))
+        key = self._accounts.get_api_key(hash_api_key(token))
         # The table found the item by the hash; the match is confirmed here in constant
         # time, so no decision rests on a comparison whose timing follows the secret.
         if key is None or not api_key_matches(token, key.key_hash):
             raise Unauthorized("Invalid API key")
         return Principal.of(key)
 
-    def create_account(self, principal: Principal, request: AccountCreate) -> Account:
+    def create_account(self, principal: Principal, request: NewAccount) -> Account:
         principal.require_admin()
-        account = Account(id=self._registry.next_id("account"), name=request.name, created_at=self._clock())
-        self._registry.create_account(account)
+        account = Account(id=self._accounts.next_id("account"), name=request.name, created_at=self._clock())
+        self._accounts.create_account(account)
         return account
 
     def list_accounts(self, principal: Principal, limit: int, cursor: str | None) -> Page[Account]:
         principal.require_admin()
-        return take_page(
-            self._registry.iter_accounts, partition={"gsi1pk": keys.accounts_index()[0]}, limit=limit, cursor=cursor
-        )
+        return self._accounts.page_accounts(limit=limit, cursor=cursor)
 
     def _account(self, principal: Principal, account_id: int) -> Account:
         principal.require_admin_or_owner(account_id)
-        account = self._registry.get_account(account_id)
+        account = self._accounts.get_account(account_id)
         if account is None:
             raise NotFound("Account not found")
         return account
 
-    def create_api_key(self, principal: Principal, account_id: int, request: ApiKeyCreate) -> IssuedKey:
+    def create_api_key(self, principal: Principal, account_id: int, request: NewApiKey) -> IssuedKey:
         account = self._account(principal, account_id)
         charger_ids = tuple(sorted(set(request.charger_ids))) if request.charger_ids is not None else None
         for charger_id in charger_ids or ():
@@ -103,23 +103,18 @@ class AccountService:
             charger_ids=charger_ids,
             created_at=self._clock(),
         )
-        self._registry.put_api_key(key)
+        self._accounts.put_api_key(key)
         return IssuedKey(key, secret)
 
     def list_api_keys(self, principal: Principal, account_id: int, limit: int, cursor: str | None) -> Page[ApiKey]:
         self._account(principal, account_id)
-        return take_page(
-            lambda start, size: self._registry.iter_api_keys(account_id, start, size),
-            partition={"gsi1pk": keys.api_keys_index_pk(account_id)},
-            limit=limit,
-            cursor=cursor,
-        )
+        return self._accounts.page_api_keys(account_id, limit=limit, cursor=cursor)
 
     def delete_api_key(self, principal: Principal, account_id: int, key_id: str) -> None:
         """Revoke a key. Authorizer results are cached, so it may work for a few more minutes."""
         self._account(principal, account_id)
-        for key, _ in self._registry.iter_api_keys(account_id):
+        for key in self._accounts.api_keys(account_id):
             if key.key_id == key_id:
-                self._registry.delete_api_key(key)
+                self._accounts.delete_api_key(key)
                 return
         raise NotFound("API key not found")

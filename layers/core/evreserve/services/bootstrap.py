@@ -12,6 +12,7 @@ import boto3
 from ..aws import dynamodb_client, sqs_client
 from ..models import utcnow
 from ..settings import CoreSettings
+from ..storage.accounts import AccountStore
 from ..storage.registry import RegistryStore
 from .accounts import AccountService
 from .chargers import ChargerService
@@ -32,12 +33,22 @@ class Services:
     build an SQS client (~15 ms of import and ~20 ms of client at their cold start).
     """
 
-    __slots__ = ("_build_reservations", "_lock", "_reservations", "accounts", "chargers", "dynamodb", "registry")
+    __slots__ = (
+        "_build_reservations",
+        "_lock",
+        "_reservations",
+        "account_store",
+        "accounts",
+        "chargers",
+        "dynamodb",
+        "registry",
+    )
 
     def __init__(
         self,
         dynamodb: DynamoDBClient,
         registry: RegistryStore,
+        account_store: AccountStore,
         accounts: AccountService,
         chargers: ChargerService,
         reservations: Callable[[], ReservationService],
@@ -45,6 +56,7 @@ class Services:
         #: The DynamoDB client every store shares (the functions' glue reuses it for the rate limit).
         self.dynamodb = dynamodb
         self.registry = registry
+        self.account_store = account_store
         self.accounts = accounts
         self.chargers = chargers
         self._build_reservations = reservations
@@ -74,9 +86,11 @@ def build_services(
     session = boto3.session.Session() if dynamodb is None or (channel is None and sqs is None) else None
     dynamodb = dynamodb or dynamodb_client(settings, session)
     registry = RegistryStore(dynamodb, settings.registry_table)
+    account_store = AccountStore(dynamodb, settings.registry_table)
 
     def reservations() -> ReservationService:
-        from ..channel import CommandChannel, CommandLedger
+        from ..channel import CommandChannel
+        from ..storage.commands import CommandLedger
         from ..storage.reservations import ReservationStore
         from .reservations import ReservationService
 
@@ -85,12 +99,13 @@ def build_services(
         if commands is None:
             ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
             commands = CommandChannel(ledger, sqs or sqs_client(settings, session), settings, clock=clock)
-        return ReservationService(registry, store, commands, settings, clock)
+        return ReservationService(registry, store, commands, settings, clock, rules=settings)
 
     return Services(
         dynamodb=dynamodb,
         registry=registry,
-        accounts=AccountService(registry, clock),
+        account_store=account_store,
+        accounts=AccountService(account_store, registry, clock),
         chargers=ChargerService(registry, clock),
         reservations=reservations,
     )

@@ -8,11 +8,10 @@ from datetime import datetime
 
 from ..errors import InvalidRequest, NotFound
 from ..models import Charger, Port, utcnow
-from ..schemas import ChargerCreate, ChargerUpdate, PortInput, PortUpdate
+from ..requests import ChargerChanges, NewCharger, NewPort, PortChanges
 from ..security import generate_password, hash_password
-from ..storage import keys
+from ..storage.paging import Page
 from ..storage.registry import RegistryStore
-from .pages import Page, take_page
 from .principal import Principal
 
 
@@ -28,7 +27,7 @@ class ChargerService:
         self._registry = registry
         self._clock = clock
 
-    def _port(self, data: PortInput) -> Port:
+    def _port(self, data: NewPort) -> Port:
         return Port(
             id=self._registry.next_id("port"),
             port_number=data.port_number,
@@ -37,7 +36,7 @@ class ChargerService:
             maximum_power_kw=data.maximum_power_kw,
         )
 
-    def register(self, principal: Principal, request: ChargerCreate) -> Registered:
+    def register(self, principal: Principal, request: NewCharger) -> Registered:
         account_id = principal.require_whole_account()
         generated = generate_password() if request.password is None else None
         password = request.password or generated
@@ -77,9 +76,8 @@ class ChargerService:
         account_id = principal.require_account()
         if ocpp_id is not None or external_id is not None:
             return Page(self._lookup(principal, account_id, ocpp_id, external_id), None)
-        return take_page(
-            lambda start, size: self._registry.iter_chargers(account_id, start, size),
-            partition={"gsi1pk": keys.chargers_index_pk(account_id)},
+        return self._registry.page_chargers(
+            account_id,
             limit=limit,
             cursor=cursor,
             keep=lambda c: principal.may_access_charger(c.account_id, c.id),
@@ -107,9 +105,9 @@ class ChargerService:
             return []
         return [charger]
 
-    def update(self, principal: Principal, charger_id: int, request: ChargerUpdate) -> Charger:
+    def update(self, principal: Principal, charger_id: int, request: ChargerChanges) -> Charger:
         charger = self.get(principal, charger_id)
-        given = request.model_fields_set
+        given = request.given
         changes: dict[str, object] = {"updated_at": self._clock()}
         if "ocpp_version" in given:
             changes["ocpp_version"] = request.ocpp_version
@@ -132,7 +130,7 @@ class ChargerService:
 
     # -- ports ---------------------------------------------------------------------------
 
-    def add_port(self, principal: Principal, charger_id: int, request: PortInput) -> tuple[Charger, Port]:
+    def add_port(self, principal: Principal, charger_id: int, request: NewPort) -> tuple[Charger, Port]:
         charger = self.get(principal, charger_id)
         if charger.port_by_number(request.port_number) is not None:
             raise InvalidRequest(f"portNumber {request.port_number} already exists on this charger", field="portNumber")
@@ -142,13 +140,13 @@ class ChargerService:
         return updated, port
 
     def update_port(
-        self, principal: Principal, charger_id: int, port_id: int, request: PortUpdate
+        self, principal: Principal, charger_id: int, port_id: int, request: PortChanges
     ) -> tuple[Charger, Port]:
         charger = self.get(principal, charger_id)
         port = charger.port_by_id(port_id)
         if port is None:
             raise NotFound("Port not found")
-        given = request.model_fields_set
+        given = request.given
         changes: dict[str, object] = {}
         if "port_number" in given:
             if request.port_number is None:

@@ -10,8 +10,11 @@ new generation, which its own retries find in turn.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 
@@ -23,3 +26,20 @@ def canonical(body: dict[str, Any]) -> str:
 def command_id_for(account_id: int, operation: str, body: dict[str, Any], after: str = "") -> str:
     material = canonical({"account": account_id, "operation": operation, "body": body, "after": after})
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def body_of(request: Any) -> dict[str, Any]:
+    """A domain request (a dataclass) as the plain values its command id hashes; ``None`` fields left out.
+
+    Times are UTC, so the same instant written with another offset is the same request.
+    """
+    body: dict[str, Any] = {}
+    for name, value in dataclasses.asdict(request).items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat()
+        elif isinstance(value, Enum):
+            value = value.value
+        body[name] = value
+    return body

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .. import ocpp_mapping
-from ..channel import CommandChannel, Submitted
-from ..errors import ChargerOffline, DependencyUnavailable, NotFound, ReservationIdConflict
+from .. import lifecycle, ocpp_mapping
+from ..channel import CommandChannel
+from ..errors import ChargerOffline, DependencyUnavailable, InvalidRequest, NotFound, ReservationIdConflict
 from ..models import (
     CancelStatus,
     Charger,
@@ -33,23 +33,19 @@ from ..models import (
     ReserveStatus,
     utcnow,
 )
-from ..schemas import CancelRequest, ReserveRequest
-from ..settings import ChannelSettings
-from ..storage.paging import Key, decode_cursor, encode_cursor
+from ..requests import CancelRequest, ReserveRequest
+from ..settings import ChannelSettings, ReservationSettings
+from ..storage.commands import Submitted
+from ..storage.paging import Page
 from ..storage.registry import RegistryStore
 from ..storage.reservations import ReservationStore
-from .idempotency import command_id_for
+from .idempotency import body_of, command_id_for
 from .principal import Principal
 
 #: Outcomes that mean the charger gave no answer: a retry of the request sends the
 #: command again (re-sending a ReserveNow with the same id is safe: the charger
 #: replaces the reservation, OCPP 1.6 / 2.0.1 H01.FR.02).
 NO_ANSWER = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.OFFLINE, OutcomeKind.EXPIRED})
-
-#: States in which a reservation made by a command no longer stands as that command left it.
-_ENDED_LATER = frozenset(
-    {ReservationState.CANCELLED, ReservationState.USED, ReservationState.REMOVED, ReservationState.EXPIRED}
-)
 
 #: How many generations a request may chain through before giving up (each costs reads).
 MAX_GENERATIONS = 8
@@ -110,19 +106,13 @@ class ReservationFilter:
     def matches(self, reservation: Reservation, now: datetime) -> bool:
         if self.port_id is not None and reservation.port_id != self.port_id:
             return False
-        if self.status is not None and reservation.effective_state(now) is not self.status:
+        if self.status is not None and lifecycle.effective_state(reservation, now) is not self.status:
             return False
-        return self.active is None or reservation.is_active(now) == self.active
+        return self.active is None or lifecycle.is_active(reservation, now) == self.active
 
     @property
     def selective(self) -> bool:
         return self.port_id is not None or self.status is not None or self.active is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ReservationPage:
-    items: list[Reservation]
-    next_cursor: str | None
 
 
 class ReservationService:
@@ -134,11 +124,14 @@ class ReservationService:
         settings: ChannelSettings,
         clock: Callable[[], datetime] = utcnow,
         ports: PortCache | None = None,
+        *,
+        rules: ReservationSettings | None = None,
     ) -> None:
         self._registry = registry
         self._reservations = reservations
         self._channel = channel
         self._settings = settings
+        self._rules = rules or ReservationSettings()
         self._clock = clock
         self._ports = ports if ports is not None else PortCache()
 
@@ -239,6 +232,11 @@ class ReservationService:
 
     def reserve(self, principal: Principal, request: ReserveRequest) -> ReserveStatus:
         account_id = principal.require_account()
+        latest = self._clock() + timedelta(days=self._rules.reservation_max_days)
+        if request.expiry_date > latest:
+            raise InvalidRequest(
+                f"expiryDate must be within {self._rules.reservation_max_days} days from now", field="expiryDate"
+            )
         charger, port = self._charger_with_port(principal, request.port_id)
         if not charger.is_connected:
             raise ChargerOffline("The charger is not connected")
@@ -252,7 +250,7 @@ class ReservationService:
             parent_id_tag=request.parent_id_tag,
             id_token_type=request.id_token_type,
         )
-        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body = body_of(request)
         stale_after = timedelta(seconds=self._settings.command_timeout_s + self._settings.command_grace_s + 5)
 
         def attempt(after: str) -> Submitted:
@@ -272,6 +270,7 @@ class ReservationService:
                 created_at=now,
                 updated_at=now,
                 command_id=command_id,
+                answer_by=self._channel.deadline(now) + timedelta(seconds=self._settings.command_grace_s),
             )
             command = self._command(
                 charger,
@@ -285,8 +284,10 @@ class ReservationService:
             return self._channel.submit(
                 command,
                 also=[put],
+                # Nothing of the reservation that holds the id (its port, its charger) is
+                # said: a key limited to some chargers may not learn about the others.
                 on_conflict=lambda _i: ReservationIdConflict(
-                    f"reservationId {request.reservation_id} is already active on another port",
+                    f"reservationId {request.reservation_id} is in use by another active reservation; choose another",
                     reservationId=request.reservation_id,
                 ),
             )
@@ -296,9 +297,7 @@ class ReservationService:
             if command.outcome.kind in NO_ANSWER:
                 return True
             record = self._reservations.get(account_id, request.reservation_id)
-            if record is None or record.command_id != command.command_id:
-                return True
-            return record.effective_state(self._clock()) in _ENDED_LATER
+            return lifecycle.ended_since(record, command.command_id, self._clock())
 
         outcome = self._run(charger.connection.queue_url, attempt, superseded)
         return ocpp_mapping.reserve_status(outcome)
@@ -316,7 +315,7 @@ class ReservationService:
             if record is not None and record.charger_id == charger.id
             else None
         )
-        body = request.model_dump(mode="json", by_alias=True)
+        body = body_of(request)
         payload = ocpp_mapping.cancel_reservation_payload(request.reservation_id)
 
         def attempt(after: str) -> Submitted:
@@ -343,39 +342,24 @@ class ReservationService:
 
     def list_reservations(
         self, principal: Principal, where: ReservationFilter, limit: int, cursor: str | None
-    ) -> ReservationPage:
+    ) -> Page[Reservation]:
         """One page of the caller's reservations, in reservationId order."""
         account_id = principal.require_account()
-        page_size = 100 if where.selective or principal.charger_ids is not None else limit + 1
-        source: Iterator[tuple[Reservation, Key]]
-        if where.charger_id is not None:
-            # The charger's owner, not the caller's account: another account's charger
-            # (or none) is 404 like any charger outside the key's scope, not an empty list.
-            charger = self._registry.get_charger(where.charger_id)
-            if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
-                raise NotFound("Charger not found")
-            partition = {"gsi1pk": f"CHARGER#{where.charger_id}", "pk": f"ACCOUNT#{account_id}"}
-            start = decode_cursor(cursor, expect=partition) if cursor else None
-            source = self._reservations.iter_for_charger(where.charger_id, start, page_size)
-        else:
-            partition = {"pk": f"ACCOUNT#{account_id}"}
-            start = decode_cursor(cursor, expect=partition) if cursor else None
-            source = self._reservations.iter_for_account(account_id, start, page_size)
         now = self._clock()
-        found: list[tuple[Reservation, Key]] = []
-        for reservation, key in source:
-            if reservation.account_id != account_id:
-                continue  # a charger re-registered by another account keeps no old records here
-            if not principal.may_access_charger(account_id, reservation.charger_id):
-                continue
-            if not where.matches(reservation, now):
-                continue
-            found.append((reservation, key))
-            if len(found) > limit:
-                break
-        has_next = len(found) > limit
-        items = found[:limit]
-        return ReservationPage(
-            items=[r for r, _ in items],
-            next_cursor=encode_cursor(items[-1][1]) if has_next and items else None,
+
+        def keep(reservation: Reservation) -> bool:
+            return principal.may_access_charger(account_id, reservation.charger_id) and where.matches(reservation, now)
+
+        selective = where.selective or principal.charger_ids is not None
+        if where.charger_id is None:
+            return self._reservations.page_for_account(
+                account_id, limit=limit, cursor=cursor, keep=keep, selective=selective
+            )
+        # The charger's owner, not the caller's account: another account's charger
+        # (or none) is 404 like any charger outside the key's scope, not an empty list.
+        charger = self._registry.get_charger(where.charger_id)
+        if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
+            raise NotFound("Charger not found")
+        return self._reservations.page_for_charger(
+            where.charger_id, account_id, limit=limit, cursor=cursor, keep=keep, selective=selective
         )

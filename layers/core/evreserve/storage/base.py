@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_on_transport_errors
+from ..errors import DependencyUnavailable
+from ..resources import GSI1, GSI1_PK
+from .paging import Key, iter_query
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,6 +26,39 @@ def cancellation_reasons(exc: ClientError) -> list[str]:
     return [str(r.get("Code", "None")) for r in reasons]
 
 
+class ConditionsFailed(Exception):
+    """A transaction was cancelled because the conditions of some of its items failed.
+
+    Not a domain error: each caller knows what item ``i`` guards and raises the
+    domain error that stands for it (see ``transact``).
+    """
+
+    def __init__(self, items: frozenset[int]) -> None:
+        super().__init__(f"conditions failed on items {sorted(items)}")
+        #: Positions, in request order, of the items whose condition failed.
+        self.items = items
+
+
+def transact(client: DynamoDBClient, items: list[dict[str, Any]], service: str = "DynamoDB") -> None:
+    """Write ``items`` in one transaction: the one place a cancelled transaction is interpreted.
+
+    Failed conditions raise ``ConditionsFailed``; a cancellation for any other reason
+    (a conflicting transaction, throttling) is the table being busy, not the caller's
+    fault: ``DependencyUnavailable``, which a retry may overcome.
+    """
+    try:
+        with unavailable_on_transport_errors(service):
+            client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+    except ClientError as exc:
+        if error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = cancellation_reasons(exc)
+        failed = frozenset(i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed")
+        if failed:
+            raise ConditionsFailed(failed) from exc
+        raise DependencyUnavailable(f"{service} cancelled the transaction", service=service, reasons=reasons) from exc
+
+
 class DynamoStore:
     """Base of the stores: holds the client and the table name."""
 
@@ -34,6 +71,19 @@ class DynamoStore:
     @property
     def table(self) -> str:
         return self._table
+
+    def _query_index(self, partition: str, start: Key | None, page_size: int) -> Iterator[tuple[dict[str, Any], Key]]:
+        """The items of one ``gsi1`` partition in index order, each with the key that resumes after it."""
+        return iter_query(
+            self._client,
+            start=start,
+            page_size=page_size,
+            TableName=self._table,
+            IndexName=GSI1,
+            KeyConditionExpression="#p = :p",
+            ExpressionAttributeNames={"#p": GSI1_PK},
+            ExpressionAttributeValues={":p": {"S": partition}},
+        )
 
     def _get(self, key: dict[str, Any], consistent: bool = True) -> dict[str, Any] | None:
         with unavailable_on_transport_errors(self.service):

@@ -242,6 +242,7 @@ def reservation_item(reservation: Reservation) -> dict[str, Any]:
         "endedAt": iso(reservation.ended_at) if reservation.ended_at else None,
         "commandId": reservation.command_id,
         "failureCode": reservation.failure_code,
+        "answerBy": iso(reservation.answer_by) if reservation.answer_by else None,
     }
 
 
@@ -263,6 +264,7 @@ def reservation_from(item: dict[str, Any]) -> Reservation:
         ended_at=data.get("endedAt"),
         command_id=data["commandId"],
         failure_code=data.get("failureCode"),
+        answer_by=data.get("answerBy"),
     )
 
 

@@ -57,6 +57,19 @@ def charger(charger_id: int) -> Key:
     return _key(f"CHARGER#{charger_id}", "CHARGER")
 
 
+def charger_id_of(key: Key) -> int:
+    """The charger id of a charger item's key (``charger``'s inverse)."""
+    return int(str(key[PK]["S"]).removeprefix("CHARGER#"))
+
+
+def instance_lease(instance_id: str) -> Key:
+    return _key(f"INSTANCE#{instance_id}", "LEASE")
+
+
+#: The index partition listing every gateway instance's lease.
+INSTANCES_INDEX_PK = "INSTANCES"
+
+
 def chargers_index_pk(account_id: int) -> str:
     return f"ACCOUNT#{account_id}#CHARGERS"
 

@@ -1,4 +1,4 @@
-"""The registry: accounts, API keys, chargers and their ports, and what chargers report.
+"""The registry's chargers and their ports, and what chargers report (accounts and keys: ``accounts``).
 
 Reads here serve the API functions and the gateway alike; the live writes (connection,
 port status, boot info) are the gateway's, each conditional so that an older
@@ -7,34 +7,25 @@ connection can never overwrite a newer one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from ..aws import error_code, unavailable_on_transport_errors
 from ..errors import AlreadyExists, NotFound, StaleWrite
-from ..models import Account, ApiKey, BootInfo, Charger, Connection, ConnectionState, OcppStatus
-from ..resources import GSI1, GSI1_PK
+from ..models import Charger
 from . import keys
-from .base import DynamoStore, cancellation_reasons, is_condition_failure
+from .base import ConditionsFailed, transact
 from .codec import from_item, serialize, to_item
 from .items import (
-    account_from,
-    account_item,
-    api_key_from,
-    api_key_item,
-    boot_data,
     charger_from,
     charger_item,
-    connection_data,
     iso,
-    ocpp_status_data,
     port_data,
 )
-from .paging import Key, iter_query
+from .live import LiveChargerState
+from .paging import Page
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +38,7 @@ class PortRef:
     port_number: int
 
 
-def epoch_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-class RegistryStore(DynamoStore):
+class RegistryStore(LiveChargerState):
     # -- reads shared by the API and the gateway ----------------------------------
 
     def get_charger(self, charger_id: int) -> Charger | None:
@@ -73,45 +60,7 @@ class RegistryStore(DynamoStore):
         data = from_item(item)
         return PortRef(port_id, int(data["chargerId"]), int(data["accountId"]), int(data["portNumber"]))
 
-    def get_api_key(self, key_hash: str) -> ApiKey | None:
-        item = self._get(keys.api_key(key_hash))
-        return api_key_from(item) if item else None
-
-    def get_account(self, account_id: int) -> Account | None:
-        item = self._get(keys.account(account_id))
-        return account_from(item) if item else None
-
     # -- creation --------------------------------------------------------------------
-
-    def next_id(self, sequence: str) -> int:
-        """The next integer of a named sequence (``charger``, ``port``, ``account``)."""
-        with unavailable_on_transport_errors(self.service):
-            answer = self._client.update_item(
-                TableName=self._table,
-                Key=keys.counter(sequence),
-                UpdateExpression="ADD #v :one",
-                ExpressionAttributeNames={"#v": "value"},
-                ExpressionAttributeValues={":one": {"N": "1"}},
-                ReturnValues="UPDATED_NEW",
-            )
-        return int(answer["Attributes"]["value"]["N"])
-
-    def create_account(self, account: Account) -> None:
-        self._put_new(account_item(account))
-
-    def put_api_key(self, key: ApiKey) -> None:
-        self._put_new(api_key_item(key))
-
-    def _put_new(self, item: dict[str, Any]) -> None:
-        try:
-            with unavailable_on_transport_errors(self.service):
-                self._client.put_item(
-                    TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
-                )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise AlreadyExists("already exists") from exc
-            raise
 
     def _pointer(self, key: keys.Key, **attributes: Any) -> dict[str, Any]:
         return {
@@ -154,159 +103,38 @@ class RegistryStore(DynamoStore):
                 )
             )
             fields.append("portId")
-        try:
-            with unavailable_on_transport_errors(self.service):
-                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = cancellation_reasons(exc)
-            for field, reason in zip(fields, reasons, strict=False):
-                if reason == "ConditionalCheckFailed":
-                    raise AlreadyExists(f"{field} is already registered", field=field) from exc
-            raise
-
-    # -- live writes from the gateway -----------------------------------------------
-
-    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> None:
-        with unavailable_on_transport_errors(self.service):
-            self._client.update_item(
-                TableName=self._table, Key=key, UpdateExpression=expression, ConditionExpression=condition, **kwargs
-            )
-
-    def register_connection(self, charger_id: int, connection: Connection) -> None:
-        """Record that ``connection`` now holds the charger, unless a newer one already does.
-
-        Raises ``StaleWrite`` when a connection that started later is registered, and
-        ``NotFound`` when the charger was deleted meanwhile.
-        """
-        try:
-            self._update(
-                keys.charger(charger_id),
-                "SET #c = :c, connectionEpochMs = :e",
-                "attribute_exists(pk) AND (attribute_not_exists(connectionEpochMs) OR connectionEpochMs <= :e)",
-                ExpressionAttributeNames={"#c": "connection"},
-                ExpressionAttributeValues={
-                    ":c": serialize(connection_data(connection)),
-                    ":e": {"N": str(epoch_ms(connection.timestamp))},
-                },
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            if self._get(keys.charger(charger_id)) is None:
-                raise NotFound("charger not found", charger_id=charger_id) from exc
-            raise StaleWrite("a newer connection holds this charger", charger_id=charger_id) from exc
-
-    def register_disconnection(self, charger_id: int, session_id: str, at: datetime) -> bool:
-        """Mark the charger disconnected if ``session_id`` is still its connection; False if not."""
-        try:
-            self._update(
-                keys.charger(charger_id),
-                "SET #c.#s = :s, #c.#t = :t",
-                "#c.sessionId = :sid",
-                ExpressionAttributeNames={"#c": "connection", "#s": "state", "#t": "timestamp"},
-                ExpressionAttributeValues={
-                    ":s": {"S": ConnectionState.DISCONNECTED.value},
-                    ":t": {"S": iso(at)},
-                    ":sid": {"S": session_id},
-                },
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
-
-    def record_port_status(self, charger_id: int, port_number: int, status: OcppStatus) -> None:
-        """Store a StatusNotification; an older report never overwrites a newer one."""
-        try:
-            self._update(
-                keys.charger(charger_id),
-                "SET portStatus.#n = :s",
-                "attribute_exists(pk) AND (attribute_not_exists(portStatus.#n) OR portStatus.#n.#t <= :t)",
-                ExpressionAttributeNames={"#n": str(port_number), "#t": "timestamp"},
-                ExpressionAttributeValues={
-                    ":s": serialize(ocpp_status_data(status)),
-                    ":t": {"S": iso(status.timestamp)},
-                },
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            raise StaleWrite("a newer status is stored", charger_id=charger_id, port_number=port_number) from exc
-
-    def record_boot(self, charger_id: int, boot: BootInfo) -> None:
-        try:
-            self._update(
-                keys.charger(charger_id),
-                "SET boot = :b",
-                "attribute_exists(pk)",
-                ExpressionAttributeValues={":b": serialize(boot_data(boot))},
-            )
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-            raise NotFound("charger not found", charger_id=charger_id) from exc
-
-    # -- the API's reads, listings and changes ---------------------------------------
+        self._transact(items, fields)
 
     def charger_id_for_external_id(self, account_id: int, external_id: str) -> int | None:
         item = self._get(keys.external_id(account_id, external_id))
         return int(from_item(item)["chargerId"]) if item else None
 
-    def _iter_index(self, partition: str, start: Key | None, page_size: int) -> Iterator[tuple[dict[str, Any], Key]]:
-        return iter_query(
-            self._client,
-            start=start,
-            page_size=page_size,
-            TableName=self._table,
-            IndexName=GSI1,
-            KeyConditionExpression="#p = :p",
-            ExpressionAttributeNames={"#p": GSI1_PK},
-            ExpressionAttributeValues={":p": {"S": partition}},
-        )
-
-    def iter_chargers(
-        self, account_id: int, start: Key | None = None, page_size: int = 50
-    ) -> Iterator[tuple[Charger, Key]]:
-        """An account's chargers in id order, each with the key that resumes after it."""
-        for item, key in self._iter_index(keys.chargers_index_pk(account_id), start, page_size):
-            yield charger_from(item), key
-
-    def iter_accounts(self, start: Key | None = None, page_size: int = 50) -> Iterator[tuple[Account, Key]]:
-        for item, key in self._iter_index(keys.accounts_index()[0], start, page_size):
-            yield account_from(item), key
-
-    def iter_api_keys(
-        self, account_id: int, start: Key | None = None, page_size: int = 50
-    ) -> Iterator[tuple[ApiKey, Key]]:
-        for item, key in self._iter_index(keys.api_keys_index_pk(account_id), start, page_size):
-            yield api_key_from(item), key
-
-    def delete_api_key(self, key: ApiKey) -> None:
-        with unavailable_on_transport_errors(self.service):
-            self._client.delete_item(TableName=self._table, Key=keys.api_key(key.key_hash))
+    def page_chargers(
+        self,
+        account_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        keep: Callable[[Charger], bool] | None = None,
+        selective: bool = False,
+    ) -> Page[Charger]:
+        """An account's chargers in id order, one page."""
+        partition = keys.chargers_index_pk(account_id)
+        return self._page_index(partition, charger_from, limit=limit, cursor=cursor, keep=keep, selective=selective)
 
     def _transact(self, items: list[dict[str, Any]], fields: list[str]) -> None:
-        """Run a transaction; a failed condition raises ``AlreadyExists`` / ``NotFound`` per ``fields``.
+        """Run a transaction; a failed condition raises ``AlreadyExists`` / ``StaleWrite`` per ``fields``.
 
         ``fields[i]`` names what item ``i`` guards: ``"charger"`` (it changed or vanished
         meanwhile) or the unique attribute its pointer claims.
         """
         try:
-            with unavailable_on_transport_errors(self.service):
-                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            for field, reason in zip(fields, cancellation_reasons(exc), strict=False):
-                if reason != "ConditionalCheckFailed":
-                    continue
-                if field == "charger":
-                    raise StaleWrite("the charger changed meanwhile; read it again and retry") from exc
-                raise AlreadyExists(f"{field} is already registered", field=field) from exc
-            raise
+            transact(self._client, items, self.service)
+        except ConditionsFailed as failure:
+            field = fields[min(failure.items)]
+            if field == "charger":
+                raise StaleWrite("the charger changed meanwhile; read it again and retry") from failure
+            raise AlreadyExists(f"{field} is already registered", field=field) from failure
 
     def _release(self, key: keys.Key, charger_id: int) -> dict[str, Any]:
         """A transaction ``Delete`` of a pointer, only while it still points at this charger."""

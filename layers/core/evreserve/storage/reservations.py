@@ -2,61 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import unavailable_on_transport_errors
+from ..lifecycle import Transition
 from ..models import Reservation, ReservationState
-from ..resources import GSI1, GSI1_PK, PK, SK
+from ..resources import GSI1_PK, PK, SK
 from . import keys
 from .base import DynamoStore, is_condition_failure
 from .codec import to_item
 from .items import iso, reservation_from, reservation_item
-from .paging import Key, iter_query
+from .paging import Key, Page, iter_query, read_page
 
 
-def transition_update(
-    account_id: int,
-    reservation_id: int,
-    to_state: ReservationState,
-    *,
-    allowed_from: Iterable[ReservationState],
-    at: datetime,
-    command_id: str | None = None,
-    failure_code: str | None = None,
-    ended: bool = False,
-    charger_id: int | None = None,
-) -> dict[str, Any]:
-    """An ``Update`` (for update_item or a transaction) moving a reservation between states.
+def transition_update(account_id: int, reservation_id: int, transition: Transition, at: datetime) -> dict[str, Any]:
+    """The conditional ``Update`` (for update_item or a transaction) that applies a lifecycle transition.
 
-    Conditional on the current state being one of ``allowed_from`` and, when
-    ``command_id`` is given, on the record still belonging to that command, so that the
-    late outcome of a replaced reservation cannot overwrite its successor. With
-    ``charger_id``, also on the reservation being on that charger, so that a charger
-    reporting another charger's reservationId cannot end it.
+    Conditional on the current state being one the transition may leave, and on its
+    guards (the command the record must still belong to, the charger it must be on).
     """
     names = {"#s": "state"}
-    values: dict[str, Any] = {":to": {"S": to_state.value}, ":at": {"S": iso(at)}}
+    values: dict[str, Any] = {":to": {"S": transition.to.value}, ":at": {"S": iso(at)}}
     sets = ["#s = :to", "updatedAt = :at"]
-    allowed = sorted({s.value for s in allowed_from})
     placeholders = []
-    for i, state in enumerate(allowed):
+    for i, state in enumerate(sorted(s.value for s in transition.leaves)):
         values[f":f{i}"] = {"S": state}
         placeholders.append(f":f{i}")
     condition = f"attribute_exists(pk) AND #s IN ({', '.join(placeholders)})"
-    if command_id is not None:
-        values[":cid"] = {"S": command_id}
+    if transition.command_id is not None:
+        values[":cid"] = {"S": transition.command_id}
         condition += " AND commandId = :cid"
-    if charger_id is not None:
-        values[":ch"] = {"N": str(charger_id)}
+    if transition.charger_id is not None:
+        values[":ch"] = {"N": str(transition.charger_id)}
         condition += " AND chargerId = :ch"
-    if failure_code is not None:
-        values[":fc"] = {"S": failure_code}
+    if transition.failure_code is not None:
+        values[":fc"] = {"S": transition.failure_code}
         sets.append("failureCode = :fc")
-    if ended:
+    if transition.ends:
         sets.append("endedAt = :at")
     return {
         "Key": keys.reservation(account_id, reservation_id),
@@ -72,31 +58,9 @@ class ReservationStore(DynamoStore):
         item = self._get(keys.reservation(account_id, reservation_id))
         return reservation_from(item) if item else None
 
-    def transition(
-        self,
-        account_id: int,
-        reservation_id: int,
-        to_state: ReservationState,
-        *,
-        allowed_from: Iterable[ReservationState],
-        at: datetime,
-        command_id: str | None = None,
-        failure_code: str | None = None,
-        ended: bool = False,
-        charger_id: int | None = None,
-    ) -> bool:
-        """Apply a transition; False when the record is missing or not in an allowed state."""
-        update = transition_update(
-            account_id,
-            reservation_id,
-            to_state,
-            allowed_from=allowed_from,
-            at=at,
-            command_id=command_id,
-            failure_code=failure_code,
-            ended=ended,
-            charger_id=charger_id,
-        )
+    def transition(self, account_id: int, reservation_id: int, transition: Transition, at: datetime) -> bool:
+        """Apply a lifecycle transition; False when the record is missing or the transition does not apply."""
+        update = transition_update(account_id, reservation_id, transition, at)
         try:
             with unavailable_on_transport_errors(self.service):
                 self._client.update_item(TableName=self._table, **update)
@@ -106,31 +70,18 @@ class ReservationStore(DynamoStore):
             raise
         return True
 
+    def _by_charger(self, charger_id: int, start: Key | None, size: int) -> Iterator[tuple[Reservation, Key]]:
+        for item, key in self._query_index(keys.reservations_by_charger_pk(charger_id), start, size):
+            yield reservation_from(item), key
+
     def for_charger(self, charger_id: int) -> list[Reservation]:
         """Every reservation recorded for a charger (the gateway's view, e.g. for Authorize)."""
-        found: list[Reservation] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": GSI1,
-                "KeyConditionExpression": "#p = :p",
-                "ExpressionAttributeNames": {"#p": GSI1_PK},
-                "ExpressionAttributeValues": {":p": {"S": keys.reservations_by_charger_pk(charger_id)}},
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            with unavailable_on_transport_errors(self.service):
-                page = self._client.query(**kwargs)
-            found.extend(reservation_from(item) for item in page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return found
+        return [reservation for reservation, _ in self._by_charger(charger_id, None, 1000)]
 
     def create_request(
         self, reservation: Reservation, *, now: datetime, pending_stale_before: datetime
     ) -> dict[str, Any]:
-        """A transaction ``Put`` recording a new (``Pending``) reservation.
+        """A transaction ``Put`` recording a new (``Pending``) reservation, as ``lifecycle.replaceable`` allows.
 
         It fails (``ConditionalCheckFailed``) only when the same reservationId is
         active on a *different* port: accepted and not yet expired, or pending and not
@@ -159,34 +110,55 @@ class ReservationStore(DynamoStore):
             }
         }
 
-    def iter_for_account(
-        self, account_id: int, start: Key | None = None, page_size: int = 50
-    ) -> Iterator[tuple[Reservation, Key]]:
-        """An account's reservations in reservationId order, each with the key that resumes after it."""
-        pk, sk = keys.reservation(account_id, 0)[PK]["S"], "RES#"
-        for item, key in iter_query(
-            self._client,
-            start=start,
-            page_size=page_size,
-            TableName=self._table,
-            KeyConditionExpression="#p = :p AND begins_with(#s, :s)",
-            ExpressionAttributeNames={"#p": PK, "#s": SK},
-            ExpressionAttributeValues={":p": {"S": pk}, ":s": {"S": sk}},
-        ):
-            yield reservation_from(item), key
+    def page_for_account(
+        self,
+        account_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        keep: Callable[[Reservation], bool],
+        selective: bool = False,
+    ) -> Page[Reservation]:
+        """One page of an account's reservations in reservationId order."""
+        pk = keys.reservation(account_id, 0)[PK]["S"]
 
-    def iter_for_charger(
-        self, charger_id: int, start: Key | None = None, page_size: int = 50
-    ) -> Iterator[tuple[Reservation, Key]]:
-        """A charger's reservations in reservationId order (index ``gsi1``), resumable."""
-        for item, key in iter_query(
-            self._client,
-            start=start,
-            page_size=page_size,
-            TableName=self._table,
-            IndexName=GSI1,
-            KeyConditionExpression="#p = :p",
-            ExpressionAttributeNames={"#p": GSI1_PK},
-            ExpressionAttributeValues={":p": {"S": keys.reservations_by_charger_pk(charger_id)}},
-        ):
-            yield reservation_from(item), key
+        def source(start: Key | None, size: int) -> Iterator[tuple[Reservation, Key]]:
+            for item, key in iter_query(
+                self._client,
+                start=start,
+                page_size=size,
+                TableName=self._table,
+                KeyConditionExpression="#p = :p AND begins_with(#s, :s)",
+                ExpressionAttributeNames={"#p": PK, "#s": SK},
+                ExpressionAttributeValues={":p": {"S": pk}, ":s": {"S": "RES#"}},
+            ):
+                yield reservation_from(item), key
+
+        return read_page(source, partition={PK: pk}, limit=limit, cursor=cursor, keep=keep, selective=selective)
+
+    def page_for_charger(
+        self,
+        charger_id: int,
+        account_id: int,
+        *,
+        limit: int,
+        cursor: str | None,
+        keep: Callable[[Reservation], bool],
+        selective: bool = False,
+    ) -> Page[Reservation]:
+        """One page of a charger's reservations of one account, in reservationId order (index ``gsi1``).
+
+        A charger re-registered by another account keeps its old records under the
+        charger's index: only ``account_id``'s are returned.
+        """
+        return read_page(
+            lambda start, size: self._by_charger(charger_id, start, size),
+            partition={
+                GSI1_PK: keys.reservations_by_charger_pk(charger_id),
+                PK: keys.reservation(account_id, 0)[PK]["S"],
+            },
+            limit=limit,
+            cursor=cursor,
+            keep=lambda r: r.account_id == account_id and keep(r),
+            selective=selective,
+        )

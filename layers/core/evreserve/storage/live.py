@@ -1,0 +1,144 @@
+"""What the gateway writes into a charger's registry item while it is connected.
+
+Connection and disconnection, port status, boot info: each write is conditional, so an
+older connection (or a dead instance's leftovers) can never overwrite a newer one.
+``RegistryStore`` is these plus the charger's own records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..aws import unavailable_on_transport_errors
+from ..errors import NotFound, StaleWrite
+from ..models import BootInfo, Connection, ConnectionState, OcppStatus
+from ..resources import BY_INSTANCE, CONNECTED_TO
+from . import keys
+from .base import is_condition_failure
+from .codec import serialize
+from .items import boot_data, connection_data, iso, ocpp_status_data
+from .registry_table import RegistryTable
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class LiveChargerState(RegistryTable):
+    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> None:
+        with unavailable_on_transport_errors(self.service):
+            self._client.update_item(
+                TableName=self._table, Key=key, UpdateExpression=expression, ConditionExpression=condition, **kwargs
+            )
+
+    def register_connection(self, charger_id: int, connection: Connection) -> None:
+        """Record that ``connection`` now holds the charger, unless a newer one already does.
+
+        Raises ``StaleWrite`` when a connection that started later is registered, and
+        ``NotFound`` when the charger was deleted meanwhile.
+        """
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET #c = :c, connectionEpochMs = :e, #to = :i",
+                "attribute_exists(pk) AND (attribute_not_exists(connectionEpochMs) OR connectionEpochMs <= :e)",
+                ExpressionAttributeNames={"#c": "connection", "#to": CONNECTED_TO},
+                ExpressionAttributeValues={
+                    ":c": serialize(connection_data(connection)),
+                    ":e": {"N": str(epoch_ms(connection.timestamp))},
+                    ":i": {"S": connection.instance_id},
+                },
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            if self._get(keys.charger(charger_id)) is None:
+                raise NotFound("charger not found", charger_id=charger_id) from exc
+            raise StaleWrite("a newer connection holds this charger", charger_id=charger_id) from exc
+
+    def register_disconnection(self, charger_id: int, session_id: str, at: datetime) -> bool:
+        """Mark the charger disconnected if ``session_id`` is still its connection; False if not."""
+        return self._disconnect(charger_id, at, "#c.sessionId = :who", session_id)
+
+    def release_instance(self, charger_id: int, instance_id: str, at: datetime) -> bool:
+        """Mark the charger disconnected if a (dead) instance still holds it; False if not.
+
+        A charger that reconnected elsewhere meanwhile names the other instance: untouched.
+        """
+        return self._disconnect(charger_id, at, "#c.instanceId = :who", instance_id)
+
+    def _disconnect(self, charger_id: int, at: datetime, condition: str, who: str) -> bool:
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET #c.#s = :s, #c.#t = :t REMOVE #to",
+                condition,
+                ExpressionAttributeNames={"#c": "connection", "#s": "state", "#t": "timestamp", "#to": CONNECTED_TO},
+                ExpressionAttributeValues={
+                    ":s": {"S": ConnectionState.DISCONNECTED.value},
+                    ":t": {"S": iso(at)},
+                    ":who": {"S": who},
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def chargers_on_instance(self, instance_id: str) -> list[int]:
+        """The chargers the registry places on a gateway instance (index ``byInstance``)."""
+        found: list[int] = []
+        start: dict[str, Any] | None = None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": BY_INSTANCE,
+                "KeyConditionExpression": "#to = :i",
+                "ExpressionAttributeNames": {"#to": CONNECTED_TO},
+                "ExpressionAttributeValues": {":i": {"S": instance_id}},
+            }
+            if start:
+                query["ExclusiveStartKey"] = start
+            with unavailable_on_transport_errors(self.service):
+                page = self._client.query(**query)
+            found.extend(keys.charger_id_of(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    def record_port_status(self, charger_id: int, port_number: int, status: OcppStatus) -> None:
+        """Store a StatusNotification; an older report never overwrites a newer one."""
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET portStatus.#n = :s",
+                "attribute_exists(pk) AND (attribute_not_exists(portStatus.#n) OR portStatus.#n.#t <= :t)",
+                ExpressionAttributeNames={"#n": str(port_number), "#t": "timestamp"},
+                ExpressionAttributeValues={
+                    ":s": serialize(ocpp_status_data(status)),
+                    ":t": {"S": iso(status.timestamp)},
+                },
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            raise StaleWrite("a newer status is stored", charger_id=charger_id, port_number=port_number) from exc
+
+    def record_boot(self, charger_id: int, boot: BootInfo) -> None:
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET boot = :b",
+                "attribute_exists(pk)",
+                ExpressionAttributeValues={":b": serialize(boot_data(boot))},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            raise NotFound("charger not found", charger_id=charger_id) from exc
+
+    # -- the API's reads, listings and changes ---------------------------------------
