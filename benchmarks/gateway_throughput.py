@@ -190,7 +190,7 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 
 
 def _frame(frame: str) -> str:
-    """``handle (evreserve_gateway/ocpp_session.py:201)`` -> ``ocpp_session.py:handle``."""
+    """``handle (evreserve_gateway/protocol/session.py:201)`` -> ``session.py:handle``."""
     name, _, where = frame.partition(" (")
     file = where.rstrip(")").rsplit(":", 1)[0]
     parts = file.split("/")

@@ -8,13 +8,14 @@ import os
 import signal
 from collections.abc import Callable
 
+from .bootstrap import bootstrap
 from .gateway import Gateway
 from .logs import configure_logging
 from .settings import GatewaySettings, ecs_task_id
 
 
 async def run(settings: GatewaySettings) -> None:
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, bootstrap(settings))
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

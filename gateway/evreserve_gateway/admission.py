@@ -1,22 +1,23 @@
-"""Who may open a charger connection, and in which OCPP version: the decisions, apart from I/O."""
+"""Who may open a charger connection, and in which OCPP version: the decisions, apart from I/O.
+
+Pure and in memory: the identity in the path, the version, failed-login throttling and
+the connect-storm gate. The handshake that takes these decisions, and checks the
+password, is ``handshake.py``.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import math
 import random
 import re
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from evreserve.models import Charger, OcppVersion
-from evreserve.schemas import OCPP_ID_PATTERN
+from evreserve.models import OCPP_ID_PATTERN, OcppVersion
 
 OCPP_PATH_PREFIX = "/ocpp/"
 #: OCPP 2.0.1 caps the identity at 48 characters; 1.6's chargeBoxIdentity is shorter still.
@@ -75,45 +76,6 @@ class Admission:
     account_id: int
     ocpp_id: str
     version: OcppVersion | None
-
-
-class VerifiedPasswords:
-    """Remembers passwords that verified, so a reconnect storm does not pay scrypt per charger.
-
-    Entries hold an HMAC of the password under a per-process random key, never the
-    password, and are bound to the stored hash: a changed password invalidates them.
-    Only successes are cached; failures always pay the full price.
-    """
-
-    def __init__(self, max_entries: int = 100_000, ttl_s: float = 3600.0) -> None:
-        self._key = secrets.token_bytes(32)
-        self._max = max_entries
-        self._ttl = ttl_s
-        self._entries: OrderedDict[tuple[int, str], tuple[bytes, float]] = OrderedDict()
-
-    def _mac(self, password: str) -> bytes:
-        return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-
-    def known(self, charger: Charger, password: str) -> bool:
-        if charger.password_hash is None:
-            return False
-        entry = self._entries.get((charger.id, charger.password_hash))
-        if entry is None:
-            return False
-        mac, expires = entry
-        if expires < time.monotonic():
-            del self._entries[(charger.id, charger.password_hash)]
-            return False
-        return hmac.compare_digest(mac, self._mac(password))
-
-    def remember(self, charger: Charger, password: str) -> None:
-        if charger.password_hash is None:
-            return
-        key = (charger.id, charger.password_hash)
-        self._entries[key] = (self._mac(password), time.monotonic() + self._ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
 
 
 # -- throttling failed logins ---------------------------------------------------------------
@@ -193,8 +155,9 @@ class FailureLockout:
         entry.count += 1
         entry.last = now
         lock = 0.0
-        if entry.count >= self._free:
-            lock = min(self._max, self._base * 2.0 ** min(entry.count - self._free, 62))
+        # Failures 1..free are free; the one after them is the first to lock.
+        if entry.count > self._free:
+            lock = min(self._max, self._base * 2.0 ** min(entry.count - self._free - 1, 62))
             entry.locked_until = now + lock
         self._entries[key] = entry
         self._entries.move_to_end(key)

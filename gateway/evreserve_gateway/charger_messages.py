@@ -1,6 +1,6 @@
 """What the gateway makes of charger-initiated messages: pure functions, no I/O.
 
-The OCPP session (``ocpp_session``) calls these with the handler's snake_case kwargs
+The OCPP session (``protocol``) calls these with the handler's snake_case kwargs
 and hands the results to a ``ChargerEvents`` implementation (``reports``), which does
 the storage side.
 """
@@ -12,13 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from evreserve.models import BootInfo, IdTokenType, OcppStatus, Reservation, ReservationState
-
-#: Port states that end a port's reservation (OCPP 1.6 Reservation profile; 2.0.1 H01.FR.16/17).
-ENDS_RESERVATION = frozenset({"Faulted", "Unavailable"})
-
-#: 2.0.1 ReservationStatusUpdate statuses -> the state the reservation ends in.
-RESERVATION_UPDATE_STATES = {"Expired": ReservationState.EXPIRED, "Removed": ReservationState.REMOVED}
+from evreserve import lifecycle
+from evreserve.models import BootInfo, IdTokenType, OcppStatus, Reservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +35,11 @@ class ChargerEvents(Protocol):
 
     def record_port_status(self, port_number: int, status: OcppStatus) -> None: ...
 
-    def record_reservation_end(self, reservation_id: int, state: ReservationState) -> None: ...
+    def record_reservation_used(self, reservation_id: int) -> None:
+        """A transaction started with this reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent)."""
+
+    def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
+        """2.0.1 ReservationStatusUpdate, as the charger sent it."""
 
     async def group_token_for(self, id_tag: str) -> GroupToken | None: ...
 
@@ -103,28 +102,13 @@ def port_status_v201(payload: dict[str, Any], now: datetime) -> tuple[int, OcppS
     )
 
 
-def reservations_ended_by_status(
-    reservations: Iterable[Reservation], port_number: int, status: str, now: datetime
-) -> list[Reservation]:
-    """The accepted reservations a port status ends; port 0 stands for every port."""
-    if status not in ENDS_RESERVATION:
-        return []
-    return [
-        r
-        for r in reservations
-        if r.state is ReservationState.ACCEPTED
-        and r.is_active(now)
-        and (port_number == 0 or r.port_number == port_number)
-    ]
-
-
 def group_token(reservations: Iterable[Reservation], id_tag: str, now: datetime) -> GroupToken | None:
     """The group of an active reservation held for ``id_tag`` (idTags are case-insensitive)."""
     wanted = id_tag.casefold()
     for reservation in reservations:
         if (
             reservation.parent_id_tag is not None
-            and reservation.is_active(now)
+            and lifecycle.is_active(reservation, now)
             and reservation.id_tag.casefold() == wanted
         ):
             token_type = (reservation.id_token_type or IdTokenType.CENTRAL).value

@@ -9,8 +9,9 @@ import secrets
 import sys
 from typing import Any
 
+from evreserve import lifecycle
 from evreserve.errors import StaleWrite
-from evreserve.models import FINAL_STATES, INT32_MAX, BootInfo, OcppStatus, ReservationState, utcnow
+from evreserve.models import INT32_MAX, BootInfo, OcppStatus, utcnow
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
@@ -22,10 +23,6 @@ from .offload import Offload
 #: The Authorize answer may wait this long for the reservations; after that the charger
 #: gets a plain Accepted rather than being left waiting.
 AUTHORIZE_LOOKUP_TIMEOUT_S = 3.0
-
-_ACTIVE = frozenset({ReservationState.PENDING, ReservationState.ACCEPTED})
-_ACCEPTED = frozenset({ReservationState.ACCEPTED})
-
 
 #: What makes a report a repeat: everything but its timestamp.
 Signature = tuple[str, str | None, str | None, str | None]
@@ -39,7 +36,7 @@ def _signature(status: OcppStatus) -> Signature:
 
 
 def _ends(status: OcppStatus) -> bool:
-    return status.status in msgs.ENDS_RESERVATION
+    return status.status in lifecycle.PORT_STATUSES_ENDING
 
 
 def _enqueue(queue: list[OcppStatus], status: OcppStatus) -> None:
@@ -134,31 +131,32 @@ class ChargerReports:
     async def _port_status(self, port_number: int, status: OcppStatus) -> None:
         with contextlib.suppress(StaleWrite):  # a newer report is stored already
             await self._io(self._registry.record_port_status, self._charger_id, port_number, status)
-        if status.status in msgs.ENDS_RESERVATION:
-            reservations = await self._io(self._reservations.for_charger, self._charger_id)
-            for reservation in msgs.reservations_ended_by_status(reservations, port_number, status.status, utcnow()):
-                await self._end(reservation.reservation_id, ReservationState.REMOVED, _ACCEPTED)
+        transition = lifecycle.port_status_reported(status.status, self._charger_id)
+        if transition is None:
+            return
+        reservations = await self._io(self._reservations.for_charger, self._charger_id)
+        for reservation in lifecycle.ended_by_port_status(reservations, port_number, status.status, utcnow()):
+            await self._apply(reservation.reservation_id, transition)
 
-    def record_reservation_end(self, reservation_id: int, state: ReservationState) -> None:
+    def record_reservation_used(self, reservation_id: int) -> None:
+        self._record(reservation_id, lifecycle.transaction_started(self._charger_id))
+
+    def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
+        transition = lifecycle.status_updated(update_status, self._charger_id)
+        if transition is not None:
+            self._record(reservation_id, transition)
+
+    def _record(self, reservation_id: int, transition: lifecycle.Transition) -> None:
         if not 0 <= reservation_id <= INT32_MAX:
             self._logger.warning("ignored an out-of-range reservationId", extra={"reservationId": reservation_id})
             return
-        self._background.spawn(self._end(reservation_id, state, _ACTIVE), "end reservation", self._logger)
+        self._background.spawn(self._apply(reservation_id, transition), "end reservation", self._logger)
 
-    async def _end(self, reservation_id: int, state: ReservationState, allowed: frozenset[ReservationState]) -> None:
-        changed = await self._io(
-            self._reservations.transition,
-            self._account_id,
-            reservation_id,
-            state,
-            allowed_from=allowed,
-            at=utcnow(),
-            ended=state in FINAL_STATES,
-            charger_id=self._charger_id,
-        )
+    async def _apply(self, reservation_id: int, transition: lifecycle.Transition) -> None:
+        changed = await self._io(self._reservations.transition, self._account_id, reservation_id, transition, utcnow())
         self._logger.info(
             "reservation ended" if changed else "reservation end ignored (unknown, ended, or another charger's)",
-            extra={"reservationId": reservation_id, "state": state.value},
+            extra={"reservationId": reservation_id, "state": transition.to.value},
         )
 
     async def group_token_for(self, id_tag: str) -> GroupToken | None:

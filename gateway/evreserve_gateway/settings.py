@@ -90,6 +90,12 @@ class GatewaySettings(CoreSettings):
     #: How often DynamoDB is probed (one read), so that connections registered during
     #: an outage are written again once it is back.
     gateway_storage_probe_s: float = Field(10.0, gt=0)
+    #: How long this instance's lease lasts: once it lapses (the instance was killed, or
+    #: cannot reach DynamoDB), any other instance marks its chargers Disconnected and
+    #: deletes its queue. Renewed every ``gateway_lease_renew_s``; an instance is reaped
+    #: at most lease + renew after it died (40 s by default).
+    gateway_lease_s: float = Field(30.0, gt=0)
+    gateway_lease_renew_s: float = Field(10.0, gt=0)
     #: Threads running the blocking DynamoDB / SQS calls.
     gateway_io_threads: int = Field(32, ge=2)
     #: Threads running scrypt; few, so an attack on passwords cannot starve the storage calls.
@@ -101,7 +107,7 @@ class GatewaySettings(CoreSettings):
     #: websockets' open timeout (the whole handshake, silent when it fires) is twice this.
     gateway_handshake_timeout_s: float = Field(5.0, gt=0)
 
-    #: Failed logins for one identity before it is locked out (then 1, 2, 4 ... s).
+    #: Failed logins an identity may make for free; each further one locks it (1, 2, 4 ... s).
     gateway_login_failures_per_identity: int = Field(3, ge=1)
     #: Failed logins (and unknown identities) from one address before it is locked out.
     #: Off (0) by default: behind a balancer that does not preserve client addresses (the
@@ -122,6 +128,15 @@ class GatewaySettings(CoreSettings):
     def _tls_pair(self) -> GatewaySettings:
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
             raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> GatewaySettings:
+        if self.gateway_lease_renew_s * 2 > self.gateway_lease_s:
+            raise ValueError(
+                "GATEWAY_LEASE_RENEW_S must be at most half of GATEWAY_LEASE_S, "
+                "or one slow renewal lets the others reap a live instance"
+            )
         return self
 
     @model_validator(mode="after")

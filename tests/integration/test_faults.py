@@ -14,11 +14,12 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from fixtures.channel import execute
 from fixtures.gateway_fixtures import PASSWORD, Behaviour, charger_session, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -26,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 from devstack import REPO_ROOT, client_config
 from devstack.gateways import GatewayProcess, free_port
 from devstack.localaws import LocalAws
-from evreserve.channel import CommandChannel, CommandEnvelope, CommandLedger
+from evreserve.channel import CommandChannel, CommandEnvelope
 from evreserve.errors import DependencyUnavailable
 from evreserve.models import (
     Charger,
@@ -44,10 +45,11 @@ from evreserve.models import (
 from evreserve.ocpp_mapping import reserve_now_payload
 from evreserve.security import hash_password
 from evreserve.storage.codec import to_item
+from evreserve.storage.commands import CommandLedger
 from evreserve.storage.items import reservation_item
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
-from evreserve_gateway import Gateway, GatewaySettings
+from evreserve_gateway import Dependencies, Gateway, GatewaySettings, bootstrap
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +162,7 @@ class Stack:
         )
 
     async def execute(self, command: Command, queue_url: str) -> CommandOutcome:
-        return await asyncio.to_thread(self.channel.execute, command, queue_url)
+        return await asyncio.to_thread(execute, self.channel, command, queue_url)
 
     def queue_url_of(self, charger: Charger) -> str:
         stored = self.registry.get_charger(charger.id)
@@ -203,17 +205,45 @@ def stack(fault_aws: LocalAws) -> Stack:
     )
 
 
+class FlakyRegistry(RegistryStore):
+    """A gateway's registry that fails on cue: its charger reads while ``restoring``, its disconnection
+    writes while ``disconnections_down``."""
+
+    restoring = False
+    disconnections_down = False
+
+    def inject(self, deps: Dependencies) -> Dependencies:
+        return replace(deps, registry=self)
+
+    def get_charger(self, charger_id: int) -> Charger | None:
+        if self.restoring:
+            raise DependencyUnavailable("still restoring")
+        return super().get_charger(charger_id)
+
+    def register_disconnection(self, *args: Any) -> Any:
+        if self.disconnections_down:
+            raise DependencyUnavailable("DynamoDB is unreachable")
+        return super().register_disconnection(*args)
+
+
+@pytest.fixture
+def flaky_registry(stack: Stack) -> FlakyRegistry:
+    return FlakyRegistry(stack.aws.dynamodb.client(client_config()), stack.settings.registry_table)
+
+
 @pytest.fixture
 async def start_gateway(stack: Stack) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
     started: list[Gateway] = []
 
-    async def start(**overrides: Any) -> Gateway:
+    async def start(*, inject: Callable[[Dependencies], Dependencies] | None = None, **overrides: Any) -> Gateway:
         aws = stack.aws
-        gateway = Gateway(
-            stack.gateway_settings(**overrides),
+        settings = stack.gateway_settings(**overrides)
+        deps = bootstrap(
+            settings,
             dynamodb=aws.dynamodb.client(client_config()),
             sqs=aws.sqs.client(client_config()),
         )
+        gateway = Gateway(settings, inject(deps) if inject is not None else deps)
         await gateway.start()
         started.append(gateway)
         return gateway
@@ -249,10 +279,10 @@ class _At:
 # -- DynamoDB ------------------------------------------------------------------------------------
 
 
-async def test_dynamodb_restart_mid_run(stack, start_gateway, monkeypatch):
+async def test_dynamodb_restart_mid_run(stack, start_gateway, flaky_registry):
     """During a DynamoDB outage commands and new chargers get definite errors; afterwards the gateway
     registers its chargers again by itself and commands succeed."""
-    gateway = await start_gateway()
+    gateway = await start_gateway(inject=flaky_registry.inject)
     charger = stack.seed_charger()
     behaviour = Behaviour()
     async with charger_session(gateway, charger, V16, behaviour) as cp:
@@ -279,18 +309,10 @@ async def test_dynamodb_restart_mid_run(stack, start_gateway, monkeypatch):
 
         # DynamoDB Local comes back empty; a real table would still hold the charger, so
         # it is restored before the gateway may see the storage again.
-        restored = False
-        real_get = gateway.registry.get_charger
-
-        def probe(charger_id: int) -> Any:
-            if not restored:
-                raise DependencyUnavailable("still restoring")
-            return real_get(charger_id)
-
-        monkeypatch.setattr(gateway.registry, "get_charger", probe)
+        flaky_registry.restoring = True
         await asyncio.to_thread(stack.aws.start_dynamodb)
         stack.registry.create_charger(charger)
-        restored = True
+        flaky_registry.restoring = False
 
         await wait_until(lambda: gateway.storage_ok, 10, what="the gateway to register again")
         await wait_registered(stack, charger, gateway.instance_id)
@@ -299,25 +321,17 @@ async def test_dynamodb_restart_mid_run(stack, start_gateway, monkeypatch):
     assert len(behaviour.received) == 1
 
 
-async def test_disconnection_during_dynamodb_outage_is_recorded_afterwards(stack, start_gateway, monkeypatch):
+async def test_disconnection_during_dynamodb_outage_is_recorded_afterwards(stack, start_gateway, flaky_registry):
     """A charger leaving while DynamoDB is unreachable is recorded disconnected once it is back."""
-    gateway = await start_gateway()
+    gateway = await start_gateway(inject=flaky_registry.inject)
     charger = stack.seed_charger()
     async with charger_session(gateway, charger, V201):
         await wait_registered(stack, charger, gateway.instance_id)
-        real_disconnect = gateway.registry.register_disconnection
-        down = True
-
-        def unreachable(*args: Any) -> Any:
-            if down:
-                raise DependencyUnavailable("DynamoDB is unreachable")
-            return real_disconnect(*args)
-
-        monkeypatch.setattr(gateway.registry, "register_disconnection", unreachable)
+        flaky_registry.disconnections_down = True
         FAULTS.append("DynamoDB unreachable for a disconnection")
     await wait_until(lambda: not gateway.storage_ok, 5, what="the failed write to be noticed")
     assert stack.registry.get_charger(charger.id).is_connected  # what the outage left behind
-    down = False
+    flaky_registry.disconnections_down = False
     await wait_until(lambda: not stack.registry.get_charger(charger.id).is_connected, 5, what="the disconnection")
     await wait_until(lambda: gateway.storage_ok, 5, what="recovery")
 

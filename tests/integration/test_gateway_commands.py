@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
@@ -11,6 +12,8 @@ from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wai
 from evreserve.channel import CommandEnvelope
 from evreserve.models import CommandAction, OcppVersion, OutcomeKind, ReservationRef, ReservationState
 from evreserve.ocpp_mapping import reserve_now_payload
+from evreserve_gateway import Dependencies
+from evreserve_gateway.commands import InstanceQueue
 
 pytestmark = pytest.mark.integration
 
@@ -141,15 +144,17 @@ async def test_redelivered_handled_command_is_not_sent_again(
 ):
     """GIVEN a handled command whose deletion was lost (as in a crash) WHEN SQS shows it again
     THEN the charger does not get it twice and the redelivered copy is deleted."""
-    gateway = await start_gateway(gateway_queue_visibility_s=1, gateway_delete_linger_s=0.1)
     deleted: list[list[str]] = []
-    delete = gateway.queue.delete
 
-    def lose_the_first(receipt_handles: list[str]) -> list[str]:
-        deleted.append(receipt_handles)
-        return [] if len(deleted) == 1 else delete(receipt_handles)
+    class LosesTheFirstDelete(InstanceQueue):
+        def delete(self, receipt_handles: list[str]) -> list[str]:
+            deleted.append(receipt_handles)
+            return [] if len(deleted) == 1 else super().delete(receipt_handles)
 
-    gateway.queue.delete = lose_the_first  # type: ignore[method-assign]
+    def lose_the_first(deps: Dependencies) -> Dependencies:
+        return replace(deps, queue=LosesTheFirstDelete(gateway_clients.sqs, deps.queue.name))
+
+    gateway = await start_gateway(inject=lose_the_first, gateway_queue_visibility_s=1, gateway_delete_linger_s=0.1)
     charger = seed_charger()
     behaviour = Behaviour()
     async with charger_session(gateway, charger, V16, behaviour):

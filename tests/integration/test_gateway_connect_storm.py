@@ -8,7 +8,8 @@ import json
 import logging
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,31 +18,41 @@ from ocpp.v16 import call as call16
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-import evreserve_gateway.gateway as gateway_module
-from evreserve_gateway import Gateway
+from evreserve.models import Charger
+from evreserve.security import verify_password
+from evreserve.storage.registry import RegistryStore
+from evreserve_gateway import Dependencies, Gateway
 
 pytestmark = pytest.mark.integration
 
 
+class HeldLookups(RegistryStore):
+    """A gateway's registry whose charger lookups can be held (a storage backlog)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        super().__init__(client, table)
+        self.events: list[threading.Event] = []
+
+    def inject(self, deps: Dependencies) -> Dependencies:
+        return replace(deps, registry=self)
+
+    def hold(self) -> threading.Event:
+        """Hold the lookups from now on, until the returned event is set."""
+        self.events.append(threading.Event())
+        return self.events[-1]
+
+    def get_charger_by_ocpp_id(self, ocpp_id: str) -> Charger | None:
+        if self.events:
+            self.events[-1].wait(10)
+        return super().get_charger_by_ocpp_id(ocpp_id)
+
+
 @pytest.fixture
-def held_lookups(monkeypatch: pytest.MonkeyPatch) -> Callable[[Gateway], threading.Event]:
-    """Hold a gateway's registry lookups until the returned event is set (a storage backlog)."""
-    events: list[threading.Event] = []
-
-    def hold(gateway: Gateway) -> threading.Event:
-        release = threading.Event()
-        events.append(release)
-        real = gateway.registry.get_charger_by_ocpp_id
-
-        def held(ocpp_id: str) -> Any:
-            release.wait(10)
-            return real(ocpp_id)
-
-        monkeypatch.setattr(gateway.registry, "get_charger_by_ocpp_id", held)
-        return release
-
-    yield hold
-    for release in events:  # no gateway thread is left waiting after the test
+def held_lookups(gateway_clients: Any, gateway_settings: Any) -> Iterator[HeldLookups]:
+    """A registry to inject into a gateway, whose lookups wait from ``hold()`` until the event it returns is set."""
+    registry = HeldLookups(gateway_clients.dynamodb, gateway_settings().registry_table)
+    yield registry
+    for release in registry.events:  # no gateway thread is left waiting after the test
         release.set()
 
 
@@ -82,9 +93,9 @@ async def connect_like_a_charger(url: str, refusals: list[int]) -> ClientConnect
 async def test_handshakes_past_the_limit_get_503_with_retry_after(start_gateway, seed_charger, held_lookups):
     """With the limit of handshakes in progress reached, the next charger is refused at once with 503 and a
     Retry-After, and the ones in progress still connect."""
-    gateway = await start_gateway(gateway_max_handshakes=2)
+    gateway = await start_gateway(inject=held_lookups.inject, gateway_max_handshakes=2)
     first, second, third = seed_charger(), seed_charger(), seed_charger()
-    release = held_lookups(gateway)
+    release = held_lookups.hold()
     in_progress = [asyncio.create_task(opened(charger_url(gateway, c.ocpp_id))) for c in (first, second)]
     await wait_until(lambda: health(gateway)["handshakesInProgress"] == 2, what="two handshakes in progress")
 
@@ -102,9 +113,9 @@ async def test_handshake_over_its_budget_gets_503_not_a_dropped_connection(
     """A handshake the gateway cannot finish within its budget is answered 503 + Retry-After (and logged), well
     before websockets' open timeout would drop it without an answer."""
     caplog.set_level(logging.WARNING, logger="evreserve_gateway")
-    gateway = await start_gateway(gateway_handshake_timeout_s=0.3)
+    gateway = await start_gateway(inject=held_lookups.inject, gateway_handshake_timeout_s=0.3)
     charger = seed_charger()
-    release = held_lookups(gateway)
+    release = held_lookups.hold()
 
     retry_after(await refusal(charger_url(gateway, charger.ocpp_id)))
     assert any(r.getMessage().startswith("handshake over its time budget") for r in caplog.records)
@@ -114,23 +125,27 @@ async def test_handshake_over_its_budget_gets_503_not_a_dropped_connection(
         assert ws.subprotocol == "ocpp1.6"
 
 
-async def test_password_check_outlives_a_handshake_out_of_time(start_gateway, seed_charger, monkeypatch):
+async def test_password_check_outlives_a_handshake_out_of_time(start_gateway, seed_charger):
     """A scrypt check still running when its handshake runs out of time completes, and the charger's retry is
     admitted without a second check."""
     checks: list[str] = []
-    real = gateway_module.verify_password
+    finished = threading.Event()
 
     def slow_check(password: str, stored: str) -> bool:
         checks.append(password)
         threading.Event().wait(0.6)
-        return real(password, stored)
+        try:
+            return verify_password(password, stored)
+        finally:
+            finished.set()
 
-    monkeypatch.setattr(gateway_module, "verify_password", slow_check)
-    gateway = await start_gateway(gateway_handshake_timeout_s=0.2)
+    gateway = await start_gateway(
+        inject=lambda deps: replace(deps, verify_password=slow_check), gateway_handshake_timeout_s=0.2
+    )
     charger = seed_charger()
 
     retry_after(await refusal(charger_url(gateway, charger.ocpp_id)))
-    await wait_until(lambda: not gateway._checks, what="the password check to finish")
+    await wait_until(finished.is_set, what="the password check to finish")
     async with connect(charger_url(gateway, charger.ocpp_id), subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "ocpp1.6"
     assert len(checks) == 1
@@ -156,11 +171,11 @@ async def test_storm_every_charger_connects_after_waiting_out_retry_after(start_
 async def test_connected_charger_is_answered_during_a_storm(start_gateway, seed_charger, held_lookups):
     """While handshakes are stuck on storage and the excess is refused, a connected charger's Heartbeat is
     answered."""
-    gateway = await start_gateway(gateway_max_handshakes=4)
+    gateway = await start_gateway(inject=held_lookups.inject, gateway_max_handshakes=4)
     connected = seed_charger()
     waiting = [seed_charger() for _ in range(12)]
     async with charger_session(gateway, connected) as cp:
-        release = held_lookups(gateway)
+        release = held_lookups.hold()
         storm = [asyncio.create_task(opened(charger_url(gateway, c.ocpp_id))) for c in waiting]
         await wait_until(lambda: health(gateway)["handshakesInProgress"] == 4, what="the gate full")
 

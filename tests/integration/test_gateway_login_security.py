@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from dataclasses import replace
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -13,12 +15,13 @@ from fixtures.gateway_fixtures import PASSWORD, Behaviour, charger_session, char
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-import evreserve_gateway.gateway as gateway_module
 from evreserve.errors import AlreadyExists
-from evreserve.models import OcppVersion, OutcomeKind
-from evreserve.security import hash_password
+from evreserve.models import Charger, OcppVersion, OutcomeKind
+from evreserve.security import hash_password, verify_password
 from evreserve.storage import keys
 from evreserve.storage.codec import to_item
+from evreserve.storage.registry import RegistryStore
+from evreserve_gateway import Dependencies
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +39,33 @@ async def _status(url: str) -> int:
     return (await _refusal(url)).response.status_code
 
 
+class ScryptCalls(list[str]):
+    """A gateway's password check that counts its scrypt checks (the costly part of a login)."""
+
+    def __call__(self, password: str, stored: str) -> bool:
+        self.append(password)
+        return verify_password(password, stored)
+
+    def inject(self, deps: Dependencies) -> Dependencies:
+        return replace(deps, verify_password=self)
+
+
+class RecordedLookups(RegistryStore):
+    """A gateway's registry that records its charger lookups, and finds nothing."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        super().__init__(client, table)
+        self.reads: list[str] = []
+
+    def get_charger_by_ocpp_id(self, ocpp_id: str) -> Charger | None:
+        self.reads.append(ocpp_id)
+        return None
+
+
 @pytest.fixture
-def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Counts the gateway's scrypt checks (the costly part of a login)."""
-    calls: list[str] = []
-    real = gateway_module.verify_password
-
-    def counting(password: str, stored: str) -> bool:
-        calls.append(password)
-        return real(password, stored)
-
-    monkeypatch.setattr(gateway_module, "verify_password", counting)
-    return calls
+def scrypt_calls() -> ScryptCalls:
+    """Counts the gateway's scrypt checks; inject it with ``start_gateway(inject=scrypt_calls.inject)``."""
+    return ScryptCalls()
 
 
 # -- identities that cannot be a charger ----------------------------------------------------
@@ -67,10 +85,11 @@ def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         "%FF%FE",  # not UTF-8
     ],
 )
-async def test_odd_identities_get_404_without_a_lookup(gateway, encoded, monkeypatch):
+async def test_odd_identities_get_404_without_a_lookup(start_gateway, gateway_clients, registry, encoded):
     """Identities outside OCPP's identifierString (or over 48 characters) are refused before any registry read."""
-    reads: list[str] = []
-    monkeypatch.setattr(gateway.registry, "get_charger_by_ocpp_id", lambda ocpp_id: reads.append(ocpp_id))
+    lookups = RecordedLookups(gateway_clients.dynamodb, registry.table)
+    gateway = await start_gateway(inject=lambda deps: replace(deps, registry=lookups))
+    reads = lookups.reads
     assert await _status(f"ws://x:y@127.0.0.1:{gateway.port}/ocpp/{encoded}") == 404
     assert reads == []
 
@@ -133,16 +152,19 @@ async def test_command_for_another_account_never_reaches_the_charger(gateway, se
 async def test_repeated_failures_lock_the_identity_without_scrypt(start_gateway, seed_charger, registry, scrypt_calls):
     """After the free failures an identity answers 429 + Retry-After, even to the right password, with no scrypt."""
     gateway = await start_gateway(
-        gateway_login_failures_per_identity=2, gateway_login_lockout_base_s=1.0, gateway_login_failures_per_address=0
+        inject=scrypt_calls.inject,
+        gateway_login_failures_per_identity=2,
+        gateway_login_lockout_base_s=1.0,
+        gateway_login_failures_per_address=0,
     )
     charger = seed_charger()
-    for _ in range(2):
+    for _ in range(3):  # the two free failures, and the one that starts the lock
         assert await _status(charger_url(gateway, charger.ocpp_id, "wrong-password-123")) == 401
-    assert len(scrypt_calls) == 2
+    assert len(scrypt_calls) == 3
     locked = await _refusal(charger_url(gateway, charger.ocpp_id, PASSWORD))
     assert locked.response.status_code == 429
     assert locked.response.headers["Retry-After"] == "1"
-    assert len(scrypt_calls) == 2
+    assert len(scrypt_calls) == 3
     await asyncio.sleep(1.1)
     async with charger_session(gateway, charger):
         await wait_held(gateway, charger, registry)
@@ -155,6 +177,7 @@ async def test_lockout_grows_with_each_further_failure(start_gateway, seed_charg
     )
     charger = seed_charger()
     wrong = charger_url(gateway, charger.ocpp_id, "wrong-password-123")
+    assert await _status(wrong) == 401  # the free one
     assert await _status(wrong) == 401  # locked 0.3 s
     await asyncio.sleep(0.35)
     assert await _status(wrong) == 401  # locked 0.6 s
@@ -164,22 +187,27 @@ async def test_lockout_grows_with_each_further_failure(start_gateway, seed_charg
 
 async def test_parallel_guesses_get_one_scrypt_at_a_time(start_gateway, seed_charger, scrypt_calls):
     """Guesses fired in parallel at one identity cannot all be checked before the lock starts."""
-    gateway = await start_gateway(gateway_login_failures_per_identity=3, gateway_login_failures_per_address=0)
+    gateway = await start_gateway(
+        inject=scrypt_calls.inject, gateway_login_failures_per_identity=3, gateway_login_failures_per_address=0
+    )
     charger = seed_charger()
     statuses = await asyncio.gather(
         *(_status(charger_url(gateway, charger.ocpp_id, f"guess-{n:04d}-password")) for n in range(20))
     )
     assert set(statuses) <= {401, 429}
-    assert len(scrypt_calls) <= 3
+    assert len(scrypt_calls) <= 4  # the three free failures and the one that locks
 
 
 async def test_failures_from_one_address_lock_the_address(start_gateway, seed_charger, scrypt_calls):
     """Unknown identities and wrong passwords from one address lock it, for every identity."""
-    gateway = await start_gateway(gateway_login_failures_per_address=3, gateway_login_lockout_base_s=5.0)
+    gateway = await start_gateway(
+        inject=scrypt_calls.inject, gateway_login_failures_per_address=3, gateway_login_lockout_base_s=5.0
+    )
     first, second = seed_charger(), seed_charger()
     assert await _status(f"ws://x:y@127.0.0.1:{gateway.port}/ocpp/NOPE-{first.id}") == 404
     assert await _status(f"ws://x:y@127.0.0.1:{gateway.port}/ocpp/NOPE-{second.id}") == 404
     assert await _status(charger_url(gateway, first.ocpp_id, "wrong-password-123")) == 401
+    assert await _status(charger_url(gateway, second.ocpp_id, "wrong-password-456")) == 401  # the fourth locks
     checked = len(scrypt_calls)
     assert await _status(charger_url(gateway, second.ocpp_id, PASSWORD)) == 429
     assert len(scrypt_calls) == checked
@@ -204,3 +232,22 @@ async def test_passwords_never_reach_the_logs(start_gateway, seed_charger, regis
     logged = caplog.text + "".join(str(vars(r)) for r in caplog.records)
     assert "refused a charger's credentials" in logged
     assert [s for s in secrets if s in logged] == []
+
+
+async def test_two_authorization_headers_are_refused_and_counted(start_gateway, seed_charger):
+    """Two Authorization headers on an upgrade (the right password among them) are 401, not a 500, and
+    count as a failed login toward the lockout."""
+    gateway = await start_gateway(
+        gateway_login_failures_per_identity=1, gateway_login_lockout_base_s=30.0, gateway_login_failures_per_address=0
+    )
+    charger = seed_charger()
+    right = "Basic " + base64.b64encode(f"{charger.ocpp_id}:{PASSWORD}".encode()).decode()
+    url = f"ws://127.0.0.1:{gateway.port}/ocpp/{quote(charger.ocpp_id, safe='')}"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(
+            url, subprotocols=["ocpp1.6"], additional_headers=[("Authorization", right), ("Authorization", right)]
+        ):  # type: ignore[list-item]
+            pass
+    assert refused.value.response.status_code == 401
+    assert await _status(url.replace("ws://", f"ws://{charger.ocpp_id}:wrong-password-123@")) == 401  # locks
+    assert await _status(charger_url(gateway, charger.ocpp_id, PASSWORD)) == 429

@@ -11,11 +11,11 @@ from evreserve_gateway.admission import (
     FailureLockout,
     HandshakeGate,
     LoginThrottle,
-    VerifiedPasswords,
     address_key,
     choose_version,
     identity_from_path,
 )
+from evreserve_gateway.handshake import VerifiedPasswords
 
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 
@@ -121,7 +121,7 @@ def test_lockout_doubles_after_the_free_failures():
     """The first failures are free; each further one locks for twice as long, up to the cap."""
     clock = FakeClock()
     lockout = FailureLockout(free=3, base_s=1.0, max_s=5.0, clock=clock)
-    assert [lockout.failed("CP") for _ in range(6)] == [0.0, 0.0, 1.0, 2.0, 4.0, 5.0]
+    assert [lockout.failed("CP") for _ in range(7)] == [0.0, 0.0, 0.0, 1.0, 2.0, 4.0, 5.0]
     assert lockout.retry_after("CP") == 5.0
     clock.now += 5.0
     assert lockout.retry_after("CP") == 0.0
@@ -150,9 +150,13 @@ def test_throttle_locks_identity_and_address_separately():
     throttle = LoginThrottle(identity_free=2, address_free=3, base_s=1.0, max_s=60.0, clock=clock)
     throttle.failed("CP-1", "10.0.0.1")
     throttle.failed("CP-1", "10.0.0.2")
+    assert throttle.retry_after("CP-1", "10.0.0.9") == 0.0  # two failures are free
+    throttle.failed("CP-1", "10.0.0.3")
     assert throttle.retry_after("CP-1", "10.0.0.9") == 1.0
     assert throttle.retry_after("CP-2", "10.0.0.1") == 0.0
     throttle.unknown_identity("10.0.0.1")
+    throttle.unknown_identity("10.0.0.1")
+    assert throttle.retry_after("CP-3", "10.0.0.1") == 0.0  # three free for the address
     throttle.unknown_identity("10.0.0.1")
     assert throttle.retry_after("CP-3", "10.0.0.1") == 1.0
 
@@ -161,6 +165,7 @@ def test_success_clears_the_identity_but_not_the_address():
     """A good login forgets its identity's failures; the address keeps its count."""
     clock = FakeClock()
     throttle = LoginThrottle(identity_free=2, address_free=2, base_s=1.0, max_s=60.0, clock=clock)
+    throttle.failed("CP-1", "10.0.0.1")
     throttle.failed("CP-1", "10.0.0.1")
     throttle.succeeded("CP-1")
     throttle.failed("CP-1", "10.0.0.1")

@@ -1,7 +1,8 @@
 """How the gateway deletes handled messages: batched, lingering, flushed on drain, never a second send.
 
-The runner runs on in-memory fakes of its ports (queue, ledger, I/O pool); no charger is
-held, so every command ends ``offline`` at once, which is all a deletion needs.
+The runner and the queue's deletions run on in-memory fakes of their ports (queue, ledger,
+I/O pool); no charger is held, so every command ends ``offline`` at once, which is all a
+deletion needs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any, TypeVar
 
 from evreserve.channel import CommandEnvelope
 from evreserve.models import Command, CommandAction, CommandOutcome, OcppVersion, utcnow
-from evreserve_gateway.commands import CommandRunner
-from evreserve_gateway.instance_queue import Received
+from evreserve_gateway.commands import CommandRunner, Deletions, Received
 
 T = TypeVar("T")
 
@@ -50,17 +50,21 @@ def runner(queue: FakeQueue, ledger: FakeLedger, linger_s: float, looked_up: lis
 
     return CommandRunner(
         ledger,  # type: ignore[arg-type]
-        queue,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # no ReserveNow here, so no reservation is ever read
+        Deletions(queue, inline, linger_s),  # type: ignore[arg-type]
         inline,  # type: ignore[arg-type]
         "i1",
         find_session,
         keep_poison_messages=False,
-        delete_linger_s=linger_s,
     )
 
 
+#: One creation time for every copy: a redelivery carries the same envelope, same command.
+CREATED = utcnow()
+
+
 def message(command_id: str, receipt: str) -> Received:
-    now = utcnow()
+    now = CREATED
     command = Command(
         command_id=command_id,
         account_id=7,
@@ -72,7 +76,7 @@ def message(command_id: str, receipt: str) -> Received:
         instance_id="i1",
         session_id="s",
         created_at=now,
-        deadline=now + timedelta(seconds=30),
+        deadline=now + timedelta(days=1),  # CREATED is taken at import: the suite may run long
         request_hash=command_id,
     )
     return Received(f"m-{receipt}", receipt, CommandEnvelope(command=command).to_json(), 1)

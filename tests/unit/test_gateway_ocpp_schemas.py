@@ -10,8 +10,9 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult
 
 from evreserve.models import OcppVersion
-from evreserve_gateway.ocpp_schemas import SchemaViolation, request_validator, violation_code
-from evreserve_gateway.ocpp_session import EMPTY_ANSWER, SESSION_CLASSES
+from evreserve_gateway.protocol import SESSION_CLASSES
+from evreserve_gateway.protocol.schemas import SchemaViolation, request_validator, violation_code
+from evreserve_gateway.protocol.session import EMPTY_ANSWER
 
 LIBRARY_VERSION = {OcppVersion.V16: "1.6", OcppVersion.V201: "2.0.1"}
 TS = "2026-11-23T10:00:00.000Z"

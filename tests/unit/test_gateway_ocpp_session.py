@@ -10,14 +10,14 @@ import pytest
 
 from evreserve.models import OcppVersion
 from evreserve_gateway.charger_messages import GroupToken
-from evreserve_gateway.ocpp_session import (
+from evreserve_gateway.protocol import (
     CallErrorReply,
     CallResultReply,
     SessionClosed,
-    error_code_for,
     new_session,
     use_inline_validation,
 )
+from evreserve_gateway.protocol.framing import error_code_for
 
 use_inline_validation()
 
@@ -44,8 +44,11 @@ class FakeEvents:
     def record_port_status(self, port_number, status):
         self.statuses.append((port_number, status))
 
-    def record_reservation_end(self, reservation_id, state):
-        self.ended.append((reservation_id, state))
+    def record_reservation_used(self, reservation_id):
+        self.ended.append((reservation_id, "Used"))
+
+    def record_reservation_status_update(self, reservation_id, update_status):
+        self.ended.append((reservation_id, update_status))
 
     async def group_token_for(self, id_tag):
         await asyncio.sleep(self._delay)
@@ -222,7 +225,7 @@ async def test_calls_after_a_slow_one_are_answered_in_order():
 
 def test_frame_budget_allows_a_burst_then_the_rate():
     """The bucket lets a burst through at once, then refills at the rate, never beyond the burst."""
-    from evreserve_gateway.ocpp_session import FrameBudget
+    from evreserve_gateway.protocol.framing import FrameBudget
 
     now = [0.0]
     budget = FrameBudget(rate=2.0, burst=3, clock=lambda: now[0])
@@ -231,3 +234,48 @@ def test_frame_budget_allows_a_burst_then_the_rate():
     assert [budget.take() for _ in range(2)] == [True, False]
     now[0] += 100.0
     assert sum(budget.take() for _ in range(10)) == 3
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+async def test_library_frame_lines_stay_out_of_the_log(version, caplog):
+    """The ocpp library's per-frame INFO lines (payloads, an Authorize answer's group token) are not
+    logged; the session's own INFO lines are, with the charger's identity."""
+    caplog.set_level(logging.DEBUG)
+    events = FakeEvents(group=GroupToken("FLEET-SECRET-77", "Central"))
+    connection = FakeConnection()
+    logger = logging.LoggerAdapter(logging.getLogger("evreserve_gateway.ocpp"), {"charger": "CP-1"})
+    session = new_session(version, "CP-1", connection, events, logger, 60)
+    token = '{"idTag":"T-1"}' if version is OcppVersion.V16 else '{"idToken":{"idToken":"T-1","type":"Central"}}'
+    await session.route_message(f'[2,"a","Authorize",{token}]')
+    answer = await asyncio.wait_for(connection.sent.get(), 2)
+    assert "FLEET-SECRET-77" in json.dumps(answer)  # the charger gets the group
+    event = '{"type":"SettingSystemTime","timestamp":"2026-01-01T00:00:00Z"}'
+    await session.route_message(f'[2,"b","SecurityEventNotification",{event}]')
+    await asyncio.wait_for(connection.sent.get(), 2)
+    assert not [r for r in caplog.records if "FLEET-SECRET-77" in r.getMessage()]
+    assert [r for r in caplog.records if r.getMessage() == "security event" and r.levelno == logging.INFO]
+
+
+class SlowWriter(FakeConnection):
+    """A connection whose send writes the frame, then waits for the socket to drain."""
+
+    async def send(self, message: str) -> None:
+        await self.sent.put(json.loads(message))
+        await asyncio.sleep(10)
+
+
+async def test_call_cancelled_while_its_frame_is_written_still_hears_the_late_answer():
+    """A ReserveNow whose send is cut short by the deadline may be on the wire already: if the
+    charger answers, the late handler hears it (and can undo it)."""
+    connection = SlowWriter()
+    session = new_session(
+        OcppVersion.V16, "CP-1", connection, FakeEvents(), logging.LoggerAdapter(logging.getLogger("t"), {}), 60
+    )
+    late: list = []
+    payload = {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "T", "reservationId": 1}
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await session.send_call("ReserveNow", payload, late.append)
+    frame = connection.sent.get_nowait()
+    await session.route_message(json.dumps([3, frame[1], {"status": "Accepted"}]))
+    assert late == [CallResultReply({"status": "Accepted"})]

@@ -1,4 +1,4 @@
-"""The ``ocpp`` library's own JSON schemas, compiled to Python by fastjsonschema.
+"""The home of the compiled validators: the ``ocpp`` library's own JSON schemas, compiled by fastjsonschema.
 
 The library validates every payload with jsonschema's pure-Python ``Draft4Validator``,
 which was ~40% of the CPU a MeterValues frame costs (``docs/performance.md``): about
@@ -6,8 +6,8 @@ which was ~40% of the CPU a MeterValues frame costs (``docs/performance.md``): a
 frames that dominate a charger's traffic are validated here instead, with the verdict
 the library would give:
 
-* the same schema files (the library's package data, so there is one copy of the
-  schemas and a library upgrade brings its fixes here too);
+* the same schema files (the library's package data, found by ``library.schema_path``,
+  so there is one copy of the schemas and a library upgrade brings its fixes here too);
 * Draft 4 for every version, as the library validates 2.0.1's draft-06 files;
 * formats unchecked and no defaults filled in, as the library does (a charger whose
   timestamps lack a zone is accepted by both);
@@ -19,18 +19,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import ocpp
 
 from evreserve.models import OcppVersion
+
+from .library import schema_path
 
 #: Raised by a compiled validator for a payload that breaks its schema.
 SchemaViolation = fastjsonschema.JsonSchemaValueException
 
-_SCHEMA_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
 _DRAFT4 = "http://json-schema.org/draft-04/schema#"
 
 #: The library's mapping (``ocpp.messages._validate_payload``) of a failed keyword to a
@@ -41,12 +40,6 @@ _CODES = {
     "required": "ProtocolError",
     "maxLength": "TypeConstraintViolation",
 }
-
-
-def schema_path(version: OcppVersion, action: str) -> Path:
-    """The library's schema file of a CALL's request payload."""
-    name = action if version is OcppVersion.V16 else f"{action}Request"
-    return Path(ocpp.__file__).parent / _SCHEMA_DIRS[version] / "schemas" / f"{name}.json"
 
 
 @functools.cache

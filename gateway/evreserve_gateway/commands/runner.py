@@ -1,16 +1,15 @@
-"""Executing the commands that arrive on this instance's queue (the gateway's side of ``evreserve.channel``).
+"""The home of executing a queued command: dedupe, send it to its charger, store its outcome, undo a late acceptance.
 
-Each command is sent to its charger at most once: deliveries are deduplicated by
-command id in memory, which is enough because each queue has exactly one reader
-(this process) and dies with it. The outcome is written with the ledger's
-exactly-once conditional write; a message is deleted only once that write is done,
-so a failed write is retried on the message's redelivery without re-sending.
-
-Deletions linger (``GATEWAY_DELETE_LINGER_S``) so that the commands completing within
-a second share one DeleteMessageBatch; they are flushed at once when ten are pending
-and when the runner drains (``join``). A deletion lost to a crash or a failed request
-only means SQS redelivers the message after the visibility timeout, and the dedupe
-above drops it unsent (and deletes it).
+This is the gateway's side of ``evreserve.channel``. Each command is sent to its charger
+at most once: deliveries are deduplicated in memory by the command's id *and* creation
+time, which is enough because each queue has exactly one reader (this process) and dies
+with it. The creation time is part of the identity because the API re-creates a command
+under the same id when its record outlived its window or was never queued (``not_sent``,
+which an ambiguous SendMessage failure can record for a message that did go out): that
+one is a new command, to be sent and answered, not a redelivery to drop. The outcome
+is written with the ledger's exactly-once conditional write; a message is handed over
+for deletion (``queue.Deletions``) only once that write is done, so a failed write is
+retried on the message's redelivery without re-sending.
 """
 
 from __future__ import annotations
@@ -23,16 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evreserve.channel import CommandEnvelope, CommandLedger
+from evreserve import lifecycle
+from evreserve.channel import CommandEnvelope
 from evreserve.errors import DependencyUnavailable, InvalidRequest
 from evreserve.models import Command, CommandAction, CommandOutcome, OutcomeKind, utcnow
 from evreserve.ocpp_mapping import cancel_reservation_payload
+from evreserve.storage.commands import CommandLedger
+from evreserve.storage.reservations import ReservationStore
 
-from .instance_queue import WAKE_UP_BODY, InstanceQueue, Received
-from .ocpp_session import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
-from .offload import Offload
+from ..offload import Offload
+from ..protocol import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
+from .queue import Deletions, Received
 
-log = logging.getLogger(__name__)
+#: The logger name these records had before the commands got a package of their own.
+log = logging.getLogger("evreserve_gateway.commands")
 
 #: How long a command id is remembered; longer than SQS could redeliver it
 #: (visibility timeout x max receive count, bounded by the queue's retention).
@@ -46,11 +49,6 @@ DEDUPE_MAX_ENTRIES = 100_000
 WRITE_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
 #: How long a compensating CancelReservation may take.
 UNDO_TIMEOUT_S = 10.0
-#: SQS deletes at most this many messages per DeleteMessageBatch.
-DELETE_BATCH = 10
-#: How long a handled message may wait for others to share its DeleteMessageBatch
-#: (the setting's default; see ``GatewaySettings.gateway_delete_linger_s``).
-DELETE_LINGER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -72,6 +70,11 @@ def _accepted(outcome: CommandOutcome) -> bool:
     return outcome.kind is OutcomeKind.RESULT and (outcome.payload or {}).get("status") == "Accepted"
 
 
+def _identity(command: Command) -> tuple[str, str]:
+    """What makes a delivery a copy of a command already seen: its id and when it was created."""
+    return command.command_id, command.created_at.isoformat()
+
+
 def _reservation_id(command: Command) -> int | None:
     """The charger-side reservation id of a ReserveNow (1.6 ``reservationId``, 2.0.1 ``id``)."""
     value = command.payload.get("reservationId", command.payload.get("id"))
@@ -82,40 +85,30 @@ class CommandRunner:
     def __init__(
         self,
         ledger: CommandLedger,
-        queue: InstanceQueue,
+        reservations: ReservationStore,
+        deletions: Deletions,
         io: Offload,
         instance_id: str,
         find_session: Callable[[Command], OcppSession | None],
         *,
         keep_poison_messages: bool,
-        delete_linger_s: float = DELETE_LINGER_S,
     ) -> None:
         self._ledger = ledger
-        self._queue = queue
+        self._reservations = reservations
+        self._deletions = deletions
         self._io = io
         self._instance_id = instance_id
         self._find_session = find_session
         #: With a DLQ, an unreadable message is left for SQS to move there after its retries.
         self._keep_poison = keep_poison_messages
-        self._seen: OrderedDict[str, _Delivery] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._linger_s = delete_linger_s
-        #: Receipt handles to delete, each with when it was handed over (monotonic).
-        self._to_delete: list[tuple[str, float]] = []
-        self._deleter: asyncio.Task[None] | None = None
-        #: Set when the pending deletions must go now (a full batch, or a drain).
-        self._flush_now = asyncio.Event()
-        #: ``join`` calls running: while one waits, nothing lingers.
-        self._joining = 0
 
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
 
     def on_message(self, message: Received) -> None:
-        if message.body == WAKE_UP_BODY:
-            self._delete(message.receipt_handle)
-            return
         try:
             command = CommandEnvelope.from_json(message.body).command
         except InvalidRequest:
@@ -124,13 +117,13 @@ class CommandRunner:
                 extra={"messageId": message.message_id, "receiveCount": message.receive_count},
             )
             if not self._keep_poison:
-                self._delete(message.receipt_handle)
+                self._deletions.delete(message.receipt_handle)
             return
         self._forget_old()
-        delivery = self._seen.get(command.command_id)
+        delivery = self._seen.get(_identity(command))
         if delivery is None:
             delivery = _Delivery(command, {message.message_id: message.receipt_handle}, time.monotonic())
-            self._seen[command.command_id] = delivery
+            self._seen[_identity(command)] = delivery
             self._start(self._run(delivery))
             return
         log.info(
@@ -221,6 +214,12 @@ class CommandRunner:
         log.info("command completed", extra={**extra, "outcome": stored.kind.value, "errorCode": stored.error_code})
         self._delete_delivery(delivery)
 
+    def _delete_delivery(self, delivery: _Delivery) -> None:
+        """The outcome is stored: every copy of the message may go."""
+        receipts, delivery.receipts = delivery.receipts, {}
+        for receipt_handle in receipts.values():
+            self._deletions.delete(receipt_handle)
+
     # -- keeping the charger and the records in agreement -------------------------------
 
     def _reconcile(self, delivery: _Delivery, answer: CommandOutcome, stored: CommandOutcome | None) -> None:
@@ -248,8 +247,27 @@ class CommandRunner:
             return
         self._start(self._undo_reservation(command, session, reservation_id))
 
+    async def _undo_needed(self, command: Command) -> bool:
+        """Whether the record still says what the late answer contradicts (``lifecycle.undo_needed``)."""
+        ref = command.reservation
+        if ref is None:
+            return True  # nothing recorded to agree with but the outcome itself
+        record = await self._io(self._reservations.get, ref.account_id, ref.reservation_id)
+        return lifecycle.undo_needed(record, command.command_id)
+
     async def _undo_reservation(self, command: Command, session: OcppSession, reservation_id: int) -> None:
         extra = {"commandId": command.command_id, "charger": command.ocpp_id, "reservationId": reservation_id}
+        try:
+            needed = await self._undo_needed(command)
+        except Exception:
+            # Unknown: a cancel could drop a newer reservation the record calls active,
+            # leaving it undone could leave one the record calls failed. The second is
+            # what the record already tells the partner (Failed, CHARGER_TIMEOUT).
+            log.exception("could not read the reservation; the late answer is not undone", extra=extra)
+            return
+        if not needed:
+            log.info("late answer not undone: the reservation has moved on since", extra=extra)
+            return
         log.warning("cancelling a reservation the charger accepted after its outcome was recorded", extra=extra)
         try:
             async with asyncio.timeout(UNDO_TIMEOUT_S):
@@ -261,66 +279,20 @@ class CommandRunner:
             return
         log.info("reservation cancelled on the charger", extra={**extra, "reply": repr(reply)})
 
-    # -- deleting handled messages, batched -------------------------------------------
-
-    def _delete_delivery(self, delivery: _Delivery) -> None:
-        receipts, delivery.receipts = delivery.receipts, {}
-        for receipt_handle in receipts.values():
-            self._delete(receipt_handle)
-
-    def _delete(self, receipt_handle: str) -> None:
-        self._to_delete.append((receipt_handle, time.monotonic()))
-        if len(self._to_delete) >= DELETE_BATCH or self._joining:
-            self._flush_now.set()
-        if self._deleter is None:
-            self._deleter = asyncio.get_running_loop().create_task(self._flush_deletes())
-
-    async def _linger(self) -> None:
-        """Wait until a full batch is pending, a drain begins, or the oldest deletion has waited long enough."""
-        if len(self._to_delete) >= DELETE_BATCH or self._joining:
-            return
-        left = self._to_delete[0][1] + self._linger_s - time.monotonic()
-        if left <= 0:
-            # Still yield once, so the deletions of a burst of completions share batches.
-            await asyncio.sleep(0)
-            return
-        self._flush_now.clear()
-        try:
-            async with asyncio.timeout(left):
-                await self._flush_now.wait()
-        except TimeoutError:
-            pass
-
-    async def _flush_deletes(self) -> None:
-        try:
-            while self._to_delete:
-                await self._linger()
-                taken, self._to_delete = self._to_delete[:DELETE_BATCH], self._to_delete[DELETE_BATCH:]
-                batch = [receipt_handle for receipt_handle, _ in taken]
-                try:
-                    failed = await self._io(self._queue.delete, batch)
-                except Exception:
-                    log.exception("could not delete handled messages; SQS will redeliver them")
-                    continue
-                if failed:
-                    log.warning("some handled messages were not deleted", extra={"count": len(failed)})
-        finally:
-            self._deleter = None
+    # -- draining -----------------------------------------------------------------------
 
     async def join(self, limit_s: float | None = None) -> bool:
-        """Wait for the running commands and flush their deletions now; False if some outlived ``limit_s``."""
+        """Wait for the running commands and send their deletions now; False if some outlived ``limit_s``."""
         deadline = None if limit_s is None else time.monotonic() + limit_s
-        self._joining += 1
-        try:
-            while self._tasks or self._deleter is not None:
-                self._flush_now.set()
+        with self._deletions.at_once():
+            while True:
                 pending: set[asyncio.Task[None]] = set(self._tasks)
-                if self._deleter is not None:
-                    pending.add(self._deleter)
+                deleter = self._deletions.flush()
+                if deleter is not None:
+                    pending.add(deleter)
+                if not pending:
+                    return True
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 _, late = await asyncio.wait(pending, timeout=left)
                 if late and deadline is not None and time.monotonic() >= deadline:
                     return False
-            return True
-        finally:
-            self._joining -= 1

@@ -1,0 +1,80 @@
+"""The home of the gateway's wiring: settings in, the stores and adapters one instance runs on out.
+
+The gateway's ``build_services`` (``evreserve.services.bootstrap``): the one place it
+builds boto3 clients, stores, its queue's clients and thread pools. ``Gateway`` takes
+what this returns, so a test hands it a stand-in (a store that fails on cue, a counting
+password check) with ``dataclasses.replace`` instead of patching a running gateway.
+Nothing here calls AWS: clients connect on first use, from the gateway's I/O threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evreserve import aws
+from evreserve.security import verify_password
+from evreserve.storage.commands import CommandLedger
+from evreserve.storage.instances import InstanceStore
+from evreserve.storage.registry import RegistryStore
+from evreserve.storage.reservations import ReservationStore
+
+from .commands.queue import InstanceQueue
+from .offload import Offload
+from .settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+#: Margin over the long-poll wait for the HTTP read of ReceiveMessage.
+_POLL_READ_MARGIN_S = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Dependencies:
+    """What one gateway instance runs on. Its own: the gateway shuts the thread pools down when it stops."""
+
+    registry: RegistryStore
+    reservations: ReservationStore
+    #: The instances' leases (who is alive), in the registry table.
+    instances: InstanceStore
+    ledger: CommandLedger
+    #: This instance's queue, for the short calls (create, delete messages, wake up, drain, delete).
+    queue: InstanceQueue
+    #: The same queue on a client whose read timeout allows for the long poll.
+    poll_queue: InstanceQueue
+    #: Threads for the blocking DynamoDB / SQS calls.
+    io: Offload
+    #: Threads for scrypt: few, so an attack on passwords cannot starve the storage calls.
+    auth: Offload
+    #: ``(password, stored hash) -> bool``; blocking (scrypt), run on ``auth``.
+    verify_password: Callable[[str, str], bool]
+
+
+def bootstrap(
+    settings: GatewaySettings,
+    *,
+    dynamodb: DynamoDBClient | None = None,
+    sqs: SQSClient | None = None,
+) -> Dependencies:
+    """Build what a gateway instance runs on; boto3 clients may be injected (tests)."""
+    dynamodb = dynamodb or aws.dynamodb_client(settings)
+    # Long polls outlast the core's short read timeout, so they get their own client;
+    # an injected client (tests) serves both and must allow for the wait.
+    poll_sqs = sqs or aws.sqs_client(
+        settings.model_copy(update={"aws_read_timeout_s": settings.gateway_queue_wait_s + _POLL_READ_MARGIN_S})
+    )
+    sqs = sqs or aws.sqs_client(settings)
+    return Dependencies(
+        registry=RegistryStore(dynamodb, settings.registry_table),
+        instances=InstanceStore(dynamodb, settings.registry_table),
+        reservations=ReservationStore(dynamodb, settings.reservations_table),
+        ledger=CommandLedger(dynamodb, settings.commands_table, settings.reservations_table),
+        queue=InstanceQueue(sqs, settings.queue_name),
+        poll_queue=InstanceQueue(poll_sqs, settings.queue_name),
+        io=Offload(settings.gateway_io_threads, "gw-io"),
+        auth=Offload(settings.gateway_auth_threads, "gw-auth"),
+        verify_password=verify_password,
+    )

@@ -1,0 +1,313 @@
+"""The home of this instance's SQS queue: its SQS calls, the long poll, the drain at shutdown, handled messages deleted.
+
+Each instance reads a queue of its own (``{prefix}{instance id}``), created at start,
+long-polled while it runs, drained and deleted when it stops. SQS losing it (a restarted
+server, a deletion by hand) is repaired here: the poll creates it again, and the
+connection table re-registers its chargers when the URL changed.
+
+Deletions linger (``GATEWAY_DELETE_LINGER_S``) so that the commands completing within
+a second share one DeleteMessageBatch; they are flushed at once when ten are pending
+and when the runner drains (``CommandRunner.join``). A deletion lost to a crash or a
+failed request only means SQS redelivers the message after the visibility timeout, and
+the runner's dedupe drops it unsent (and deletes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from evreserve.aws import error_code, unavailable_on_transport_errors
+
+from ..offload import Offload
+from ..settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+#: The logger names these records had before the queue got a module of its own.
+log = logging.getLogger("evreserve_gateway")
+deletions_log = logging.getLogger("evreserve_gateway.commands")
+
+#: Sent by the instance to itself at shutdown, so that its pending long poll returns at once.
+WAKE_UP_BODY = '{"gateway":"wake-up"}'
+
+#: Commands live seconds; anything older than this in the queue is long past its deadline.
+RETENTION_S = 300
+#: Longest pause between attempts to reach a failing SQS.
+MAX_POLL_BACKOFF_S = 5.0
+#: SQS deletes at most this many messages per DeleteMessageBatch.
+DELETE_BATCH = 10
+#: How long a handled message may wait for others to share its DeleteMessageBatch
+#: (the setting's default; see ``GatewaySettings.gateway_delete_linger_s``).
+DELETE_LINGER_S = 1.0
+
+
+def queue_is_gone(exc: ClientError) -> bool:
+    """SQS's answer for a queue that does not exist (query and JSON protocols spell it differently)."""
+    code = error_code(exc)
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+
+class InstanceQueue:
+    """Blocking SQS calls for one queue; the gateway runs them on its I/O threads."""
+
+    def __init__(self, sqs: SQSClient, name: str) -> None:
+        self._sqs = sqs
+        self.name = name
+        self.url = ""
+
+    def create(self, *, visibility_s: int, wait_s: int, dlq_url: str | None, max_receive_count: int) -> str:
+        attributes: dict[Any, str] = {
+            "VisibilityTimeout": str(visibility_s),
+            "MessageRetentionPeriod": str(RETENTION_S),
+            "ReceiveMessageWaitTimeSeconds": str(wait_s),
+        }
+        with unavailable_on_transport_errors("SQS"):
+            if dlq_url:
+                arn = self._sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ]
+                attributes["RedrivePolicy"] = json.dumps(
+                    {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)}
+                )
+            try:
+                self.url = self._sqs.create_queue(QueueName=self.name, Attributes=attributes)["QueueUrl"]
+            except ClientError as exc:
+                # A restarted instance with the same id finds its old queue, maybe set up differently.
+                if "QueueAlreadyExists" not in error_code(exc) and "QueueNameExists" not in error_code(exc):
+                    raise
+                self.url = self._sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+                self._sqs.set_queue_attributes(QueueUrl=self.url, Attributes=attributes)
+        return self.url
+
+    def receive(self, wait_s: int) -> list[Received]:
+        with unavailable_on_transport_errors("SQS"):
+            answer: dict[str, Any] = dict(
+                self._sqs.receive_message(
+                    QueueUrl=self.url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=wait_s,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            )
+        return [
+            Received(
+                message_id=m["MessageId"],
+                receipt_handle=m["ReceiptHandle"],
+                body=m["Body"],
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+            )
+            for m in answer.get("Messages", [])
+        ]
+
+    def delete(self, receipt_handles: list[str]) -> list[str]:
+        """Delete up to 10 messages; returns the handles that failed."""
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+        with unavailable_on_transport_errors("SQS"):
+            answer = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)  # type: ignore[arg-type]
+        return [receipt_handles[int(f["Id"])] for f in answer.get("Failed", [])]
+
+    def wake_up(self) -> None:
+        with unavailable_on_transport_errors("SQS"):
+            self._sqs.send_message(QueueUrl=self.url, MessageBody=WAKE_UP_BODY)
+
+    def delete_queue(self, url: str | None = None) -> None:
+        """Delete this queue, or (``url``) a dead instance's: gone already is fine."""
+        try:
+            with unavailable_on_transport_errors("SQS"):
+                self._sqs.delete_queue(QueueUrl=url or self.url)
+        except ClientError as exc:
+            if url is None or not queue_is_gone(exc):
+                raise
+
+
+class Deletions:
+    """Handled messages, deleted in batches: at most ten a request, lingering to fill one (module docstring)."""
+
+    def __init__(self, queue: InstanceQueue, io: Offload, linger_s: float = DELETE_LINGER_S) -> None:
+        self._queue = queue
+        self._io = io
+        self._linger_s = linger_s
+        #: Receipt handles to delete, each with when it was handed over (monotonic).
+        self._to_delete: list[tuple[str, float]] = []
+        self._deleter: asyncio.Task[None] | None = None
+        #: Set when the pending deletions must go now (a full batch, or a drain).
+        self._flush_now = asyncio.Event()
+        #: Drains running (``at_once``): while one waits, nothing lingers.
+        self._joining = 0
+
+    def delete(self, receipt_handle: str) -> None:
+        """Delete a handled message, in a batch with the others handled about now."""
+        self._to_delete.append((receipt_handle, time.monotonic()))
+        if len(self._to_delete) >= DELETE_BATCH or self._joining:
+            self._flush_now.set()
+        if self._deleter is None:
+            self._deleter = asyncio.get_running_loop().create_task(self._flush_deletes())
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """While in this block (a drain), deletions do not linger."""
+        self._joining += 1
+        try:
+            yield
+        finally:
+            self._joining -= 1
+
+    def flush(self) -> asyncio.Task[None] | None:
+        """Send the pending deletions without waiting; the task sending them, if any."""
+        if self._deleter is not None:
+            self._flush_now.set()
+        return self._deleter
+
+    async def _linger(self) -> None:
+        """Wait until a full batch is pending, a drain begins, or the oldest deletion has waited long enough."""
+        if len(self._to_delete) >= DELETE_BATCH or self._joining:
+            return
+        left = self._to_delete[0][1] + self._linger_s - time.monotonic()
+        if left <= 0:
+            # Still yield once, so the deletions of a burst of completions share batches.
+            await asyncio.sleep(0)
+            return
+        self._flush_now.clear()
+        try:
+            async with asyncio.timeout(left):
+                await self._flush_now.wait()
+        except TimeoutError:
+            pass
+
+    async def _flush_deletes(self) -> None:
+        try:
+            while self._to_delete:
+                await self._linger()
+                taken, self._to_delete = self._to_delete[:DELETE_BATCH], self._to_delete[DELETE_BATCH:]
+                batch = [receipt_handle for receipt_handle, _ in taken]
+                try:
+                    failed = await self._io(self._queue.delete, batch)
+                except Exception:
+                    deletions_log.exception("could not delete handled messages; SQS will redeliver them")
+                    continue
+                if failed:
+                    deletions_log.warning("some handled messages were not deleted", extra={"count": len(failed)})
+        finally:
+            self._deleter = None
+
+
+class CommandQueue:
+    """This instance's queue as the gateway runs it: created, long-polled, drained and deleted.
+
+    ``queue`` makes the short calls; ``poll_queue`` is the same queue on a client whose
+    read timeout allows for the long poll (see ``bootstrap``).
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        queue: InstanceQueue,
+        poll_queue: InstanceQueue,
+        io: Offload,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._poll_queue = poll_queue
+        self._io = io
+        self._stopping = stopping
+        self.deletions = Deletions(queue, io, settings.gateway_delete_linger_s)
+
+    @property
+    def url(self) -> str:
+        return self._queue.url
+
+    async def create(self) -> bool:
+        """Create (or find) this instance's queue; True if its URL changed, so registrations must follow."""
+        before = self._queue.url
+        self._poll_queue.url = await self._io(
+            self._queue.create,
+            visibility_s=self._settings.gateway_queue_visibility_s,
+            wait_s=self._settings.gateway_queue_wait_s,
+            dlq_url=self._settings.command_dlq_url,
+            max_receive_count=self._settings.gateway_queue_max_receive_count,
+        )
+        return bool(before) and before != self._queue.url
+
+    async def poll(self, deliver: Callable[[Received], None], moved: Callable[[], Awaitable[None]]) -> None:
+        """Hand every command received to ``deliver`` until the gateway stops; ``moved`` when the URL changed."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                messages = await self._io(self._poll_queue.receive, self._settings.gateway_queue_wait_s)
+            except ClientError as exc:
+                if not queue_is_gone(exc):
+                    log.exception("could not receive commands; retrying", extra={"backoffS": backoff})
+                    await asyncio.sleep(backoff)
+                    continue
+                # SQS lost the queue (a restarted server, a deletion by hand): without it
+                # no command can reach this instance again, so it is created anew.
+                log.warning("the instance queue is gone; creating it again", extra={"queueUrl": self.url})
+                try:
+                    if await self.create():
+                        await moved()
+                except Exception:
+                    log.exception("could not create the instance queue; retrying", extra={"backoffS": backoff})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), backoff)
+                    backoff = min(backoff * 2, MAX_POLL_BACKOFF_S)
+                continue
+            except Exception:
+                log.exception("could not receive commands; retrying", extra={"backoffS": backoff})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, MAX_POLL_BACKOFF_S)
+                continue
+            backoff = 0.5
+            self._hand_over(messages, deliver)
+
+    async def wake_poll(self) -> None:
+        """Make the pending long poll return now (a message to ourselves), so that a stop need not wait it out."""
+        try:
+            await self._io(self._queue.wake_up)
+        except Exception:
+            log.exception("could not wake the long poll; waiting it out")
+
+    async def drain(self, deliver: Callable[[Received], None]) -> None:
+        """Hand over the commands still queued at shutdown (no charger is held: they end offline)."""
+        while True:
+            try:
+                messages = await self._io(self._queue.receive, 0)
+            except Exception:
+                log.exception("could not drain the instance queue")
+                return
+            if not messages:
+                return
+            self._hand_over(messages, deliver)
+
+    async def remove(self) -> None:
+        """Delete the queue itself: nobody reads it any more."""
+        try:
+            await self._io(self._queue.delete_queue)
+        except Exception:
+            log.exception("could not delete the instance queue", extra={"queueUrl": self.url})
+
+    def _hand_over(self, messages: list[Received], deliver: Callable[[Received], None]) -> None:
+        for message in messages:
+            if message.body == WAKE_UP_BODY:
+                self.deletions.delete(message.receipt_handle)
+            else:
+                deliver(message)
