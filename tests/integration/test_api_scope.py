@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -209,7 +209,7 @@ def _body(world: World, method: str, path: str) -> dict[str, Any] | None:
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/ocpp/reservations"): {
             "portId": port["id"],
-            "expiryDate": "2099-01-01T00:00:00Z",
+            "expiryDate": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
             "idTag": "INTRUDER",
             "reservationId": world.reservation.reservation_id,
         },

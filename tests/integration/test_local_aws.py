@@ -22,7 +22,7 @@ from devstack.template import (
     queue_definitions,
     table_definitions,
 )
-from evreserve.resources import GSI1, PK, QUEUE_ENV, SK, TABLE_ENV, TTL_ATTRIBUTE
+from evreserve.resources import BY_INSTANCE, GSI1, PK, QUEUE_ENV, SK, TABLE_ENV, TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -87,7 +87,7 @@ def test_template_tables_exist_with_their_indexes(local_aws: LocalAws, dynamodb_
         expected = {i["IndexName"] for i in table.create_kwargs.get("GlobalSecondaryIndexes", [])}
         assert {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])} == expected
     registry = dynamodb_client.describe_table(TableName=local_aws.resources["REGISTRY_TABLE"])["Table"]
-    assert [i["IndexName"] for i in registry["GlobalSecondaryIndexes"]] == [GSI1]
+    assert sorted(i["IndexName"] for i in registry["GlobalSecondaryIndexes"]) == sorted([GSI1, BY_INSTANCE])
 
 
 def test_ttl_is_enabled_where_the_template_asks(local_aws: LocalAws, dynamodb_client: DynamoDBClient) -> None:

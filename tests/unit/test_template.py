@@ -10,6 +10,7 @@ and no more, and that the gateway's deployment fits its lifecycle (drain, health
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -181,8 +182,15 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     "GatewayTaskRole": {
         ("dynamodb:GetItem", "RegistryTable"),
         ("dynamodb:UpdateItem", "RegistryTable"),
+        # Instance leases: renewed (PutItem), listed (gsi1), removed once lapsed (DeleteItem);
+        # a dead instance's chargers found on index byInstance.
+        ("dynamodb:PutItem", "RegistryTable"),
+        ("dynamodb:DeleteItem", "RegistryTable"),
+        ("dynamodb:Query", "RegistryTable/index"),
         ("dynamodb:Query", "ReservationsTable/index"),
         ("dynamodb:UpdateItem", "ReservationsTable"),
+        # Before undoing a late-accepted ReserveNow: whose is the reservation now?
+        ("dynamodb:GetItem", "ReservationsTable"),
         ("dynamodb:GetItem", "CommandsTable"),
         ("dynamodb:UpdateItem", "CommandsTable"),
         *{
@@ -302,7 +310,7 @@ def called_operations() -> set[str]:
             snake = botocore.xform_name(operation)
             methods.setdefault(snake, f"{service}.{snake}")
     found = set()
-    for root in (REPO / "layers" / "core", REPO / "gateway" / "evreserve_gateway", REPO / "functions"):
+    for root in (REPO / "layers", REPO / "gateway" / "evreserve_gateway", REPO / "functions"):
         for path in root.rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods:
@@ -365,6 +373,19 @@ def test_the_layer_is_the_core_built_for_the_functions_runtime():
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert function_globals["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
     assert is_ref(function_globals["Layers"][0], "CoreLayer")
+
+
+def test_the_lambda_glue_is_a_layer_of_its_own():
+    """evreserve_lambda (Powertools, the wire shapes) ships to the functions only, not in the gateway image."""
+    layer = template()["Resources"]["LambdaLayer"]
+    function_globals = template()["Globals"]["Function"]
+    assert layer["Properties"]["ContentUri"] == "layers/lambda"
+    assert (REPO / "layers" / "lambda" / "requirements.txt").is_file()
+    assert layer["Metadata"] == {"BuildMethod": function_globals["Runtime"], "BuildArchitecture": "arm64"}
+    assert is_ref(function_globals["Layers"][1], "LambdaLayer")
+    assert not (REPO / "layers" / "core" / "evreserve_lambda").exists()
+    core_requirements = (REPO / "layers" / "core" / "requirements.txt").read_text(encoding="utf-8")
+    assert "powertools" not in core_requirements
 
 
 def test_tracing_is_on_for_functions_and_api():
@@ -542,3 +563,18 @@ def test_cfn_lint_is_clean():
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_api_gateways_own_refusals_say_when_to_retry():
+    """API Gateway's own 429 (stage throttling) and an authorizer that failed (DynamoDB down) carry
+    Retry-After and the API's error body; the authorizer failure is 503 SERVICE_UNAVAILABLE, not 500."""
+    responses = props("Api")["GatewayResponses"]
+    for response_type, status, code in (
+        ("THROTTLED", 429, "RATE_LIMITED"),
+        ("AUTHORIZER_FAILURE", 503, "SERVICE_UNAVAILABLE"),
+    ):
+        response = responses[response_type]
+        assert response["StatusCode"] == status
+        retry_after = response["ResponseParameters"]["Headers"]["Retry-After"]
+        assert retry_after.startswith("'") and int(retry_after.strip("'")) > 0
+        assert json.loads(response["ResponseTemplates"]["application/json"])["code"] == code
