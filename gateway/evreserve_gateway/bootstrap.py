@@ -21,6 +21,7 @@ from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
 from .commands.queue import InstanceQueue
+from .commands.spool import OutcomeSpool
 from .offload import Offload
 from .settings import GatewaySettings
 
@@ -51,6 +52,8 @@ class Dependencies:
     auth: Offload
     #: ``(password, stored hash) -> bool``; blocking (scrypt), run on ``auth``.
     verify_password: Callable[[str, str], bool]
+    #: Where outcomes that could not be stored wait for DynamoDB; ``None``: in memory only.
+    spool: OutcomeSpool | None = None
 
 
 def bootstrap(
@@ -77,4 +80,5 @@ def bootstrap(
         io=Offload(settings.gateway_io_threads, "gw-io"),
         auth=Offload(settings.gateway_auth_threads, "gw-auth"),
         verify_password=verify_password,
+        spool=OutcomeSpool(sqs, settings.outcome_spool_url) if settings.outcome_spool_url else None,
     )

@@ -25,6 +25,7 @@ from websockets.frames import CloseCode
 from .background import Background
 from .bootstrap import Dependencies
 from .commands import CommandQueue, CommandRunner
+from .commands.spool import SpoolWriter
 from .connections import Connections
 from .handshake import Handshake
 from .leases import Leases
@@ -79,7 +80,12 @@ class Gateway:
             settings.instance_id,
             self._connections.session_for,
             keep_poison_messages=settings.command_dlq_url is not None,
+            spool=deps.spool,
         )
+        self._spool_writer = (
+            SpoolWriter(deps.spool, deps.ledger, deps.io, self._stopping) if deps.spool is not None else None
+        )
+        self._spool_task: asyncio.Task[None] | None = None
         self._leases = Leases(
             settings,
             deps.instances,
@@ -165,6 +171,8 @@ class Gateway:
         self._poller = loop.create_task(self._queue.poll(self._runner.on_message, self._connections.queue_moved))
         self._watcher = loop.create_task(self._connections.watch_storage())
         self._heartbeat = loop.create_task(self._leases.run())
+        if self._spool_writer is not None:
+            self._spool_task = loop.create_task(self._spool_writer.run())
         self._stopped = loop.create_future()
         log.info(
             "gateway started",
@@ -209,6 +217,8 @@ class Gateway:
                 await self._watcher
             if self._heartbeat is not None:
                 await self._heartbeat
+            if self._spool_task is not None:
+                await self._spool_task
             await self._queue.drain(self._runner.on_message)
             await self._runner.join()
             await self._queue.remove()

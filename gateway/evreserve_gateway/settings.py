@@ -95,6 +95,9 @@ class GatewaySettings(CoreSettings):
     #: deletes its queue. Renewed every ``gateway_lease_renew_s``; an instance is reaped
     #: at most lease + renew after it died (40 s by default).
     gateway_lease_s: float = Field(30.0, gt=0)
+    #: The queue where outcomes that could not be stored wait for DynamoDB (``commands.spool``);
+    #: unset, such an outcome waits in memory for the command's redelivery.
+    outcome_spool_url: str | None = None
     gateway_lease_renew_s: float = Field(10.0, gt=0)
     #: Threads running the blocking DynamoDB / SQS calls.
     gateway_io_threads: int = Field(32, ge=2)

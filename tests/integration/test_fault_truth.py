@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,8 +21,18 @@ from test_faults import Stack, wait_registered
 
 from devstack.gateways import GatewayProcess, free_port
 from evreserve.channel import CommandEnvelope
-from evreserve.models import CommandOutcome, ConnectionState, OcppVersion, OutcomeKind, ReservationState, utcnow
+from evreserve.errors import DependencyUnavailable
+from evreserve.models import (
+    Command,
+    CommandOutcome,
+    ConnectionState,
+    OcppVersion,
+    OutcomeKind,
+    ReservationState,
+    utcnow,
+)
 from evreserve.storage.codec import to_item
+from evreserve.storage.commands import CommandLedger
 from evreserve.storage.instances import InstanceStore, Lease
 from evreserve.storage.items import reservation_item
 
@@ -149,3 +160,58 @@ async def test_a_live_charger_on_another_instance_is_not_released(stack: Stack, 
             what="the dead lease to be reaped",
         )
         assert stack.registry.get_charger(charger.id).is_connected
+
+
+class FlakyLedger(CommandLedger):
+    """A gateway's ledger that cannot write while ``down`` (DynamoDB out, for this instance)."""
+
+    down = True
+
+    def complete(self, command: Command, outcome: CommandOutcome) -> CommandOutcome:
+        if self.down:
+            raise DependencyUnavailable("DynamoDB is unreachable")
+        return super().complete(command, outcome)
+
+
+async def test_an_outcome_given_during_an_outage_is_stored_once_storage_is_back(stack: Stack, start_gateway):
+    """Defect 2: the charger answers while DynamoDB is out, and the instance that heard it drains away
+    before storage is back. The answer is not lost: it waits in the spool and another instance stores
+    it (the reservation reads Failed past its answer-by time meanwhile; then the real outcome)."""
+    flaky = FlakyLedger(stack.ledger._client, stack.settings.commands_table, stack.settings.reservations_table)
+    first = await start_gateway(inject=lambda deps: replace(deps, ledger=flaky))
+    charger = stack.seed_charger()
+    reservation = stack.seed_pending_reservation(charger)
+    behaviour = Behaviour()
+    spool_url = stack.aws.env()["OUTCOME_SPOOL_URL"]
+
+    def spooled() -> int:
+        attributes = stack.sqs.get_queue_attributes(QueueUrl=spool_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    async with charger_session(first, charger, V16, behaviour):
+        await wait_registered(stack, charger, first.instance_id)
+        command = stack.command(charger, V16, timeout_s=3.0, reservation=reservation)
+        await asyncio.to_thread(stack.channel.submit, command)
+        await asyncio.to_thread(stack.channel.send, command, first.queue_url)
+        await wait_until(spooled, 10, what="the unwritable outcome to reach the spool")
+    await first.stop()  # drained: nothing of the answer is left in that process
+    assert stack.ledger.get(command.command_id).outcome is None
+    assert stack.reservation_state(reservation) is ReservationState.PENDING
+
+    second = await start_gateway()  # storage is back (its ledger is the real one)
+
+    def stored() -> CommandOutcome | None:
+        found = stack.ledger.get(command.command_id)
+        return found.outcome if found is not None else None
+
+    outcome = await wait_until(stored, 15, what="the spooled outcome to be stored")
+    assert (outcome.kind, outcome.payload, outcome.completed_by) == (
+        OutcomeKind.RESULT,
+        {"status": "Accepted"},
+        first.instance_id,
+    )
+    assert stack.reservation_state(reservation) is ReservationState.ACCEPTED
+    await wait_until(lambda: spooled() == 0, 10, what="the spool to be emptied")
+    assert second.instance_id != first.instance_id

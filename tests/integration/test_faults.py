@@ -184,6 +184,7 @@ def stack(fault_aws: LocalAws) -> Stack:
         commands_table=env["COMMANDS_TABLE"],
         gateway_queue_prefix=env["GATEWAY_QUEUE_PREFIX"],
         command_dlq_url=env.get("COMMAND_DLQ_URL"),
+        outcome_spool_url=env.get("OUTCOME_SPOOL_URL"),
         gateway_port=0,
         gateway_queue_wait_s=1,
         gateway_drain_timeout_s=0.5,

@@ -207,6 +207,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
             )
         },
         ("sqs:GetQueueAttributes", "CommandDeadLetterQueue"),
+        *{(f"sqs:{a}", "OutcomeSpoolQueue") for a in ("SendMessage", "ReceiveMessage", "DeleteMessage")},
     },
 }
 
@@ -292,6 +293,7 @@ OPERATION_ACTIONS = {
     "sqs.send_message": {"sqs:SendMessage"},
     "sqs.receive_message": {"sqs:ReceiveMessage"},
     "sqs.delete_message_batch": {"sqs:DeleteMessage"},
+    "sqs.delete_message": {"sqs:DeleteMessage"},  # the outcome spool, one stored outcome at a time
     "sqs.create_queue": {"sqs:CreateQueue"},
     "sqs.get_queue_url": {"sqs:GetQueueUrl"},
     "sqs.get_queue_attributes": {"sqs:GetQueueAttributes"},

@@ -33,6 +33,7 @@ from evreserve.storage.reservations import ReservationStore
 from ..offload import Offload
 from ..protocol import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
 from .queue import Deletions, Received
+from .spool import OutcomeSpool
 
 #: The logger name these records had before the commands got a package of their own.
 log = logging.getLogger("evreserve_gateway.commands")
@@ -92,6 +93,7 @@ class CommandRunner:
         find_session: Callable[[Command], OcppSession | None],
         *,
         keep_poison_messages: bool,
+        spool: OutcomeSpool | None = None,
     ) -> None:
         self._ledger = ledger
         self._reservations = reservations
@@ -99,6 +101,7 @@ class CommandRunner:
         self._io = io
         self._instance_id = instance_id
         self._find_session = find_session
+        self._spool = spool
         #: With a DLQ, an unreadable message is left for SQS to move there after its retries.
         self._keep_poison = keep_poison_messages
         self._seen: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
@@ -199,8 +202,7 @@ class CommandRunner:
             except DependencyUnavailable:
                 pause = next(pauses, None)
                 if pause is None:
-                    delivery.unwritten = outcome
-                    log.exception("could not store a command outcome; retried on redelivery", extra=extra)
+                    await self._keep(delivery, outcome, extra)
                     return
                 await asyncio.sleep(pause)
             except Exception:
@@ -213,6 +215,22 @@ class CommandRunner:
             self._reconcile(delivery, outcome, stored)
         log.info("command completed", extra={**extra, "outcome": stored.kind.value, "errorCode": stored.error_code})
         self._delete_delivery(delivery)
+
+    async def _keep(self, delivery: _Delivery, outcome: CommandOutcome, extra: dict[str, str]) -> None:
+        """Storage keeps failing: hand the outcome to the spool, or keep it for the message's redelivery."""
+        if self._spool is not None:
+            try:
+                await self._io(self._spool.put, delivery.command, outcome)
+            except Exception:
+                log.exception("could not spool a command outcome either; retried on redelivery", extra=extra)
+            else:
+                log.warning("could not store a command outcome; spooled until storage is back", extra=extra)
+                delivery.unwritten = None
+                self._delete_delivery(delivery)
+                return
+        else:
+            log.error("could not store a command outcome; retried on redelivery", extra=extra)
+        delivery.unwritten = outcome
 
     def _delete_delivery(self, delivery: _Delivery) -> None:
         """The outcome is stored: every copy of the message may go."""

@@ -23,6 +23,7 @@ TABLE_ENV: Final[dict[str, str]] = {
 #: carries its URL.
 QUEUE_ENV: Final[dict[str, str]] = {
     "CommandDeadLetterQueue": "COMMAND_DLQ_URL",
+    "OutcomeSpoolQueue": "OUTCOME_SPOOL_URL",
 }
 
 #: Attribute names shared by the tables' key schemas.
