@@ -257,3 +257,28 @@ def test_unreachable_sqs_marks_the_command_not_sent(settings, ledger, monkeypatc
     stored = ledger.get(command.command_id)
     assert stored is not None and stored.outcome is not None and stored.outcome.kind is OutcomeKind.NOT_SENT
     assert channel.submit(command).created
+
+
+class HiccupLedger(CommandLedger):
+    """The waiting function's ledger: its first reads fail as in a short DynamoDB outage."""
+
+    def __init__(self, *args, failures: int) -> None:
+        super().__init__(*args)
+        self.failures = failures
+
+    def get(self, command_id: str):
+        if self.failures:
+            self.failures -= 1
+            raise DependencyUnavailable("DynamoDB is unreachable")
+        return super().get(command_id)
+
+
+def test_a_failed_read_while_waiting_is_not_the_answer(settings, ledger, queue_url, gateway):
+    """Defect 2: the waiter's read fails for a moment; it keeps polling and returns the charger's answer
+    instead of a 503 for a command that was answered."""
+    flaky = HiccupLedger(dynamodb_client(settings), settings.commands_table, settings.reservations_table, failures=3)
+    channel = CommandChannel(flaky, sqs_client(settings), settings)
+    command = _command(settings)
+    outcome = execute(channel, command, queue_url)
+    assert outcome.kind is OutcomeKind.RESULT and outcome.payload == {"status": "Accepted"}
+    assert flaky.failures == 0

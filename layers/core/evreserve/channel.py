@@ -136,6 +136,12 @@ class CommandChannel:
                 )
             pause = next(polls, POLL_SCHEDULE_S[-1])
             self._sleep(max(0.0, min(pause, (give_up_at - now).total_seconds())))
-            current = self._ledger.get(command.command_id)
+            try:
+                current = self._ledger.get(command.command_id)
+            except DependencyUnavailable:
+                # A read that failed says nothing of the charger: keep polling until the
+                # deadline and grace, rather than answer 503 for a command that may be
+                # answered a moment later (a short DynamoDB hiccup).
+                continue
             if current is not None and current.outcome is not None:
                 return current.outcome
