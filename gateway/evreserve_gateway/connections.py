@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from evreserve.channel import CloseSession
 from evreserve.errors import DependencyUnavailable, NotFound, StaleWrite
 from evreserve.models import Command, Connection, ConnectionState, utcnow
 from evreserve.storage.registry import RegistryStore
@@ -29,6 +30,7 @@ from evreserve.storage.reservations import ReservationStore
 
 from .admission import Admission
 from .background import Background
+from .commands.queue import InstanceQueue
 from .logs import ChargerLogger
 from .offload import Offload
 from .protocol import OcppSession, new_session
@@ -68,6 +70,7 @@ class Connections:
         *,
         admission_of: Callable[[ServerConnection], Admission | None],
         queue_url: Callable[[], str],
+        queue: InstanceQueue,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -79,6 +82,8 @@ class Connections:
         self._admission_of = admission_of
         #: The instance queue's current URL, registered with each connection.
         self._queue_url = queue_url
+        #: For asking another instance to close a connection this one replaced.
+        self._queue = queue
         self._held: dict[str, Held] = {}
         #: False from a failed storage call until the connections are registered again.
         self._storage_ok = True
@@ -174,8 +179,10 @@ class Connections:
             protocol=admission.version,
         )
         try:
-            await self._io(self._registry.register_connection, held.charger_id, connection)
+            replaced = await self._io(self._registry.register_connection, held.charger_id, connection)
             held.connection = connection
+            if replaced is not None:
+                self._close_elsewhere(held, replaced, logger)
         except StaleWrite:
             logger.warning("a newer connection holds this charger elsewhere; closing this one")
             await held.websocket.close(CloseCode.POLICY_VIOLATION, "a newer connection holds this charger")
@@ -190,6 +197,30 @@ class Connections:
             await held.websocket.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return False
         return True
+
+    def _close_elsewhere(self, held: Held, replaced: Connection, logger: ChargerLogger) -> None:
+        """A newer connection on this instance: the instance holding the older one closes it.
+
+        Otherwise the old socket (possibly an impostor's, or a charger's stale half-open
+        one) would stay open on its instance, receiving nothing but able to report.
+        """
+        if replaced.state is not ConnectionState.CONNECTED or replaced.instance_id == self._settings.instance_id:
+            return  # nothing open elsewhere; one here was closed when this one was admitted
+        request = CloseSession(
+            charger_id=held.charger_id, session_id=replaced.session_id, reason="a newer connection holds this charger"
+        )
+        logger.info("asking the instance of the older connection to close it", extra={"instance": replaced.instance_id})
+        send = self._io(self._queue.send_close, replaced.queue_url, request)
+        self._background.spawn(send, "close an older connection elsewhere", logger)
+
+    def close_charger(self, request: CloseSession) -> None:
+        """Close a held session, as a control message asks (credentials changed, deleted, replaced)."""
+        held = next((h for h in self._held.values() if h.charger_id == request.charger_id), None)
+        if held is None or (request.session_id is not None and request.session_id != held.session_id):
+            return
+        logger = ChargerLogger(log, {"charger": held.ocpp_id})
+        logger.warning("closing the session as asked", extra={"reason": request.reason, "sessionId": held.session_id})
+        self._release(held, CloseCode.POLICY_VIOLATION, request.reason)
 
     async def _deregister(self, held: Held, logger: ChargerLogger) -> None:
         at = utcnow()

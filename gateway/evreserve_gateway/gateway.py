@@ -71,6 +71,7 @@ class Gateway:
             self._stopping,
             admission_of=self._handshake.admission,
             queue_url=lambda: self._queue.url,
+            queue=deps.queue,
         )
         self._runner = CommandRunner(
             deps.ledger,
@@ -81,6 +82,7 @@ class Gateway:
             self._connections.session_for,
             keep_poison_messages=settings.command_dlq_url is not None,
             spool=deps.spool,
+            control=self._connections.close_charger,
         )
         self._spool_writer = (
             SpoolWriter(deps.spool, deps.ledger, deps.io, self._stopping) if deps.spool is not None else None

@@ -174,6 +174,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     "ChargersFunction": {
         *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")},
         ("dynamodb:Query", "RegistryTable/index"),  # every registry list is on gsi1
+        ("sqs:SendMessage", QUEUES),  # closing a live session after a password change or deletion
     },
     "AdminFunction": {
         *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")},

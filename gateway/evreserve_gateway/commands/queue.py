@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from evreserve.aws import error_code, unavailable_on_transport_errors
+from evreserve.channel import CloseSession, close_session
 
 from ..offload import Offload
 from ..settings import GatewaySettings
@@ -127,6 +128,10 @@ class InstanceQueue:
     def wake_up(self) -> None:
         with unavailable_on_transport_errors("SQS"):
             self._sqs.send_message(QueueUrl=self.url, MessageBody=WAKE_UP_BODY)
+
+    def send_close(self, url: str, request: CloseSession) -> None:
+        """Ask another instance (its queue ``url``) to close a session it holds."""
+        close_session(self._sqs, url, request)
 
     def delete_queue(self, url: str | None = None) -> None:
         """Delete this queue, or (``url``) a dead instance's: gone already is fine."""

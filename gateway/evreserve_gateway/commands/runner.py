@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evreserve import lifecycle
-from evreserve.channel import CommandEnvelope
+from evreserve.channel import CloseSession, ControlEnvelope, read_message
 from evreserve.errors import DependencyUnavailable, InvalidRequest
 from evreserve.models import Command, CommandAction, CommandOutcome, OutcomeKind, utcnow
 from evreserve.ocpp_mapping import cancel_reservation_payload
@@ -94,6 +94,7 @@ class CommandRunner:
         *,
         keep_poison_messages: bool,
         spool: OutcomeSpool | None = None,
+        control: Callable[[CloseSession], None] = lambda _request: None,
     ) -> None:
         self._ledger = ledger
         self._reservations = reservations
@@ -102,6 +103,8 @@ class CommandRunner:
         self._instance_id = instance_id
         self._find_session = find_session
         self._spool = spool
+        #: What to do with a control message (close a session): the connection table's.
+        self._control = control
         #: With a DLQ, an unreadable message is left for SQS to move there after its retries.
         self._keep_poison = keep_poison_messages
         self._seen: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
@@ -113,7 +116,7 @@ class CommandRunner:
 
     def on_message(self, message: Received) -> None:
         try:
-            command = CommandEnvelope.from_json(message.body).command
+            envelope = read_message(message.body)
         except InvalidRequest:
             log.error(
                 "unreadable message on the command queue",
@@ -122,6 +125,11 @@ class CommandRunner:
             if not self._keep_poison:
                 self._deletions.delete(message.receipt_handle)
             return
+        if isinstance(envelope, ControlEnvelope):
+            self._control(envelope.close)
+            self._deletions.delete(message.receipt_handle)
+            return
+        command = envelope.command
         self._forget_old()
         delivery = self._seen.get(_identity(command))
         if delivery is None:

@@ -70,6 +70,50 @@ class CommandEnvelope(Model):
             raise InvalidRequest("not a command envelope this version understands", errors=exc.errors()) from exc
 
 
+class CloseSession(Model):
+    """Close a charger's live session (its credentials changed, it was deleted, or it connected elsewhere)."""
+
+    charger_id: int
+    #: Only this connection; ``None``: whichever the instance holds for the charger.
+    session_id: str | None = None
+    reason: str
+
+
+class ControlEnvelope(Model):
+    """An SQS message to a gateway instance that is not a command: nothing is sent to the charger."""
+
+    v: Literal[1] = 1
+    close: CloseSession
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+def read_message(body: str | bytes) -> CommandEnvelope | ControlEnvelope:
+    """What arrived on an instance queue; ``InvalidRequest`` for anything else."""
+    try:
+        return CommandEnvelope.from_json(body)
+    except InvalidRequest:
+        try:
+            return ControlEnvelope.model_validate_json(body)
+        except ValidationError as exc:
+            raise InvalidRequest("not a message this version understands", errors=exc.errors()) from exc
+
+
+def close_session(sqs: SQSClient, queue_url: str, request: CloseSession) -> None:
+    """Ask the instance behind ``queue_url`` to close a session; a queue that is gone has nothing to close.
+
+    Raises ``DependencyUnavailable`` when SQS cannot be reached (the caller decides
+    whether that fails its request).
+    """
+    try:
+        with unavailable_on_transport_errors("SQS"):
+            sqs.send_message(QueueUrl=queue_url, MessageBody=ControlEnvelope(close=request).to_json())
+    except ClientError as exc:
+        if not error_code(exc).endswith("NonExistentQueue"):
+            raise
+
+
 class CommandChannel:
     """The API side: submit a command, queue it for its gateway instance, await its outcome."""
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
-    from ..channel import CommandChannel
+    from ..channel import CloseSession, CommandChannel
     from .reservations import ReservationService
 
 
@@ -88,6 +88,21 @@ def build_services(
     registry = RegistryStore(dynamodb, settings.registry_table)
     account_store = AccountStore(dynamodb, settings.registry_table)
 
+    sqs_lock = threading.Lock()
+    built: list[SQSClient] = []
+
+    def sqs_once() -> SQSClient:
+        # Built on first use, under a lock: boto3 sessions are not thread-safe.
+        with sqs_lock:
+            if not built:
+                built.append(sqs or sqs_client(settings, session))
+            return built[0]
+
+    def close_session(queue_url: str, request: CloseSession) -> None:
+        from ..channel import close_session as send
+
+        send(sqs_once(), queue_url, request)
+
     def reservations() -> ReservationService:
         from ..channel import CommandChannel
         from ..storage.commands import CommandLedger
@@ -98,7 +113,7 @@ def build_services(
         commands = channel
         if commands is None:
             ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
-            commands = CommandChannel(ledger, sqs or sqs_client(settings, session), settings, clock=clock)
+            commands = CommandChannel(ledger, sqs_once(), settings, clock=clock)
         return ReservationService(registry, store, commands, settings, clock, rules=settings)
 
     return Services(
@@ -106,6 +121,6 @@ def build_services(
         registry=registry,
         account_store=account_store,
         accounts=AccountService(account_store, registry, clock),
-        chargers=ChargerService(registry, clock),
+        chargers=ChargerService(registry, clock, close_session),
         reservations=reservations,
     )

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ..errors import InvalidRequest, NotFound
-from ..models import Charger, Port, utcnow
+from ..errors import DependencyUnavailable, InvalidRequest, NotFound
+from ..models import Charger, ConnectionState, Port, utcnow
 from ..requests import ChargerChanges, NewCharger, NewPort, PortChanges
 from ..security import generate_password, hash_password
 from ..storage.paging import Page
 from ..storage.registry import RegistryStore
 from .principal import Principal
+
+if TYPE_CHECKING:
+    from ..channel import CloseSession
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +29,40 @@ class Registered:
     generated_password: str | None
 
 
+#: ``(queue URL of the instance holding the charger, what to close)``: the command channel's
+#: ``close_session`` on an SQS client, built when first needed.
+SessionCloser = Callable[[str, "CloseSession"], None]
+
+
 class ChargerService:
-    def __init__(self, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        registry: RegistryStore,
+        clock: Callable[[], datetime] = utcnow,
+        close_session: SessionCloser | None = None,
+    ) -> None:
         self._registry = registry
         self._clock = clock
+        self._close_session = close_session
+
+    def _end_session(self, charger: Charger, reason: str) -> None:
+        """Close the charger's live session, wherever it is held: its credentials no longer stand.
+
+        The change itself is stored already; if SQS cannot be reached the session stays
+        until the charger reconnects (and then meets the new credentials). Logged, not
+        raised: the caller's change did happen.
+        """
+        conn = charger.connection
+        if self._close_session is None or conn is None or conn.state is not ConnectionState.CONNECTED:
+            return
+        # Imported here: the chargers function loads the command channel only to close a session.
+        from ..channel import CloseSession
+
+        request = CloseSession(charger_id=charger.id, session_id=conn.session_id, reason=reason)
+        try:
+            self._close_session(conn.queue_url, request)
+        except DependencyUnavailable:
+            log.warning("could not ask the gateway to close a session", extra={"chargerId": charger.id})
 
     def _port(self, data: NewPort) -> Port:
         return Port(
@@ -121,12 +158,15 @@ class ChargerService:
             changes["password_hash"] = hash_password(request.password)
         updated = charger.model_copy(update=changes)
         self._registry.update_charger(charger, updated)
+        if "password" in given:
+            self._end_session(charger, "the charger's password changed")
         return updated
 
     def delete(self, principal: Principal, charger_id: int) -> None:
         principal.require_whole_account()
         charger = self.get(principal, charger_id)
         self._registry.delete_charger(charger)
+        self._end_session(charger, "the charger was deleted")
 
     # -- ports ---------------------------------------------------------------------------
 

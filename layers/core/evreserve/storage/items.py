@@ -122,6 +122,18 @@ def _ocpp_status_from(data: dict[str, Any] | None) -> OcppStatus | None:
     )
 
 
+def connection_from(conn: dict[str, Any]) -> Connection:
+    """A connection from its stored map (plain values, as ``from_item`` gives them)."""
+    return Connection(
+        state=conn["state"],
+        timestamp=conn["timestamp"],
+        session_id=conn["sessionId"],
+        instance_id=conn["instanceId"],
+        queue_url=conn["queueUrl"],
+        protocol=conn.get("protocol"),
+    )
+
+
 def connection_data(connection: Connection) -> dict[str, Any]:
     return {
         "state": connection.state.value,
@@ -192,18 +204,7 @@ def charger_from(item: dict[str, Any]) -> Charger:
         password_hash=data.get("passwordHash"),
         allow_no_password=data.get("allowNoPassword", False),
         ports=ports,
-        connection=(
-            Connection(
-                state=conn["state"],
-                timestamp=conn["timestamp"],
-                session_id=conn["sessionId"],
-                instance_id=conn["instanceId"],
-                queue_url=conn["queueUrl"],
-                protocol=conn.get("protocol"),
-            )
-            if conn
-            else None
-        ),
+        connection=connection_from(conn) if conn else None,
         boot=(
             BootInfo(
                 vendor=boot.get("vendor"),

@@ -18,8 +18,8 @@ from ..models import BootInfo, Connection, ConnectionState, OcppStatus
 from ..resources import BY_INSTANCE, CONNECTED_TO
 from . import keys
 from .base import is_condition_failure
-from .codec import serialize
-from .items import boot_data, connection_data, iso, ocpp_status_data
+from .codec import from_item, serialize
+from .items import boot_data, connection_data, connection_from, iso, ocpp_status_data
 from .registry_table import RegistryTable
 
 
@@ -28,20 +28,23 @@ def epoch_ms(value: datetime) -> int:
 
 
 class LiveChargerState(RegistryTable):
-    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> None:
+    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> dict[str, Any]:
         with unavailable_on_transport_errors(self.service):
-            self._client.update_item(
+            answer = self._client.update_item(
                 TableName=self._table, Key=key, UpdateExpression=expression, ConditionExpression=condition, **kwargs
             )
+        attributes: dict[str, Any] = answer.get("Attributes") or {}
+        return attributes
 
-    def register_connection(self, charger_id: int, connection: Connection) -> None:
+    def register_connection(self, charger_id: int, connection: Connection) -> Connection | None:
         """Record that ``connection`` now holds the charger, unless a newer one already does.
 
-        Raises ``StaleWrite`` when a connection that started later is registered, and
-        ``NotFound`` when the charger was deleted meanwhile.
+        Returns the connection it replaced (the instance holding that one is told to
+        close it), if any. Raises ``StaleWrite`` when a connection that started later is
+        registered, and ``NotFound`` when the charger was deleted meanwhile.
         """
         try:
-            self._update(
+            replaced = self._update(
                 keys.charger(charger_id),
                 "SET #c = :c, connectionEpochMs = :e, #to = :i",
                 "attribute_exists(pk) AND (attribute_not_exists(connectionEpochMs) OR connectionEpochMs <= :e)",
@@ -51,6 +54,7 @@ class LiveChargerState(RegistryTable):
                     ":e": {"N": str(epoch_ms(connection.timestamp))},
                     ":i": {"S": connection.instance_id},
                 },
+                ReturnValues="UPDATED_OLD",
             )
         except ClientError as exc:
             if not is_condition_failure(exc):
@@ -58,6 +62,8 @@ class LiveChargerState(RegistryTable):
             if self._get(keys.charger(charger_id)) is None:
                 raise NotFound("charger not found", charger_id=charger_id) from exc
             raise StaleWrite("a newer connection holds this charger", charger_id=charger_id) from exc
+        old = from_item(replaced).get("connection")
+        return connection_from(old) if isinstance(old, dict) else None
 
     def register_disconnection(self, charger_id: int, session_id: str, at: datetime) -> bool:
         """Mark the charger disconnected if ``session_id`` is still its connection; False if not."""
