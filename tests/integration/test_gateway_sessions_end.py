@@ -1,4 +1,4 @@
-"""A live session ends when its credentials stop standing, whichever instance holds it.
+"""A live session ends when its credentials stop standing, whichever instance holds it; a busy table is no crash.
 
 Real gateways on 127.0.0.1:0, the local DynamoDB and SQS servers, the chargers' real
 WebSocket clients; the password change and the deletion go through the chargers'
@@ -8,16 +8,25 @@ service as the API function runs it (issue "Every answer true under faults", def
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from fixtures.gateway_fixtures import charger_session, wait_held, wait_until
 
+from evreserve.aws import dynamodb_client
+from evreserve.errors import DependencyUnavailable
 from evreserve.models import ApiKey, utcnow
-from evreserve.requests import ChargerChanges
+from evreserve.requests import ChargerChanges, NewCharger, NewPort
 from evreserve.services.bootstrap import build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import CoreSettings
+from evreserve.storage.registry import RegistryStore
+from evreserve_gateway import GatewaySettings
+from evreserve_lambda.http import status_of
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +81,56 @@ async def test_a_password_change_or_deletion_closes_the_live_session(
             await asyncio.to_thread(services.chargers.delete, owner, charger.id)
         assert await closed(session) == 1008
         await wait_until(lambda: not holder.holds(charger.ocpp_id), 5, what="the session to be let go")
+
+
+def _answer_with(client: Any, operation: str, code: str, times: int) -> list[int]:
+    """Make the client's next ``times`` calls of ``operation`` come back as DynamoDB's error ``code``
+    (a 400 on the wire, as DynamoDB sends it); the list counts the calls answered so."""
+    answered: list[int] = []
+
+    def respond(request: Any, **_kwargs: Any) -> Any:
+        if len(answered) >= times:
+            return None
+        answered.append(1)
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, _Raw(body.encode()))
+
+    client.meta.events.register(f"before-send.dynamodb.{operation}", respond)
+    return answered
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_kwargs: Any) -> Any:
+        yield self._body
+
+
+async def test_a_transaction_conflict_on_registration_is_try_again_later(start_gateway, seed_charger, registry):
+    """Defect 6: DynamoDB answers the connection's registration with TransactionConflictException (the
+    charger's item is in a transaction): the charger is asked to come back (1013), not crashed with 1011;
+    its next attempt connects."""
+    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0))
+    answered = _answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
+    gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
+    charger = seed_charger()
+    async with charger_session(gateway, charger) as first:
+        assert await closed(first) == 1013
+    assert answered == [1]
+    async with charger_session(gateway, charger):
+        await wait_held(gateway, charger, registry)
+
+
+def test_a_cancelled_registry_transaction_is_503_not_500(local_aws) -> None:
+    """Defect 6: registering a charger (one transaction) that DynamoDB cancels for a conflicting
+    transaction is SERVICE_UNAVAILABLE (503, retry), not an unhandled error (500)."""
+    dynamodb = dynamodb_client(CoreSettings())  # type: ignore[call-arg]
+    _answer_with(dynamodb, "TransactWriteItems", "TransactionCanceledException", times=1)
+    services = build_services(CoreSettings(), dynamodb=dynamodb)  # type: ignore[call-arg]
+    owner = owner_of(424242)
+    request = NewCharger(ocpp_id=f"TX-{os.urandom(4).hex()}", ports=(NewPort(port_number=1),), password="p" * 20)
+    with pytest.raises(DependencyUnavailable) as refused:
+        services.chargers.register(owner, request)
+    assert status_of(refused.value) == 503
+    services.chargers.register(owner, request)  # the retry goes through

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 #: Error codes AWS returns when it is overloaded or throttling: retryable, not the caller's fault.
+#: A TransactionConflictException is a write that met an item inside another transaction.
 _THROTTLING = frozenset(
     {
+        "TransactionConflictException",
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
         "RequestLimitExceeded",
