@@ -52,10 +52,13 @@ def list_accounts(limit: Limit = 50, next_page_cursor: Cursor = None) -> Account
 @app.post(
     "/api/admin/accounts/<accountId>/api-keys",
     summary="Create an API key",
-    description="Platform admin, or an unlimited key of the same account. The key is shown in this response only.",
+    description=(
+        "Platform admin, or an unlimited key of the same account. The key is shown in this response only."
+        " An account has at most MAX_API_KEYS_PER_ACCOUNT keys (100 by default): one more is 409 QUOTA_EXCEEDED."
+    ),
     tags=["Admin"],
     status_code=201,
-    responses=errors(ok=201),
+    responses=errors(409, ok=201, descriptions={409: "The account has as many keys as it may (QUOTA_EXCEEDED)"}),
 )
 # Not capture_response: the answer carries a secret shown once, and the tracer would
 # copy it into the trace's metadata.

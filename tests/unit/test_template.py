@@ -581,3 +581,18 @@ def test_api_gateways_own_refusals_say_when_to_retry():
         retry_after = response["ResponseParameters"]["Headers"]["Retry-After"]
         assert retry_after.startswith("'") and int(retry_after.strip("'")) > 0
         assert json.loads(response["ResponseTemplates"]["application/json"])["code"] == code
+
+
+def test_one_tenant_cannot_take_the_whole_service():
+    """Stage throttling before any function runs, a reserved concurrency for the function that waits on
+    chargers, an account-wide request limit, and the per-address login throttle on behind the NLB."""
+    (stage,) = props("Api")["MethodSettings"]
+    assert (stage["ResourcePath"], stage["HttpMethod"]) == ("/*", "*")
+    assert is_ref(stage["ThrottlingRateLimit"], "ApiThrottleRatePerSecond")
+    assert is_ref(stage["ThrottlingBurstLimit"], "ApiThrottleBurst")
+    assert is_ref(props("ReservationsFunction")["ReservedConcurrentExecutions"], "ReservationsConcurrency")
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert is_ref(variables["RATE_LIMIT_PER_ACCOUNT_PER_MINUTE"], "ApiRateLimitPerAccountPerMinute")
+    (container,) = props("GatewayTaskDefinition")["ContainerDefinitions"]
+    gateway_env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert int(gateway_env["GATEWAY_LOGIN_FAILURES_PER_ADDRESS"]) > 0

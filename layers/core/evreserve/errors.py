@@ -15,7 +15,8 @@ Tree::
     │   ├── AlreadyExists            ALREADY_EXISTS
     │   ├── ReservationIdConflict    RESERVATION_ID_CONFLICT
     │   ├── IdempotencyConflict      IDEMPOTENCY_CONFLICT
-    │   └── StaleWrite               STALE_WRITE
+    │   ├── StaleWrite               STALE_WRITE
+    │   └── QuotaExceeded            QUOTA_EXCEEDED
     ├── RateLimited                  RATE_LIMITED
     ├── ChargerError
     │   ├── ChargerOffline           CHARGER_OFFLINE
@@ -96,6 +97,12 @@ class StaleWrite(Conflict):
     """A conditional write lost to a newer one (e.g. a charger's newer connection)."""
 
     code = "STALE_WRITE"
+
+
+class QuotaExceeded(Conflict):
+    """An account already has as many of something (API keys) as it may have."""
+
+    code = "QUOTA_EXCEEDED"
 
 
 class RateLimited(DomainError):

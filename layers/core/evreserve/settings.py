@@ -51,6 +51,13 @@ class ChannelSettings(_Settings):
     command_dlq_url: str | None = None
 
 
+class AccountSettings(_Settings):
+    """What one account may have."""
+
+    #: API keys per account (MAX_API_KEYS_PER_ACCOUNT): each is a budget of requests.
+    max_api_keys_per_account: int = Field(100, ge=1)
+
+
 class ReservationSettings(_Settings):
     """Rules of the reservations themselves."""
 
@@ -64,7 +71,10 @@ class RateLimitSettings(_Settings):
     #: The table of per-key request counters (template.yaml's RateLimitTable).
     rate_limit_table: str
     rate_limit_per_minute: int = Field(200, ge=1)
+    #: All the keys of one account together: an owner cannot multiply the per-key limit by
+    #: making keys (RATE_LIMIT_PER_ACCOUNT_PER_MINUTE).
+    rate_limit_per_account_per_minute: int = Field(1000, ge=1)
 
 
-class CoreSettings(AwsSettings, TableSettings, ChannelSettings, ReservationSettings):
+class CoreSettings(AwsSettings, TableSettings, ChannelSettings, ReservationSettings, AccountSettings):
     """What every entrypoint needs to build the core's adapters."""

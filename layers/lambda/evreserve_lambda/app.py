@@ -165,7 +165,12 @@ class RateLimit:
     def limiter(self) -> RateLimiter:
         if self._limiter is None:
             settings = RateLimitSettings()  # read from the environment
-            self._limiter = RateLimiter(services().dynamodb, settings.rate_limit_table, settings.rate_limit_per_minute)
+            self._limiter = RateLimiter(
+                services().dynamodb,
+                settings.rate_limit_table,
+                settings.rate_limit_per_minute,
+                account_limit=settings.rate_limit_per_account_per_minute,
+            )
         return self._limiter
 
     def refusal(self, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -175,7 +180,9 @@ class RateLimit:
         if not key_id:
             return None  # no caller to count; the route answers 401
         try:
-            self.limiter().hit(str(key_id))
+            account = context.get("accountId")
+            # The admin key belongs to no account: its own limit only.
+            self.limiter().hit(str(key_id), int(account) if account else None)
         except RateLimited as exc:
             logger.info("rate limited", extra={"key_id": key_id, "retry_after_s": exc.retry_after_s})
             headers = {"Content-Type": content_types.APPLICATION_JSON, **error_headers(exc)}

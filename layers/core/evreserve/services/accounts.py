@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import AlreadyExists, InvalidRequest, NotFound, Unauthorized
+from ..errors import AlreadyExists, InvalidRequest, NotFound, QuotaExceeded, Unauthorized
 from ..models import Account, ApiKey, utcnow
 from ..requests import NewAccount, NewApiKey
 from ..security import api_key_matches, generate_api_key, hash_api_key
@@ -54,8 +54,16 @@ def ensure_admin_key(accounts: AccountStore, key: str, clock: Callable[[], datet
 
 
 class AccountService:
-    def __init__(self, accounts: AccountStore, registry: RegistryStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        registry: RegistryStore,
+        clock: Callable[[], datetime] = utcnow,
+        max_keys: int = 100,
+    ) -> None:
         self._accounts = accounts
+        #: API keys per account (``AccountSettings.max_api_keys_per_account``).
+        self._max_keys = max_keys
         #: Only to check that a key's chargers belong to its account.
         self._registry = registry
         self._clock = clock
@@ -94,6 +102,9 @@ class AccountService:
             charger = self._registry.get_charger(charger_id)
             if charger is None or charger.account_id != account.id:
                 raise InvalidRequest(f"charger {charger_id} is not a charger of this account", field="chargerIds")
+        existing = sum(1 for _ in self._accounts.api_keys(account.id))
+        if existing >= self._max_keys:
+            raise QuotaExceeded(f"This account has {existing} API keys, the most it may have; delete one first")
         secret, key_id, key_hash = generate_api_key()
         key = ApiKey(
             key_id=key_id,

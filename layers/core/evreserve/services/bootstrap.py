@@ -120,7 +120,7 @@ def build_services(
         dynamodb=dynamodb,
         registry=registry,
         account_store=account_store,
-        accounts=AccountService(account_store, registry, clock),
+        accounts=AccountService(account_store, registry, clock, settings.max_api_keys_per_account),
         chargers=ChargerService(registry, clock, close_session),
         reservations=reservations,
     )
