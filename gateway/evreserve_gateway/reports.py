@@ -134,7 +134,7 @@ class ChargerReports:
         transition = lifecycle.port_status_reported(status.status, self._charger_id)
         if transition is None:
             return
-        reservations = await self._io(self._reservations.for_charger, self._charger_id)
+        reservations = await self._io(self._reservations.active_for_charger, self._charger_id)
         for reservation in lifecycle.ended_by_port_status(reservations, port_number, status.status, utcnow()):
             await self._apply(reservation.reservation_id, transition)
 
@@ -162,7 +162,7 @@ class ChargerReports:
     async def group_token_for(self, id_tag: str) -> GroupToken | None:
         try:
             async with asyncio.timeout(AUTHORIZE_LOOKUP_TIMEOUT_S):
-                reservations = await self._io(self._reservations.for_charger, self._charger_id)
+                reservations = await self._io(self._reservations.active_for_charger, self._charger_id)
         except Exception:
             self._logger.exception("could not read reservations for Authorize; answering without a group")
             return None

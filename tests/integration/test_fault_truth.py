@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import test_faults
@@ -20,6 +21,7 @@ from fixtures.gateway_fixtures import Behaviour, charger_session, wait_until
 from test_faults import Stack, wait_registered
 
 from devstack.gateways import GatewayProcess, free_port
+from evreserve import lifecycle
 from evreserve.channel import CommandEnvelope
 from evreserve.errors import DependencyUnavailable
 from evreserve.models import (
@@ -31,6 +33,7 @@ from evreserve.models import (
     ReservationState,
     utcnow,
 )
+from evreserve.storage import keys
 from evreserve.storage.codec import to_item
 from evreserve.storage.commands import CommandLedger
 from evreserve.storage.instances import InstanceStore, Lease
@@ -215,3 +218,42 @@ async def test_an_outcome_given_during_an_outage_is_stored_once_storage_is_back(
     assert stack.reservation_state(reservation) is ReservationState.ACCEPTED
     await wait_until(lambda: spooled() == 0, 10, what="the spool to be emptied")
     assert second.instance_id != first.instance_id
+
+
+async def test_authorize_and_status_read_only_the_active_reservations(stack: Stack) -> None:
+    """Defect 8: the gateway's view of a charger's reservations (Authorize, port status) reads the
+    active ones only, however many ended ones the charger has; every record carries its TTL
+    (retention after its expiryDate)."""
+    charger = stack.seed_charger()
+    seeded = [stack.seed_pending_reservation(charger) for _ in range(6)]
+    created = utcnow()
+    for index, reservation in enumerate(seeded):
+        # As the service writes them: through create_request, with their TTL.
+        record = reservation.model_copy(update={"state": ReservationState.PENDING})
+        put = stack.reservations.create_request(record, now=created, pending_stale_before=created)
+        stack.reservations._client.transact_write_items(TransactItems=[put])  # the same port: a replacement
+        if index < 5:  # five of them end (cancelled), one stays active
+            transition = lifecycle.cancel_answered(
+                CommandOutcome(
+                    kind=OutcomeKind.RESULT, payload={"status": "Accepted"}, completed_at=created, completed_by="api"
+                )
+            )
+            assert transition is not None
+            assert stack.reservations.transition(charger.account_id, reservation.reservation_id, transition, created)
+    scanned: list[int] = []
+
+    def count(parsed: Any, **_kwargs: Any) -> None:
+        scanned.append(int(parsed.get("ScannedCount", 0)))
+
+    stack.reservations._client.meta.events.register("after-call.dynamodb.Query", count)
+    try:
+        active = stack.reservations.active_for_charger(charger.id)
+    finally:
+        stack.reservations._client.meta.events.unregister("after-call.dynamodb.Query", count)
+    assert [r.reservation_id for r in active] == [seeded[5].reservation_id]
+    assert scanned == [1]  # the ended five were never read
+    item = stack.reservations._client.get_item(
+        TableName=stack.reservations.table, Key=keys.reservation(charger.account_id, seeded[0].reservation_id)
+    )["Item"]
+    retention = timedelta(days=stack.reservations.retention_days)
+    assert int(item["ttl"]["N"]) == int((seeded[0].expiry_date + retention).timestamp())

@@ -41,7 +41,7 @@ class Reservations:
     def __init__(self) -> None:
         self.lookups = 0
 
-    def for_charger(self, charger_id: int) -> list:
+    def active_for_charger(self, charger_id: int) -> list:
         self.lookups += 1
         return []
 

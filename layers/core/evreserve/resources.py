@@ -36,4 +36,7 @@ GSI1_SK: Final = "gsi1sk"
 #: (keys only): what is left to mark disconnected when an instance dies.
 BY_INSTANCE: Final = "byInstance"
 CONNECTED_TO: Final = "connectedTo"
+#: The reservations' sparse index of the active ones by charger (Authorize, port status).
+ACTIVE_BY_CHARGER: Final = "activeByCharger"
+ACTIVE_ON: Final = "activeOn"
 TTL_ATTRIBUTE: Final = "ttl"

@@ -63,6 +63,8 @@ class ReservationSettings(_Settings):
 
     #: The latest expiryDate a reservation may have, in days from now (RESERVATION_MAX_DAYS).
     reservation_max_days: int = Field(365, ge=1, le=3650)
+    #: How long a reservation is kept after its expiryDate, ended or not (RESERVATION_RETENTION_DAYS).
+    reservation_retention_days: int = Field(90, ge=1, le=3650)
 
 
 class RateLimitSettings(_Settings):

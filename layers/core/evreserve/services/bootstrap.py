@@ -109,7 +109,7 @@ def build_services(
         from ..storage.reservations import ReservationStore
         from .reservations import ReservationService
 
-        store = ReservationStore(dynamodb, settings.reservations_table)
+        store = ReservationStore(dynamodb, settings.reservations_table, settings.reservation_retention_days)
         commands = channel
         if commands is None:
             ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)

@@ -21,8 +21,9 @@ from ..models import (
     OcppStatus,
     Port,
     Reservation,
+    ReservationState,
 )
-from ..resources import GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE
+from ..resources import ACTIVE_ON, GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE
 from . import keys
 from .codec import from_item
 
@@ -221,7 +222,9 @@ def charger_from(item: dict[str, Any]) -> Charger:
     )
 
 
-def reservation_item(reservation: Reservation) -> dict[str, Any]:
+def reservation_item(reservation: Reservation, ttl: int | None = None) -> dict[str, Any]:
+    """The item; ``activeOn`` (the sparse index of active ones) only while Pending or Accepted."""
+    active = reservation.state in (ReservationState.PENDING, ReservationState.ACCEPTED)
     return {
         **_key_values(keys.reservation(reservation.account_id, reservation.reservation_id)),
         **keys.index_attributes(
@@ -244,6 +247,8 @@ def reservation_item(reservation: Reservation) -> dict[str, Any]:
         "commandId": reservation.command_id,
         "failureCode": reservation.failure_code,
         "answerBy": iso(reservation.answer_by) if reservation.answer_by else None,
+        ACTIVE_ON: keys.reservations_by_charger_pk(reservation.charger_id) if active else None,
+        TTL_ATTRIBUTE: ttl,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from ..aws import unavailable_on_transport_errors
 from ..lifecycle import Transition
 from ..models import Reservation, ReservationState
-from ..resources import GSI1_PK, PK, SK
+from ..resources import ACTIVE_BY_CHARGER, ACTIVE_ON, GSI1_PK, PK, SK
 from . import keys
 from .base import DynamoStore, is_condition_failure
 from .codec import to_item
@@ -42,11 +42,15 @@ def transition_update(account_id: int, reservation_id: int, transition: Transiti
     if transition.failure_code is not None:
         values[":fc"] = {"S": transition.failure_code}
         sets.append("failureCode = :fc")
+    removes = ""
     if transition.ends:
         sets.append("endedAt = :at")
+        # Out of the index of active reservations: Authorize and port status read only those.
+        names["#active"] = ACTIVE_ON
+        removes = " REMOVE #active"
     return {
         "Key": keys.reservation(account_id, reservation_id),
-        "UpdateExpression": "SET " + ", ".join(sets),
+        "UpdateExpression": "SET " + ", ".join(sets) + removes,
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
@@ -54,6 +58,14 @@ def transition_update(account_id: int, reservation_id: int, transition: Transiti
 
 
 class ReservationStore(DynamoStore):
+    def __init__(self, client: Any, table: str, retention_days: int = 90) -> None:
+        super().__init__(client, table)
+        #: Kept this long after its expiryDate, ended or not (RESERVATION_RETENTION_DAYS), then TTL.
+        self.retention_days = retention_days
+
+    def _expires_at(self, reservation: Reservation) -> int:
+        return int((reservation.expiry_date + timedelta(days=self.retention_days)).timestamp())
+
     def get(self, account_id: int, reservation_id: int) -> Reservation | None:
         item = self._get(keys.reservation(account_id, reservation_id))
         return reservation_from(item) if item else None
@@ -74,9 +86,31 @@ class ReservationStore(DynamoStore):
         for item, key in self._query_index(keys.reservations_by_charger_pk(charger_id), start, size):
             yield reservation_from(item), key
 
-    def for_charger(self, charger_id: int) -> list[Reservation]:
-        """Every reservation recorded for a charger (the gateway's view, e.g. for Authorize)."""
-        return [reservation for reservation, _ in self._by_charger(charger_id, None, 1000)]
+    def active_for_charger(self, charger_id: int) -> list[Reservation]:
+        """A charger's Pending and Accepted reservations (the gateway's view: Authorize, port status).
+
+        Read from the sparse index ``activeByCharger``: a charger's ended reservations,
+        however many, cost nothing here. An accepted one past its expiryDate stays in the
+        index until it is ended or its TTL removes it; callers apply ``lifecycle.is_active``.
+        """
+        found: list[Reservation] = []
+        start: dict[str, Any] | None = None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": ACTIVE_BY_CHARGER,
+                "KeyConditionExpression": "#a = :c",
+                "ExpressionAttributeNames": {"#a": ACTIVE_ON},
+                "ExpressionAttributeValues": {":c": {"S": keys.reservations_by_charger_pk(charger_id)}},
+            }
+            if start:
+                query["ExclusiveStartKey"] = start
+            with unavailable_on_transport_errors(self.service):
+                page = self._client.query(**query)
+            found.extend(reservation_from(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
 
     def create_request(
         self, reservation: Reservation, *, now: datetime, pending_stale_before: datetime
@@ -92,7 +126,7 @@ class ReservationStore(DynamoStore):
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": to_item(reservation_item(reservation)),
+                "Item": to_item(reservation_item(reservation, ttl=self._expires_at(reservation))),
                 "ConditionExpression": (
                     "attribute_not_exists(pk) OR portId = :port"
                     " OR (#s = :accepted AND expiryDate <= :now)"
