@@ -7,13 +7,18 @@ counts live in DynamoDB, across the function instances the local API runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from fixtures.gateway_fixtures import PASSWORD, Behaviour, charger_session, wait_held
 
 from devstack.local_api import LocalApi
+from evreserve.models import OcppVersion
 from evreserve_lambda.wiring import use_services
 
 pytestmark = pytest.mark.integration
@@ -72,5 +77,46 @@ async def test_an_account_has_a_bounded_number_of_keys(local_api: LocalApi, admi
                 key_id = made[0].json()["data"]["keyId"]
                 assert (await http.delete(f"{path}/{key_id}", headers=admin)).status_code == 204
                 assert (await http.post(path, json={"name": "again"}, headers=admin)).status_code == 201
+    finally:
+        use_services(None)
+
+
+async def test_an_accounts_commands_in_flight_are_capped(
+    admin_api_key: str, local_api: LocalApi, registry: Any, gateway: Any
+) -> None:
+    """ACCOUNT_COMMANDS_IN_FLIGHT=2: the account's third command within one command lifetime is 429
+    TOO_MANY_COMMANDS with Retry-After, and is never sent; a plain retry of a sent one is not counted."""
+    use_services(None)
+    try:
+        # The module's other API (a small account limit) is still up: its environment is the process's.
+        environment = {"ACCOUNT_COMMANDS_IN_FLIGHT": "2", "RATE_LIMIT_PER_ACCOUNT_PER_MINUTE": "1000"}
+        with LocalApi(port=0, environment=environment) as api:
+            admin = {"Authorization": f"Bearer {admin_api_key}"}
+            async with httpx.AsyncClient(base_url=api.url, timeout=40) as http:
+                account = (await http.post("/api/admin/accounts", json={"name": "cmds"}, headers=admin)).json()
+                path = f"/api/admin/accounts/{account['data']['id']}/api-keys"
+                key = (await http.post(path, json={"name": "k"}, headers=admin)).json()["data"]["apiKey"]
+                owner = {"Authorization": f"Bearer {key}"}
+                body = {"ocppId": f"CMDS-{os.urandom(4).hex()}", "password": PASSWORD, "ports": [{"portNumber": 1}]}
+                data = (await http.post("/api/chargers", json=body, headers=owner)).json()["data"]
+                charger = registry.get_charger(data["id"])
+                behaviour = Behaviour()
+                async with charger_session(gateway, charger, OcppVersion.V16, behaviour):
+                    await wait_held(gateway, charger, registry)
+                    expiry = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+                    answers = []
+                    for reservation_id in (1, 1, 2, 3):  # the second is a plain retry of the first
+                        reserve = {"portId": data["ports"][0]["id"], "expiryDate": expiry, "idTag": "T"}
+                        answers.append(
+                            await http.post(
+                                "/api/ocpp/reservations",
+                                json=reserve | {"reservationId": reservation_id},
+                                headers=owner,
+                            )
+                        )
+                assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+                assert answers[3].json()["code"] == "TOO_MANY_COMMANDS"
+                assert int(answers[3].headers["Retry-After"]) >= 1
+                assert len(behaviour.received) == 2
     finally:
         use_services(None)

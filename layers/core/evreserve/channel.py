@@ -22,6 +22,7 @@ Contract (version 1):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from .aws import error_code, unavailable_on_transport_errors
-from .errors import DependencyUnavailable, DomainError, InvalidRequest
+from .errors import DependencyUnavailable, DomainError, InvalidRequest, TooManyCommands
 from .models import Command, CommandOutcome, Model, OutcomeKind, utcnow
 from .settings import ChannelSettings
 from .storage.commands import CommandLedger, Submitted
@@ -134,6 +135,26 @@ class CommandChannel:
 
     def deadline(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.command_timeout_s)
+
+    @property
+    def _budget_window_s(self) -> int:
+        return max(1, math.ceil(self._settings.command_timeout_s + self._settings.command_grace_s))
+
+    def budget(self, account_id: int) -> tuple[dict[str, Any], Callable[[], TooManyCommands]]:
+        """The transaction item that counts one of the account's commands, and the error for its failure."""
+        now = self._clock()
+        window_s = self._budget_window_s
+        item = self._ledger.budget_request(account_id, now, self._settings.account_commands_in_flight, window_s)
+
+        def refused() -> TooManyCommands:
+            retry_after = max(1, window_s - int(now.timestamp()) % window_s)
+            return TooManyCommands(
+                f"This account has {self._settings.account_commands_in_flight} commands on their way to chargers;"
+                f" retry in {retry_after} s",
+                retry_after_s=retry_after,
+            )
+
+        return item, refused
 
     def submit(
         self,

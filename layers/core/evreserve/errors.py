@@ -18,6 +18,7 @@ Tree::
     │   ├── StaleWrite               STALE_WRITE
     │   └── QuotaExceeded            QUOTA_EXCEEDED
     ├── RateLimited                  RATE_LIMITED
+    │   └── TooManyCommands          TOO_MANY_COMMANDS
     ├── ChargerError
     │   ├── ChargerOffline           CHARGER_OFFLINE
     │   ├── ChargerTimeout           CHARGER_TIMEOUT
@@ -113,6 +114,12 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after_s: int, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after_s = retry_after_s
+
+
+class TooManyCommands(RateLimited):
+    """An account has as many commands on their way to chargers as it may have at once."""
+
+    code = "TOO_MANY_COMMANDS"
 
 
 class ChargerError(DomainError):

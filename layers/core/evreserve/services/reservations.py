@@ -17,7 +17,14 @@ from datetime import datetime, timedelta
 
 from .. import lifecycle, ocpp_mapping
 from ..channel import CommandChannel
-from ..errors import ChargerOffline, DependencyUnavailable, InvalidRequest, NotFound, ReservationIdConflict
+from ..errors import (
+    ChargerOffline,
+    DependencyUnavailable,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    ReservationIdConflict,
+)
 from ..models import (
     CancelStatus,
     Charger,
@@ -281,16 +288,19 @@ class ReservationService:
                 ReservationRef(account_id=account_id, reservation_id=request.reservation_id),
             )
             put = self._reservations.create_request(reservation, now=now, pending_stale_before=now - stale_after)
-            return self._channel.submit(
-                command,
-                also=[put],
+            budget, too_many = self._channel.budget(account_id)
+
+            def conflict(index: int) -> DomainError:
+                if index == 1:
+                    return too_many()
                 # Nothing of the reservation that holds the id (its port, its charger) is
                 # said: a key limited to some chargers may not learn about the others.
-                on_conflict=lambda _i: ReservationIdConflict(
+                return ReservationIdConflict(
                     f"reservationId {request.reservation_id} is in use by another active reservation; choose another",
                     reservationId=request.reservation_id,
-                ),
-            )
+                )
+
+            return self._channel.submit(command, also=[put, budget], on_conflict=conflict)
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None
@@ -322,7 +332,8 @@ class ReservationService:
             now = self._clock()
             command_id = command_id_for(account_id, "cancel", body, after or current)
             command = self._command(charger, command_id, CommandAction.CANCEL_RESERVATION, payload, now, ref)
-            return self._channel.submit(command)
+            budget, too_many = self._channel.budget(account_id)
+            return self._channel.submit(command, also=[budget], on_conflict=lambda _i: too_many())
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None

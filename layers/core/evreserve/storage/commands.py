@@ -91,6 +91,29 @@ class CommandLedger(DynamoStore):
             }
         }
 
+    def budget_request(self, account_id: int, now: datetime, limit: int, window_s: int) -> dict[str, Any]:
+        """A transaction ``Update`` counting one command of the account in the current window.
+
+        Its condition fails once the account sent ``limit`` commands in the window: put in
+        the command's own creation transaction, the count costs no extra request, and a
+        plain retry (the command exists already) does not count again.
+        """
+        start = int(now.timestamp()) // window_s * window_s
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": keys.commands_counter(account_id, start),
+                "UpdateExpression": "ADD sent :one SET #ttl = if_not_exists(#ttl, :ttl)",
+                "ConditionExpression": "attribute_not_exists(sent) OR sent < :limit",
+                "ExpressionAttributeNames": {"#ttl": TTL_ATTRIBUTE},
+                "ExpressionAttributeValues": {
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    ":ttl": {"N": str(start + 2 * window_s)},
+                },
+            }
+        }
+
     def create(
         self,
         command: Command,

@@ -110,5 +110,9 @@ def command(command_id: str) -> Key:
     return {PK: {"S": f"COMMAND#{command_id}"}}
 
 
+def commands_counter(account_id: int, window_start: int) -> Key:
+    return {PK: {"S": f"COMMANDS#{account_id}#{window_start}"}}
+
+
 def index_attributes(pk: str, sk: str) -> dict[str, str]:
     return {GSI1_PK: pk, GSI1_SK: sk}
