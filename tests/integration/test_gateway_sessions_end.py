@@ -11,16 +11,17 @@ import asyncio
 import json
 import os
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from fixtures.gateway_fixtures import charger_session, wait_held, wait_until
+from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
 
 from evreserve.aws import dynamodb_client
 from evreserve.errors import DependencyUnavailable
-from evreserve.models import ApiKey, utcnow
-from evreserve.requests import ChargerChanges, NewCharger, NewPort
+from evreserve.models import ApiKey, OcppVersion, utcnow
+from evreserve.requests import ChargerChanges, NewCharger, NewPort, ReserveRequest
 from evreserve.services.bootstrap import build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import CoreSettings
@@ -134,3 +135,26 @@ def test_a_cancelled_registry_transaction_is_503_not_500(local_aws) -> None:
         services.chargers.register(owner, request)
     assert status_of(refused.value) == 503
     services.chargers.register(owner, request)  # the retry goes through
+
+
+async def test_an_old_refusal_is_not_replayed_to_a_new_request(start_gateway, seed_charger, registry) -> None:
+    """Defect 8: an identical reserve body got Occupied; retried at once it replays that answer (one
+    ReserveNow), but the same body a minute later asks the charger again, which may be free now."""
+    gateway = await start_gateway()
+    charger = seed_charger()
+    now = [utcnow()]
+    services = build_services(CoreSettings(), clock=lambda: now[0])  # type: ignore[call-arg]
+    owner = owner_of(charger.account_id)
+    request = ReserveRequest(
+        port_id=charger.ports[0].id, expiry_date=now[0] + timedelta(hours=2), id_tag="RFID001", reservation_id=77
+    )
+    behaviour = Behaviour(status="Occupied")
+    async with charger_session(gateway, charger, OcppVersion.V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        first = await asyncio.to_thread(services.reservations.reserve, owner, request)
+        retried = await asyncio.to_thread(services.reservations.reserve, owner, request)
+        assert (first, retried, len(behaviour.received)) == ("Occupied", "Occupied", 1)
+        behaviour.status = "Accepted"  # the connector is free now
+        now[0] += timedelta(seconds=61)
+        later = await asyncio.to_thread(services.reservations.reserve, owner, request)
+    assert (later, len(behaviour.received)) == ("Accepted", 2)

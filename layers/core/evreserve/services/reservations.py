@@ -54,6 +54,11 @@ from .principal import Principal
 #: replaces the reservation, OCPP 1.6 / 2.0.1 H01.FR.02).
 NO_ANSWER = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.OFFLINE, OutcomeKind.EXPIRED})
 
+#: How long a finished command's answer is replayed to an identical request without asking the
+#: charger again: long enough for a client's retry of a request whose answer it lost, short
+#: enough that an Occupied or Faulted port is asked again once it may have changed.
+REPLAY_WINDOW_S = 30.0
+
 #: How many generations a request may chain through before giving up (each costs reads).
 MAX_GENERATIONS = 8
 
@@ -227,7 +232,9 @@ class ReservationService:
         for _ in range(MAX_GENERATIONS):
             submitted = attempt(after)
             command = submitted.command
-            if not submitted.created and command.outcome is not None and superseded(command):
+            if not submitted.created and command.outcome is not None and (
+                self._replay_over(command.outcome) or superseded(command)
+            ):
                 after = command.command_id
                 continue
             if command.outcome is not None:
@@ -236,6 +243,10 @@ class ReservationService:
                 self._channel.send(command, queue_url)
             return self._channel.wait(command)
         raise DependencyUnavailable("This request was repeated too often in a short time; wait and retry")
+
+    def _replay_over(self, outcome: CommandOutcome) -> bool:
+        """Whether an answer is too old to stand for the charger's state now (``REPLAY_WINDOW_S``)."""
+        return self._clock() - outcome.completed_at > timedelta(seconds=REPLAY_WINDOW_S)
 
     def reserve(self, principal: Principal, request: ReserveRequest) -> ReserveStatus:
         account_id = principal.require_account()
