@@ -232,8 +232,10 @@ class ReservationService:
         for _ in range(MAX_GENERATIONS):
             submitted = attempt(after)
             command = submitted.command
-            if not submitted.created and command.outcome is not None and (
-                self._replay_over(command.outcome) or superseded(command)
+            if (
+                not submitted.created
+                and command.outcome is not None
+                and (self._replay_over(command.outcome) or superseded(command))
             ):
                 after = command.command_id
                 continue
