@@ -85,6 +85,27 @@ class DynamoStore:
             ExpressionAttributeValues={":p": {"S": partition}},
         )
 
+    def _query_all(self, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
+        """Every item of one partition of an index (for small partitions: a charger's, an instance's)."""
+        found: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": index,
+                "KeyConditionExpression": "#a = :v",
+                "ExpressionAttributeNames": {"#a": attribute},
+                "ExpressionAttributeValues": {":v": {"S": value}},
+            }
+            if start:
+                query["ExclusiveStartKey"] = start
+            with unavailable_on_transport_errors(self.service):
+                page = self._client.query(**query)
+            found.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
     def _get(self, key: dict[str, Any], consistent: bool = True) -> dict[str, Any] | None:
         with unavailable_on_transport_errors(self.service):
             answer = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=consistent)

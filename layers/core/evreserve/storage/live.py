@@ -97,24 +97,7 @@ class LiveChargerState(RegistryTable):
 
     def chargers_on_instance(self, instance_id: str) -> list[int]:
         """The chargers the registry places on a gateway instance (index ``byInstance``)."""
-        found: list[int] = []
-        start: dict[str, Any] | None = None
-        while True:
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": BY_INSTANCE,
-                "KeyConditionExpression": "#to = :i",
-                "ExpressionAttributeNames": {"#to": CONNECTED_TO},
-                "ExpressionAttributeValues": {":i": {"S": instance_id}},
-            }
-            if start:
-                query["ExclusiveStartKey"] = start
-            with unavailable_on_transport_errors(self.service):
-                page = self._client.query(**query)
-            found.extend(keys.charger_id_of(item) for item in page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return found
+        return [keys.charger_id_of(item) for item in self._query_all(BY_INSTANCE, CONNECTED_TO, instance_id)]
 
     def record_port_status(self, charger_id: int, port_number: int, status: OcppStatus) -> None:
         """Store a StatusNotification; an older report never overwrites a newer one."""

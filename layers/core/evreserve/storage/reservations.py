@@ -93,24 +93,8 @@ class ReservationStore(DynamoStore):
         however many, cost nothing here. An accepted one past its expiryDate stays in the
         index until it is ended or its TTL removes it; callers apply ``lifecycle.is_active``.
         """
-        found: list[Reservation] = []
-        start: dict[str, Any] | None = None
-        while True:
-            query: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": ACTIVE_BY_CHARGER,
-                "KeyConditionExpression": "#a = :c",
-                "ExpressionAttributeNames": {"#a": ACTIVE_ON},
-                "ExpressionAttributeValues": {":c": {"S": keys.reservations_by_charger_pk(charger_id)}},
-            }
-            if start:
-                query["ExclusiveStartKey"] = start
-            with unavailable_on_transport_errors(self.service):
-                page = self._client.query(**query)
-            found.extend(reservation_from(item) for item in page.get("Items", []))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return found
+        items = self._query_all(ACTIVE_BY_CHARGER, ACTIVE_ON, keys.reservations_by_charger_pk(charger_id))
+        return [reservation_from(item) for item in items]
 
     def create_request(
         self, reservation: Reservation, *, now: datetime, pending_stale_before: datetime
