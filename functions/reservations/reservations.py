@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from evreserve.models import INT32_MAX, ReservationState, utcnow
@@ -24,6 +24,19 @@ from evreserve_lambda.schemas import CancelRequest, ReserveRequest
 
 app = create_app()
 
+#: The caller's own name for a request: the same key gets the same answer for 24 h without a
+#: second command to the charger (and the same key with another body is 409 IDEMPOTENCY_CONFLICT).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Optional. The same key gets the first answer for 24 h, with no second command to the charger.",
+    ),
+]
+
 _CHARGER_ERRORS = errors(
     *CHARGER,
     descriptions={
@@ -40,8 +53,8 @@ _CHARGER_ERRORS = errors(
     responses=_CHARGER_ERRORS,
 )
 @tracer.capture_method
-def reserve(request: ReserveRequest) -> ReserveResponse:
-    status = services().reservations.reserve(caller(app), request.to_domain())
+def reserve(request: ReserveRequest, idempotency_key: IdempotencyKey = None) -> ReserveResponse:
+    status = services().reservations.reserve(caller(app), request.to_domain(), idempotency_key)
     metrics.add_metric(name=f"Reserve{status.value}", unit=MetricUnit.Count, value=1)
     return ReserveResponse(data=ReserveResult(status=status))
 
@@ -54,8 +67,8 @@ def reserve(request: ReserveRequest) -> ReserveResponse:
     responses=errors(*CHARGER, descriptions={409: "CHARGER_OFFLINE: the charger is not connected"}),
 )
 @tracer.capture_method
-def cancel(request: CancelRequest) -> CancelResponse:
-    status = services().reservations.cancel(caller(app), request.to_domain())
+def cancel(request: CancelRequest, idempotency_key: IdempotencyKey = None) -> CancelResponse:
+    status = services().reservations.cancel(caller(app), request.to_domain(), idempotency_key)
     metrics.add_metric(name=f"Cancel{status.value}", unit=MetricUnit.Count, value=1)
     return CancelResponse(data=CancelResult(status=status))
 

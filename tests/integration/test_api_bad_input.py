@@ -186,3 +186,14 @@ async def test_conflict_reveals_nothing_of_a_charger_outside_the_keys_scope(
         assert "port" not in body["error"] and "charger" not in body["error"]
         for secret in (b["ocppId"], "OTHER", "held-by-b"):
             assert secret not in answer.text
+
+
+async def test_idempotency_key_header_is_validated(http: httpx.AsyncClient, key: str) -> None:
+    """An Idempotency-Key over 64 characters, or with blanks, is 400; a valid one (any header case) is taken."""
+    body = _reserve(portId=2_000_000_000, expiryDate=future())
+    for bad in ("k" * 65, "two words"):
+        answer = await http.post("/api/ocpp/reservations", json=body, headers=_bearer(key) | {"Idempotency-Key": bad})
+        _assert_400(answer)
+    for name in ("Idempotency-Key", "idempotency-key"):
+        answer = await http.post("/api/ocpp/reservations", json=body, headers=_bearer(key) | {name: "order-1"})
+        assert answer.status_code == 404, answer.text  # validated, then the unknown port

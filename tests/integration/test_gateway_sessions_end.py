@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSResponse
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
 
 from evreserve.aws import dynamodb_client
-from evreserve.errors import DependencyUnavailable
+from evreserve.errors import DependencyUnavailable, IdempotencyConflict
 from evreserve.models import ApiKey, OcppVersion, utcnow
 from evreserve.requests import ChargerChanges, NewCharger, NewPort, ReserveRequest
 from evreserve.services.bootstrap import build_services
@@ -158,3 +158,30 @@ async def test_an_old_refusal_is_not_replayed_to_a_new_request(start_gateway, se
         now[0] += timedelta(seconds=61)
         later = await asyncio.to_thread(services.reservations.reserve, owner, request)
     assert (later, len(behaviour.received)) == ("Accepted", 2)
+
+
+async def test_an_idempotency_key_replays_its_answer_for_a_day(start_gateway, seed_charger, registry) -> None:
+    """With an Idempotency-Key the first answer is replayed for 24 h without a second ReserveNow, even
+    after the 30 s that replay a plain retry; the same key with another body is IDEMPOTENCY_CONFLICT."""
+    gateway = await start_gateway()
+    charger = seed_charger()
+    now = [utcnow()]
+    services = build_services(CoreSettings(), clock=lambda: now[0])  # type: ignore[call-arg]
+    owner = owner_of(charger.account_id)
+    request = ReserveRequest(
+        port_id=charger.ports[0].id, expiry_date=now[0] + timedelta(hours=30), id_tag="RFID001", reservation_id=78
+    )
+    behaviour = Behaviour(status="Occupied")
+    async with charger_session(gateway, charger, OcppVersion.V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        first = await asyncio.to_thread(services.reservations.reserve, owner, request, "order-4711")
+        behaviour.status = "Accepted"
+        now[0] += timedelta(hours=23)
+        replayed = await asyncio.to_thread(services.reservations.reserve, owner, request, "order-4711")
+        assert (first, replayed, len(behaviour.received)) == ("Occupied", "Occupied", 1)
+        changed = ReserveRequest(
+            port_id=request.port_id, expiry_date=request.expiry_date, id_tag="RFID002", reservation_id=78
+        )
+        with pytest.raises(IdempotencyConflict):
+            await asyncio.to_thread(services.reservations.reserve, owner, changed, "order-4711")
+        assert len(behaviour.received) == 1

@@ -161,10 +161,15 @@ class CommandChannel:
         command: Command,
         also: Sequence[dict[str, Any]] = (),
         on_conflict: Callable[[int], DomainError] | None = None,
+        keep_s: int | None = None,
     ) -> Submitted:
-        """Create the command record (``CommandLedger.create``), kept for the idempotency window."""
+        """Create the command record (``CommandLedger.create``), kept for the idempotency window.
+
+        ``keep_s``: at least this long after the deadline (an ``Idempotency-Key``'s 24 h).
+        """
         now = self._clock()
-        ttl = int((command.deadline + timedelta(seconds=self._settings.idempotency_window_s)).timestamp())
+        keep = max(self._settings.idempotency_window_s, keep_s or 0)
+        ttl = int((command.deadline + timedelta(seconds=keep)).timestamp())
         return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict)
 
     def send(self, command: Command, queue_url: str) -> None:

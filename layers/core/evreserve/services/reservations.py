@@ -46,18 +46,13 @@ from ..storage.commands import Submitted
 from ..storage.paging import Page
 from ..storage.registry import RegistryStore
 from ..storage.reservations import ReservationStore
-from .idempotency import body_of, command_id_for
+from .idempotency import RequestIdentity, body_of
 from .principal import Principal
 
 #: Outcomes that mean the charger gave no answer: a retry of the request sends the
 #: command again (re-sending a ReserveNow with the same id is safe: the charger
 #: replaces the reservation, OCPP 1.6 / 2.0.1 H01.FR.02).
 NO_ANSWER = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.OFFLINE, OutcomeKind.EXPIRED})
-
-#: How long a finished command's answer is replayed to an identical request without asking the
-#: charger again: long enough for a client's retry of a request whose answer it lost, short
-#: enough that an Occupied or Faulted port is asked again once it may have changed.
-REPLAY_WINDOW_S = 30.0
 
 #: How many generations a request may chain through before giving up (each costs reads).
 MAX_GENERATIONS = 8
@@ -195,6 +190,7 @@ class ReservationService:
         payload: dict[str, object],
         now: datetime,
         reservation: ReservationRef | None,
+        request_hash: str,
     ) -> Command:
         conn = charger.connection
         assert conn is not None  # checked by _connected_charger
@@ -210,7 +206,7 @@ class ReservationService:
             session_id=conn.session_id,
             created_at=now,
             deadline=self._channel.deadline(now),
-            request_hash=command_id,
+            request_hash=request_hash,
             reservation=reservation,
         )
 
@@ -226,6 +222,7 @@ class ReservationService:
         queue_url: str,
         attempt: Callable[[str], Submitted],
         superseded: Callable[[Command], bool],
+        replay_s: int,
     ) -> CommandOutcome:
         """Submit generation after generation until one is new or still stands; await its outcome."""
         after = ""
@@ -235,7 +232,7 @@ class ReservationService:
             if (
                 not submitted.created
                 and command.outcome is not None
-                and (self._replay_over(command.outcome) or superseded(command))
+                and (self._replay_over(command.outcome, replay_s) or superseded(command))
             ):
                 after = command.command_id
                 continue
@@ -246,11 +243,13 @@ class ReservationService:
             return self._channel.wait(command)
         raise DependencyUnavailable("This request was repeated too often in a short time; wait and retry")
 
-    def _replay_over(self, outcome: CommandOutcome) -> bool:
-        """Whether an answer is too old to stand for the charger's state now (``REPLAY_WINDOW_S``)."""
-        return self._clock() - outcome.completed_at > timedelta(seconds=REPLAY_WINDOW_S)
+    def _replay_over(self, outcome: CommandOutcome, replay_s: int) -> bool:
+        """Whether an answer is too old to stand for the charger's state now (``RequestIdentity.replay_s``)."""
+        return self._clock() - outcome.completed_at > timedelta(seconds=replay_s)
 
-    def reserve(self, principal: Principal, request: ReserveRequest) -> ReserveStatus:
+    def reserve(
+        self, principal: Principal, request: ReserveRequest, idempotency_key: str | None = None
+    ) -> ReserveStatus:
         account_id = principal.require_account()
         latest = self._clock() + timedelta(days=self._rules.reservation_max_days)
         if request.expiry_date > latest:
@@ -270,12 +269,12 @@ class ReservationService:
             parent_id_tag=request.parent_id_tag,
             id_token_type=request.id_token_type,
         )
-        body = body_of(request)
+        identity = RequestIdentity(account_id, "reserve", body_of(request), idempotency_key)
         stale_after = timedelta(seconds=self._settings.command_timeout_s + self._settings.command_grace_s + 5)
 
         def attempt(after: str) -> Submitted:
             now = self._clock()
-            command_id = command_id_for(account_id, "reserve", body, after)
+            command_id = identity.command_id(after)
             reservation = Reservation(
                 account_id=account_id,
                 reservation_id=request.reservation_id,
@@ -299,6 +298,7 @@ class ReservationService:
                 payload,
                 now,
                 ReservationRef(account_id=account_id, reservation_id=request.reservation_id),
+                identity.request_hash,
             )
             put = self._reservations.create_request(reservation, now=now, pending_stale_before=now - stale_after)
             budget, too_many = self._channel.budget(account_id)
@@ -313,7 +313,7 @@ class ReservationService:
                     reservationId=request.reservation_id,
                 )
 
-            return self._channel.submit(command, also=[put, budget], on_conflict=conflict)
+            return self._channel.submit(command, also=[put, budget], on_conflict=conflict, keep_s=identity.replay_s)
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None
@@ -322,10 +322,10 @@ class ReservationService:
             record = self._reservations.get(account_id, request.reservation_id)
             return lifecycle.ended_since(record, command.command_id, self._clock())
 
-        outcome = self._run(charger.connection.queue_url, attempt, superseded)
+        outcome = self._run(charger.connection.queue_url, attempt, superseded, identity.replay_s)
         return ocpp_mapping.reserve_status(outcome)
 
-    def cancel(self, principal: Principal, request: CancelRequest) -> CancelStatus:
+    def cancel(self, principal: Principal, request: CancelRequest, idempotency_key: str | None = None) -> CancelStatus:
         account_id = principal.require_account()
         charger = self._connected_charger(principal, request.charger_id, "Charger not found")
         assert charger.connection is not None
@@ -338,21 +338,25 @@ class ReservationService:
             if record is not None and record.charger_id == charger.id
             else None
         )
-        body = body_of(request)
+        identity = RequestIdentity(account_id, "cancel", body_of(request), idempotency_key)
         payload = ocpp_mapping.cancel_reservation_payload(request.reservation_id)
 
         def attempt(after: str) -> Submitted:
             now = self._clock()
-            command_id = command_id_for(account_id, "cancel", body, after or current)
-            command = self._command(charger, command_id, CommandAction.CANCEL_RESERVATION, payload, now, ref)
+            command_id = identity.command_id(after or current)
+            command = self._command(
+                charger, command_id, CommandAction.CANCEL_RESERVATION, payload, now, ref, identity.request_hash
+            )
             budget, too_many = self._channel.budget(account_id)
-            return self._channel.submit(command, also=[budget], on_conflict=lambda _i: too_many())
+            return self._channel.submit(
+                command, also=[budget], on_conflict=lambda _i: too_many(), keep_s=identity.replay_s
+            )
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None
             return command.outcome.kind in NO_ANSWER
 
-        outcome = self._run(charger.connection.queue_url, attempt, superseded)
+        outcome = self._run(charger.connection.queue_url, attempt, superseded, identity.replay_s)
         return ocpp_mapping.cancel_status(outcome)
 
     # -- records -------------------------------------------------------------------------
