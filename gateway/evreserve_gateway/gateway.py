@@ -15,6 +15,7 @@ run on).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from types import TracebackType
@@ -39,6 +40,21 @@ log = logging.getLogger("evreserve_gateway")
 #: asyncio's 100 overflows in a connect storm, and a dropped SYN costs the charger a
 #: 1 s (then 3 s, 7 s) retransmission before the gateway even sees it.
 LISTEN_BACKLOG = 4096
+
+
+#: Longest the stop waits for each background loop (and the last commands) before giving up on it.
+STOP_TASK_LIMIT_S = 15.0
+
+
+async def _finish(task: asyncio.Task[None] | None, what: str, limit_s: float) -> None:
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=limit_s)
+    if not done:
+        log.warning("%s did not end in time; cancelled", what, extra={"limitS": limit_s})
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Gateway:
@@ -214,15 +230,19 @@ class Gateway:
                 await server.wait_closed()
             if self._poller is not None:
                 await self._queue.wake_poll()
-                await self._poller
-            if self._watcher is not None:
-                await self._watcher
-            if self._heartbeat is not None:
-                await self._heartbeat
-            if self._spool_task is not None:
-                await self._spool_task
+            # Each loop ends at its next turn once stopping is set; bounded all the same, so
+            # that a call stuck on a frozen dependency cannot hold the drain (and the task's
+            # stop timeout) forever.
+            for task, what in (
+                (self._poller, "the queue poll"),
+                (self._watcher, "the storage watcher"),
+                (self._heartbeat, "the lease heartbeat"),
+                (self._spool_task, "the spool writer"),
+            ):
+                await _finish(task, what, STOP_TASK_LIMIT_S)
             await self._queue.drain(self._runner.on_message)
-            await self._runner.join()
+            if not await self._runner.join(limit_s=STOP_TASK_LIMIT_S):
+                log.warning("commands still running at the end of the drain; their outcomes are not awaited")
             await self._queue.remove()
             await self._leases.release()
             await self._background.join(limit_s=5.0)

@@ -49,9 +49,12 @@ def e2e_api(request: pytest.FixtureRequest, local_aws: Any) -> Iterator[LocalApi
     environment = {
         "COMMAND_TIMEOUT_S": str(getattr(request.module, "DEADLINE_S", COMMAND_TIMEOUT_S)),
         "COMMAND_GRACE_S": str(COMMAND_GRACE_S),
-        # One key per module sends far more than a partner's 200 requests a minute; the
-        # per-key limit is not what this suite is about.
+        # One key per module sends far more than a partner's 200 requests a minute, and its
+        # account more commands at once than the default cap; those limits are not what this
+        # suite is about (tests/integration/test_api_account_limit.py is).
         "RATE_LIMIT_PER_MINUTE": "100000",
+        "RATE_LIMIT_PER_ACCOUNT_PER_MINUTE": "100000",
+        "ACCOUNT_COMMANDS_IN_FLIGHT": "100000",
     }
     with LocalApi(port=0, environment=environment) as api:
         yield api

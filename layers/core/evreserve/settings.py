@@ -52,7 +52,7 @@ class ChannelSettings(_Settings):
     #: Commands one account may send per command lifetime (deadline + grace): a bound on
     #: what it has on its way to chargers at once, so that its silent chargers cannot
     #: hold every function instance (ACCOUNT_COMMANDS_IN_FLIGHT; over it 429 TOO_MANY_COMMANDS).
-    account_commands_in_flight: int = Field(50, ge=1)
+    account_commands_in_flight: int = Field(100, ge=1)
 
 
 class AccountSettings(_Settings):
