@@ -23,8 +23,9 @@ from test_faults import Stack, wait_registered
 from devstack.gateways import GatewayProcess, free_port
 from evreserve import lifecycle
 from evreserve.channel import CommandEnvelope
-from evreserve.errors import DependencyUnavailable
+from evreserve.errors import ChargerOffline, DependencyUnavailable
 from evreserve.models import (
+    ApiKey,
     Command,
     CommandOutcome,
     ConnectionState,
@@ -33,6 +34,9 @@ from evreserve.models import (
     ReservationState,
     utcnow,
 )
+from evreserve.requests import ReserveRequest
+from evreserve.services.bootstrap import build_services
+from evreserve.services.principal import Principal
 from evreserve.storage import keys
 from evreserve.storage.codec import to_item
 from evreserve.storage.commands import CommandLedger
@@ -141,6 +145,19 @@ async def test_a_killed_gateways_chargers_show_disconnected(stack: Stack, start_
             return False
 
         await wait_until(queue_gone, 5, what="the orphaned queue to be deleted")
+
+        # A partner's reserve for that charger is now a 409 CHARGER_OFFLINE at once, not a 504 at 22 s.
+        services = build_services(stack.settings, dynamodb=stack.reservations._client, sqs=stack.sqs)
+        owner = Principal.of(
+            ApiKey(key_id="k", key_hash="h", name="t", account_id=charger.account_id, created_at=utcnow())
+        )
+        request = ReserveRequest(
+            port_id=charger.ports[0].id, expiry_date=utcnow() + timedelta(hours=1), id_tag="T", reservation_id=5
+        )
+        asked = time.monotonic()
+        with pytest.raises(ChargerOffline):
+            await asyncio.to_thread(services.reservations.reserve, owner, request)
+        assert time.monotonic() - asked < 5
     finally:
         process.kill()
 
