@@ -227,7 +227,12 @@ class Gateway:
             self._connections.close_sessions()
             if server is not None:
                 server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="gateway restarting")
-                await server.wait_closed()
+                try:
+                    # websockets closes each connection within its close timeout, then aborts it;
+                    # a handler that still has not ended must not hold the drain forever.
+                    await asyncio.wait_for(server.wait_closed(), STOP_TASK_LIMIT_S)
+                except TimeoutError:
+                    log.warning("connections still open at the end of the drain; left to the process exit")
             if self._poller is not None:
                 await self._queue.wake_poll()
             # Each loop ends at its next turn once stopping is set; bounded all the same, so
@@ -240,7 +245,10 @@ class Gateway:
                 (self._spool_task, "the spool writer"),
             ):
                 await _finish(task, what, STOP_TASK_LIMIT_S)
-            await self._queue.drain(self._runner.on_message)
+            try:
+                await asyncio.wait_for(self._queue.drain(self._runner.on_message), STOP_TASK_LIMIT_S)
+            except TimeoutError:
+                log.warning("the queue was not drained in time; what is left is redelivered or expires")
             if not await self._runner.join(limit_s=STOP_TASK_LIMIT_S):
                 log.warning("commands still running at the end of the drain; their outcomes are not awaited")
             await self._queue.remove()

@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -182,10 +183,19 @@ def test_servers_listen_on_loopback_only(local_aws: LocalAws) -> None:
         assert set(addresses) <= _LOOPBACK, addresses
 
 
+@pytest.fixture(scope="module")
+def own_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
+    """A stack of this module's own: a restarted DynamoDB Local (in memory) loses its items, and the
+    session's stack holds what other tests seeded (the admin key among them)."""
+    with LocalAws(prefix=f"r{os.getpid()}", log_dir=tmp_path_factory.mktemp("restart-logs")) as aws:
+        yield aws
+
+
 @pytest.mark.parametrize("service", ["dynamodb", "sqs"])
-def test_a_stopped_server_fails_calls_fast_and_comes_back(local_aws: LocalAws, service: str) -> None:
+def test_a_stopped_server_fails_calls_fast_and_comes_back(own_aws: LocalAws, service: str) -> None:
     """With the server down a call fails at once with a connection error; after a
     restart on the same port the template's resources are there again."""
+    local_aws = own_aws
     client = getattr(local_aws, service).client(client_config(connect_timeout=1, read_timeout=2))
     list_names, env_names = {
         "dynamodb": (lambda: client.list_tables()["TableNames"], TABLE_ENV.values()),
