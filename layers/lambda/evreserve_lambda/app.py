@@ -16,6 +16,7 @@ the Powertools wiring identical across them:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -42,6 +43,7 @@ from .wiring import services as services
 from .wiring import use_services as use_services
 
 logger = Logger()
+_METRICS_LOCK = threading.Lock()
 tracer = create_tracer()
 metrics = Metrics(namespace="EvReserve")
 
@@ -211,12 +213,15 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     # caller's API key (Authorization) and, on some routes, a charger password.
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True, log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)
-    @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         response = rate_limit.refusal(event) or non_json_body(event) or app.resolve(event, context)
         # One count per answer class on every invocation: what a 4xx/5xx alarm needs, and
-        # no invocation flushes an empty metric set (Powertools warns on each one).
-        metrics.add_metric(name=f"Responses{int(response['statusCode']) // 100}xx", unit=MetricUnit.Count, value=1)
+        # no invocation flushes an empty metric set (Powertools warns on each one). Added
+        # and flushed under a lock (what ``log_metrics`` does, made atomic): the metric set
+        # is the module's, and the local API runs a function's requests on several threads.
+        with _METRICS_LOCK:
+            metrics.add_metric(name=f"Responses{int(response['statusCode']) // 100}xx", unit=MetricUnit.Count, value=1)
+            metrics.flush_metrics()
         return response
 
     return cast(Callable[[dict[str, Any], Any], dict[str, Any]], handler)
