@@ -160,6 +160,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("GET", "/api/admin/accounts/{accountId}/api-keys"): (403, 403, 200),
     ("DELETE", "/api/admin/accounts/{accountId}/api-keys/{keyId}"): (403, 403, 204),
     ("GET", "/api/openapi.json"): (200, 200, 200),
+    ("GET", "/api/ocpp-messages"): (404, 404, 403),
 }
 
 #: Variants of a route that look things up another way (query parameters).
@@ -174,6 +175,10 @@ LOOKUPS: dict[tuple[str, str], list[Callable[[World], dict[str, Any]]]] = {
         lambda w: {},
         lambda w: {"portId": w.charger["ports"][0]["id"]},
         lambda w: {"status": "Accepted", "active": "true"},
+    ],
+    ("GET", "/api/ocpp-messages"): [
+        lambda w: {"chargerId": w.charger["id"]},
+        lambda w: {"chargerId": w.charger["id"], "messageType": "Heartbeat", "limit": 500},
     ],
 }
 #: The chargerId filter names the foreign charger itself: refused like a read of it.

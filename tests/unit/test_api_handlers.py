@@ -6,6 +6,7 @@ Every sample event in events/ is exercised here (test_every_sample_event_is_exer
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from api_harness import (
 
 from evreserve.models import Account, OcppVersion, OutcomeKind
 from evreserve.security import verify_password
+from evreserve.storage.messages import Batch, MessageLogStore
 from evreserve_lambda import app as glue
 
 
@@ -51,7 +53,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def fn() -> dict[str, Any]:
-    return {name: load_function(name) for name in ("authorizer", "reservations", "chargers", "admin")}
+    return {name: load_function(name) for name in ("authorizer", "reservations", "chargers", "messages", "admin")}
 
 
 def with_query(request: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
@@ -439,6 +441,28 @@ def test_authorizer_rejects_unknown_keys_with_unauthorized(stack: Stack, fn: dic
     request["headers"] = {"Authorization": header} if header is not None else {}
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         fn["authorizer"].handler(request, LambdaContext())
+
+
+def test_message_log_lists_the_asked_for_actions_newest_first(stack: Stack, fn: dict[str, Any]):
+    """GET /api/ocpp-messages with messageType[] repeated: those actions of the charger, newest first."""
+    charger = seed(stack)
+    now = int(time.time() * 1000)
+    records = [
+        (now - 3000, 1, "ReserveNow", '[2,"a","ReserveNow",{"reservationId":1001}]', '[3,"a",{"status":"Accepted"}]'),
+        (now - 2000, 0, "Heartbeat", '[2,"b","Heartbeat",{}]', '[3,"b",{"currentTime":"x"}]'),
+        (now - 1000, 1, "CancelReservation", '[2,"c","CancelReservation",{"reservationId":1001}]', None),
+    ]
+    store = MessageLogStore(stack.dynamodb, os.environ["OCPP_MESSAGES_TABLE"])
+    assert store.put([Batch("b1", charger.id, charger.account_id, charger.ocpp_id, "ocpp1.6", records)]) == 0
+    status, body = invoke(fn["messages"].handler, event("list-ocpp-messages.json"))
+    assert status == 200, body
+    assert [(m["messageType"], m["direction"], m["messageResponse"]) for m in body["data"]] == [
+        ("CancelReservation", "toCharger", None),
+        ("ReserveNow", "toCharger", {"status": "Accepted"}),
+    ]
+    assert body["data"][1]["messagePayload"] == {"reservationId": 1001}
+    assert {m["ocppChargerIdentity"] for m in body["data"]} == {charger.ocpp_id}
+    assert body["pagination"] == {"hasNextPage": False, "nextPageCursor": None}
 
 
 def test_openapi_document_is_served(stack: Stack, fn: dict[str, Any]):

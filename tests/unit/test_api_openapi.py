@@ -18,7 +18,8 @@ def test_document_has_every_route_and_no_422():
     operations = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert ("/api/ocpp/reservations", "post") in operations
     assert ("/api/ocpp/reservations/cancel", "post") in operations
-    assert len(operations) == 19
+    assert ("/api/ocpp-messages", "get") in operations
+    assert len(operations) == 20
     for ops in document["paths"].values():
         for op in ops.values():
             assert "422" not in op["responses"] and "400" in op["responses"]

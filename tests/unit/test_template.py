@@ -180,6 +180,8 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")},
         ("dynamodb:Query", "RegistryTable/index"),  # every registry list is on gsi1
     },
+    # Read-only: the charger (account and scope), then its logged batches.
+    "MessagesFunction": {("dynamodb:GetItem", "RegistryTable"), ("dynamodb:Query", "OcppMessagesTable")},
     "GatewayTaskRole": {
         ("dynamodb:GetItem", "RegistryTable"),
         ("dynamodb:UpdateItem", "RegistryTable"),
@@ -194,6 +196,8 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:GetItem", "ReservationsTable"),
         ("dynamodb:GetItem", "CommandsTable"),
         ("dynamodb:UpdateItem", "CommandsTable"),
+        # The message log's batches, written and never read back.
+        ("dynamodb:BatchWriteItem", "OcppMessagesTable"),
         *{
             (f"sqs:{a}", QUEUES)
             for a in (
@@ -215,7 +219,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
 # The API functions count requests per key (one conditional UpdateItem) when their
 # settings read a rate-limit table: a requirement that follows the code, not the template.
 if "RATE_LIMIT_TABLE" in env_names(FunctionSettings):
-    for _principal in ("ReservationsFunction", "ChargersFunction", "AdminFunction"):
+    for _principal in ("ReservationsFunction", "ChargersFunction", "MessagesFunction", "AdminFunction"):
         NEEDS[_principal].add(("dynamodb:UpdateItem", "RateLimitTable"))
 
 
@@ -291,6 +295,7 @@ OPERATION_ACTIONS = {
     "dynamodb.delete_item": {"dynamodb:DeleteItem"},
     "dynamodb.query": {"dynamodb:Query"},
     "dynamodb.transact_write_items": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    "dynamodb.batch_write_item": {"dynamodb:BatchWriteItem"},  # the message log
     "sqs.send_message": {"sqs:SendMessage"},
     "sqs.receive_message": {"sqs:ReceiveMessage"},
     "sqs.delete_message_batch": {"sqs:DeleteMessage"},

@@ -17,6 +17,7 @@ TABLE_ENV: Final[dict[str, str]] = {
     "ReservationsTable": "RESERVATIONS_TABLE",
     "CommandsTable": "COMMANDS_TABLE",
     "RateLimitTable": "RATE_LIMIT_TABLE",
+    "OcppMessagesTable": "OCPP_MESSAGES_TABLE",
 }
 
 #: Logical id of each SQS queue in template.yaml -> the environment variable that

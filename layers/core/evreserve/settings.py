@@ -32,6 +32,8 @@ class TableSettings(_Settings):
     registry_table: str
     reservations_table: str
     commands_table: str
+    #: The OCPP message log (template.yaml's OcppMessagesTable).
+    ocpp_messages_table: str
 
 
 class ChannelSettings(_Settings):

@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import ConfigDict
 
 from evreserve import lifecycle
+from evreserve.messagelog import DIRECTION_NAMES, LoggedMessage
 from evreserve.models import (
     Account,
     ApiKey,
@@ -277,4 +278,39 @@ class ApiKeyCreatedResponse(Data[ApiKeyCreated]):
 
 
 class ApiKeyList(Page[ApiKeyView]):
+    pass
+
+
+# -- the OCPP message log -----------------------------------------------------------------
+
+
+class OcppMessageView(ApiModel):
+    """One CALL and its answer (``messageResponse``: the CALLRESULT payload, the CALLERROR, or null)."""
+
+    id: str
+    created_at: datetime
+    ocpp_charger_identity: str
+    message_type: str
+    message_payload: Any
+    message_response: Any
+    charger_id: int
+    protocol: Literal["ocpp1.6", "ocpp2.0.1"]
+    direction: Literal["fromCharger", "toCharger"]
+
+    @classmethod
+    def of(cls, message: LoggedMessage, charger_id: int) -> OcppMessageView:
+        return cls(
+            id=message.id,
+            created_at=message.created_at,
+            ocpp_charger_identity=message.ocpp_id,
+            message_type=message.action,
+            message_payload=message.payload,
+            message_response=message.response,
+            charger_id=charger_id,
+            protocol=message.protocol,
+            direction=DIRECTION_NAMES[message.direction],
+        )
+
+
+class OcppMessageList(Page[OcppMessageView]):
     pass

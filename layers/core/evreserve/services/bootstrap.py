@@ -13,9 +13,11 @@ from ..aws import dynamodb_client, sqs_client
 from ..models import utcnow
 from ..settings import CoreSettings
 from ..storage.accounts import AccountStore
+from ..storage.messages import MessageLogStore
 from ..storage.registry import RegistryStore
 from .accounts import AccountService
 from .chargers import ChargerService
+from .messages import MessageLogService
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -41,6 +43,7 @@ class Services:
         "accounts",
         "chargers",
         "dynamodb",
+        "messages",
         "registry",
     )
 
@@ -52,6 +55,7 @@ class Services:
         accounts: AccountService,
         chargers: ChargerService,
         reservations: Callable[[], ReservationService],
+        messages: MessageLogService,
     ) -> None:
         #: The DynamoDB client every store shares (the functions' glue reuses it for the rate limit).
         self.dynamodb = dynamodb
@@ -59,6 +63,7 @@ class Services:
         self.account_store = account_store
         self.accounts = accounts
         self.chargers = chargers
+        self.messages = messages
         self._build_reservations = reservations
         self._reservations: ReservationService | None = None
         self._lock = threading.Lock()
@@ -116,11 +121,13 @@ def build_services(
             commands = CommandChannel(ledger, sqs_once(), settings, clock=clock)
         return ReservationService(registry, store, commands, settings, clock, rules=settings)
 
+    chargers = ChargerService(registry, clock, close_session)
     return Services(
         dynamodb=dynamodb,
         registry=registry,
         account_store=account_store,
         accounts=AccountService(account_store, registry, clock, settings.max_api_keys_per_account),
-        chargers=ChargerService(registry, clock, close_session),
+        chargers=chargers,
         reservations=reservations,
+        messages=MessageLogService(chargers, MessageLogStore(dynamodb, settings.ocpp_messages_table), clock),
     )

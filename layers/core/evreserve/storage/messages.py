@@ -1,0 +1,169 @@
+"""The OCPP message log table: the home of its item shape, its batched writes and its newest-first reads.
+
+One item per charger and batch (``evreserve.messagelog`` packs the frames)::
+
+    pk    "C#{chargerId}"
+    sk    "{newest message, ms since the epoch, 13 digits}#{batchId}"   (newest first = descending)
+    acct  the charger's account (every read checks it again)
+    ocpp  the charger's ocppId when the batch was logged
+    proto "ocpp1.6" | "ocpp2.0.1"
+    types the batch's OCPP actions (a filter skips batches without them, undecoded)
+    first its oldest message (ms): a batch that starts after the range is skipped, undecoded
+    v, z  the packing's version and the packed frames
+    ttl   expiry, ``retention_days`` after the newest message
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..aws import unavailable_on_transport_errors
+from ..messagelog import (
+    FORMAT_V1,
+    SPAN_MAX_MS,
+    LoggedMessage,
+    MessagePage,
+    MessageQuery,
+    Record,
+    StoredBatch,
+    messages_of,
+    newest_first,
+    pack,
+)
+from ..resources import PK, SK, TTL_ATTRIBUTE
+from .base import DynamoStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: BatchWriteItem's limit.
+WRITE_BATCH = 25
+#: Attempts at the items DynamoDB leaves unprocessed (throttling) before giving them up.
+UNPROCESSED_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A charger's logged CALLs, sealed by the gateway and ready to store."""
+
+    batch_id: str
+    charger_id: int
+    account_id: int
+    ocpp_id: str
+    protocol: str
+    records: Sequence[Record]
+
+    @property
+    def newest_ms(self) -> int:
+        return max(r[0] for r in self.records)
+
+    @property
+    def oldest_ms(self) -> int:
+        return min(r[0] for r in self.records)
+
+
+def _partition(charger_id: int) -> str:
+    return f"C#{charger_id}"
+
+
+def _sort_key(at_ms: int, batch_id: str = "") -> str:
+    return f"{at_ms:013d}#{batch_id}"
+
+
+class MessageLogStore(DynamoStore):
+    def __init__(self, client: DynamoDBClient, table: str, retention_days: int = 30) -> None:
+        super().__init__(client, table)
+        self._retention_s = retention_days * 86400
+
+    def item(self, batch: Batch) -> dict[str, Any]:
+        """The stored form of ``batch`` (public for the cost benchmark, which sizes it)."""
+        newest = batch.newest_ms
+        return {
+            PK: {"S": _partition(batch.charger_id)},
+            SK: {"S": _sort_key(newest, batch.batch_id)},
+            "acct": {"N": str(batch.account_id)},
+            "ocpp": {"S": batch.ocpp_id},
+            "proto": {"S": batch.protocol},
+            "types": {"SS": sorted({r[2] for r in batch.records})},
+            "first": {"N": str(batch.oldest_ms)},
+            "v": {"N": str(FORMAT_V1)},
+            "z": {"B": pack(batch.records)},
+            TTL_ATTRIBUTE: {"N": str(newest // 1000 + self._retention_s)},
+        }
+
+    def put(self, batches: Sequence[Batch]) -> int:
+        """Store the batches (at most 25 a request); the number DynamoDB kept refusing (throttling).
+
+        Raises ``DependencyUnavailable`` when DynamoDB cannot be reached: the caller
+        decides whether to try again or drop.
+        """
+        left = 0
+        for start in range(0, len(batches), WRITE_BATCH):
+            requests: list[Any] = [{"PutRequest": {"Item": self.item(b)}} for b in batches[start : start + WRITE_BATCH]]
+            for attempt in range(UNPROCESSED_ATTEMPTS):
+                with unavailable_on_transport_errors(self.service):
+                    answer = self._client.batch_write_item(RequestItems={self._table: requests})
+                requests = list(answer.get("UnprocessedItems", {}).get(self._table, []))
+                if not requests:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            left += len(requests)
+        return left
+
+    def page(self, account_id: int, query: MessageQuery) -> MessagePage:
+        """One page of ``query``, newest first, from the charger's batches of ``account_id`` only."""
+        return newest_first(query, self._batches(account_id, query))
+
+    def _batches(self, account_id: int, query: MessageQuery) -> Iterator[StoredBatch]:
+        names = {"#p": PK, "#s": SK}
+        values: dict[str, Any] = {
+            ":p": {"S": _partition(query.charger_id)},
+            ":lo": {"S": _sort_key(query.start_ms)},
+            # A batch holding a message at end_ms is keyed at most SPAN_MAX_MS later; "$" sorts after "#".
+            ":hi": {"S": f"{query.end_ms + SPAN_MAX_MS:013d}$"},
+            ":a": {"N": str(account_id)},
+        }
+        condition = "acct = :a"
+        if query.types:
+            alternatives = []
+            for i, action in enumerate(sorted(query.types)):
+                values[f":t{i}"] = {"S": action}
+                alternatives.append(f"contains(types, :t{i})")
+            condition += " AND (" + " OR ".join(alternatives) + ")"
+        start: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "#p = :p AND #s BETWEEN :lo AND :hi",
+                "FilterExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+                # Batches are up to a few KB: 50 keeps a DynamoDB page small and the first answer quick.
+                "Limit": 50,
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            with unavailable_on_transport_errors(self.service):
+                answer = self._client.query(**request)
+            for item in answer.get("Items", []):
+                yield _stored(item)
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return
+
+
+def _stored(item: dict[str, Any]) -> StoredBatch:
+    key = item[SK]["S"]
+    newest, batch_id = key.split("#", 1)
+    blob = item["z"]["B"]
+    version = int(item["v"]["N"])
+    ocpp_id, protocol = item["ocpp"]["S"], item["proto"]["S"]
+
+    def messages() -> list[LoggedMessage]:
+        return messages_of(batch_id, blob, version, ocpp_id=ocpp_id, protocol=protocol)
+
+    return StoredBatch(int(newest), int(item["first"]["N"]), messages)
