@@ -17,6 +17,7 @@ from evreserve import aws
 from evreserve.security import verify_password
 from evreserve.storage.commands import CommandLedger
 from evreserve.storage.instances import InstanceStore
+from evreserve.storage.messages import MessageLogStore
 from evreserve.storage.registry import RegistryStore
 from evreserve.storage.reservations import ReservationStore
 
@@ -54,6 +55,10 @@ class Dependencies:
     verify_password: Callable[[str, str], bool]
     #: Where outcomes that could not be stored wait for DynamoDB; ``None``: in memory only.
     spool: OutcomeSpool | None = None
+    #: The OCPP message log's table; ``None``: no message log.
+    messages: MessageLogStore | None = None
+    #: The message log's own thread: a slow log table never holds a thread commands need.
+    log_io: Offload | None = None
 
 
 def bootstrap(
@@ -81,4 +86,10 @@ def bootstrap(
         auth=Offload(settings.gateway_auth_threads, "gw-auth"),
         verify_password=verify_password,
         spool=OutcomeSpool(sqs, settings.outcome_spool_url) if settings.outcome_spool_url else None,
+        messages=(
+            MessageLogStore(dynamodb, settings.ocpp_messages_table, settings.ocpp_message_retention_days)
+            if settings.gateway_message_log
+            else None
+        ),
+        log_io=Offload(1, "gw-log") if settings.gateway_message_log else None,
     )

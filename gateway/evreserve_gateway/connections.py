@@ -36,6 +36,7 @@ from .offload import Offload
 from .protocol import OcppSession, new_session
 from .reports import ChargerReports
 from .settings import GatewaySettings
+from .traffic import MessageLog
 
 log = logging.getLogger("evreserve_gateway")
 #: The ocpp library's own records for a session go here, with the charger identity.
@@ -71,6 +72,7 @@ class Connections:
         admission_of: Callable[[ServerConnection], Admission | None],
         queue_url: Callable[[], str],
         queue: InstanceQueue,
+        message_log: MessageLog | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -84,6 +86,7 @@ class Connections:
         self._queue_url = queue_url
         #: For asking another instance to close a connection this one replaced.
         self._queue = queue
+        self._message_log = message_log
         self._held: dict[str, Held] = {}
         #: False from a failed storage call until the connections are registered again.
         self._storage_ok = True
@@ -139,6 +142,13 @@ class Connections:
             self._settings.gateway_heartbeat_interval_s,
             self._settings.gateway_charger_frames_per_s,
             self._settings.gateway_charger_frame_burst,
+            traffic=(
+                self._message_log.for_charger(
+                    admission.charger_id, admission.account_id, admission.ocpp_id, admission.version.subprotocol
+                )
+                if self._message_log is not None
+                else None
+            ),
         )
         held = Held(admission.charger_id, admission.account_id, admission.ocpp_id, session_id, websocket, session)
         previous = self._held.get(held.ocpp_id)

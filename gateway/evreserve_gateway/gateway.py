@@ -33,6 +33,7 @@ from .leases import Leases
 from .logs import quiet_libraries
 from .protocol import use_inline_validation
 from .settings import GatewaySettings
+from .traffic import MessageLog
 
 log = logging.getLogger("evreserve_gateway")
 
@@ -42,6 +43,8 @@ log = logging.getLogger("evreserve_gateway")
 LISTEN_BACKLOG = 4096
 
 
+#: Longest the stop waits to store the message log's last batches.
+MESSAGE_LOG_FLUSH_LIMIT_S = 5.0
 #: Longest the stop waits for each background loop (and the last commands) before giving up on it.
 STOP_TASK_LIMIT_S = 15.0
 
@@ -67,6 +70,19 @@ class Gateway:
         #: Set once, when the stop begins: refuses handshakes, ends the poll and the watcher.
         self._stopping = asyncio.Event()
         self._background = Background()
+        self._log_io = deps.log_io
+        self.message_log = (
+            MessageLog(
+                deps.messages,
+                deps.log_io,
+                flush_s=settings.gateway_message_log_flush_s,
+                max_bytes=settings.gateway_message_log_max_bytes,
+                instance_id=settings.instance_id,
+            )
+            if deps.messages is not None and deps.log_io is not None
+            else None
+        )
+        self._log_task: asyncio.Task[None] | None = None
         self._queue = CommandQueue(settings, deps.queue, deps.poll_queue, deps.io, self._stopping)
         self._handshake = Handshake(
             settings,
@@ -88,6 +104,7 @@ class Gateway:
             admission_of=self._handshake.admission,
             queue_url=lambda: self._queue.url,
             queue=deps.queue,
+            message_log=self.message_log,
         )
         self._runner = CommandRunner(
             deps.ledger,
@@ -191,6 +208,8 @@ class Gateway:
         self._heartbeat = loop.create_task(self._leases.run())
         if self._spool_writer is not None:
             self._spool_task = loop.create_task(self._spool_writer.run())
+        if self.message_log is not None:
+            self._log_task = loop.create_task(self.message_log.run(self._stopping))
         self._stopped = loop.create_future()
         log.info(
             "gateway started",
@@ -243,6 +262,7 @@ class Gateway:
                 (self._watcher, "the storage watcher"),
                 (self._heartbeat, "the lease heartbeat"),
                 (self._spool_task, "the spool writer"),
+                (self._log_task, "the message log writer"),
             ):
                 await _finish(task, what, STOP_TASK_LIMIT_S)
             try:
@@ -251,12 +271,24 @@ class Gateway:
                 log.warning("the queue was not drained in time; what is left is redelivered or expires")
             if not await self._runner.join(limit_s=STOP_TASK_LIMIT_S):
                 log.warning("commands still running at the end of the drain; their outcomes are not awaited")
+            if self.message_log is not None:
+                try:
+                    # After the sockets closed: nothing more is logged. Bounded, as storage may be down.
+                    await asyncio.wait_for(self.message_log.flush(), MESSAGE_LOG_FLUSH_LIMIT_S)
+                except TimeoutError:
+                    log.warning(
+                        "the message log was not stored in time; dropped",
+                        extra={"bufferedBytes": self.message_log.buffered_bytes},
+                    )
+                self.message_log.report()
             await self._queue.remove()
             await self._leases.release()
             await self._background.join(limit_s=5.0)
         finally:
             self._io.shutdown()
             self._auth.shutdown()
+            if self._log_io is not None:
+                self._log_io.shutdown()
             if self._stopped is not None and not self._stopped.done():
                 self._stopped.set_result(None)
             log.info("gateway stopped", extra={"instanceId": self.instance_id})

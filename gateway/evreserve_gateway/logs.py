@@ -9,6 +9,8 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+#: The ``extra`` key of a record carrying CloudWatch embedded metrics (``_aws`` and the values).
+EMBEDDED_METRICS = "embeddedMetrics"
 #: LogRecord attributes that are not extra fields.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -22,8 +24,12 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and not key.startswith("_") and key != EMBEDDED_METRICS:
                 entry[key] = value
+        metrics = getattr(record, EMBEDDED_METRICS, None)
+        if isinstance(metrics, dict):
+            # CloudWatch reads embedded metrics only from the top level of a log event.
+            entry.update(metrics)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -127,6 +127,18 @@ class GatewaySettings(CoreSettings):
     gateway_charger_frames_per_s: float = Field(20.0, ge=0)
     gateway_charger_frame_burst: int = Field(200, ge=1)
 
+    #: Log every CALL and its answer (GET /api/ocpp-messages); off only for comparison.
+    gateway_message_log: bool = True
+    #: A charger's logged messages are stored once the first of them is this old (or its
+    #: batch is full): the log's delay, and its cost (docs/scaling.md: 300 s keeps a fleet
+    #: within $10 a month per 1,000 chargers). At most 900 (the batches' span bound).
+    gateway_message_log_flush_s: float = Field(300.0, gt=0, le=900)
+    #: Everything the log may hold in memory, waiting and being written; past it, while
+    #: storage is slow or down, new messages are dropped and counted.
+    gateway_message_log_max_bytes: int = Field(64 * 1024 * 1024, ge=16 * 1024)
+    #: Days a logged message is kept (DynamoDB's TTL deletes it then).
+    ocpp_message_retention_days: int = Field(30, ge=1, le=3650)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> GatewaySettings:
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):

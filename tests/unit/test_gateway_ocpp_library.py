@@ -129,10 +129,12 @@ def test_route_map_has_the_lookup_shape_handle_call_uses():
 
 
 async def test_handle_call_validates_runs_the_handler_and_sends_its_answer():
-    """_handle_call passes snake_case kwargs, awaits an async handler, and sends the camelCase CALLRESULT."""
+    """_handle_call passes snake_case kwargs, awaits an async handler, and sends the camelCase CALLRESULT
+    through _send, which hands it back to the caller instead of the socket."""
     point, connection = _point()
-    await point.answer_by_library("1", "Authorize", {"idTag": "tag"})
-    assert json.loads(connection.sent[0]) == [3, "1", {"idTagInfo": {"status": "Accepted", "parentIdTag": "TAG"}}]
+    answer = await point.answer_by_library("1", "Authorize", {"idTag": "tag"})
+    assert json.loads(answer) == [3, "1", {"idTagInfo": {"status": "Accepted", "parentIdTag": "TAG"}}]
+    assert connection.sent == []
 
 
 async def test_handle_call_raises_a_schema_violation_for_the_caller():
@@ -146,8 +148,9 @@ async def test_handle_call_raises_a_schema_violation_for_the_caller():
 async def test_handle_call_answers_a_failing_handler_itself():
     """A handler's non-OCPP exception is answered by the library with InternalError, not raised."""
     point, connection = _point()
-    await point.answer_by_library("1", "DataTransfer", {"vendorId": "V"})
-    assert json.loads(connection.sent[0])[:3] == [4, "1", "InternalError"]
+    answer = await point.answer_by_library("1", "DataTransfer", {"vendorId": "V"})
+    assert json.loads(answer)[:3] == [4, "1", "InternalError"]
+    assert connection.sent == []
 
 
 # -- validation -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def test_task_id_makes_a_valid_queue_name_for_the_longest_stage():
         registry_table="r",
         reservations_table="s",
         commands_table="c",
+        ocpp_messages_table="m",
     )
     assert settings.instance_id == TASK_ID
     assert len(settings.queue_name) <= 80
@@ -75,7 +76,7 @@ def test_task_id_makes_a_valid_queue_name_for_the_longest_stage():
 
 def test_delete_linger_must_stay_well_under_the_visibility_timeout():
     """A linger over a tenth of the visibility timeout is refused at start, naming both variables."""
-    tables = {"registry_table": "r", "reservations_table": "s", "commands_table": "c"}
+    tables = {"registry_table": "r", "reservations_table": "s", "commands_table": "c", "ocpp_messages_table": "m"}
     assert (
         GatewaySettings(gateway_delete_linger_s=6, gateway_queue_visibility_s=60, **tables).gateway_delete_linger_s == 6
     )

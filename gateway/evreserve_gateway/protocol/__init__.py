@@ -19,7 +19,7 @@ from evreserve.models import OcppVersion
 from ..charger_messages import ChargerEvents
 from .framing import CallErrorReply, CallResultReply, Reply
 from .library import use_inline_validation
-from .session import OcppSession, SessionClosed
+from .session import OcppSession, SessionClosed, TrafficLog
 from .v16 import V16Session
 from .v201 import V201Session
 
@@ -35,8 +35,11 @@ def new_session(
     heartbeat_s: int = 300,
     frames_per_s: float = 0.0,
     frame_burst: int = 200,
+    traffic: TrafficLog | None = None,
 ) -> OcppSession:
-    return SESSION_CLASSES[version](identity, connection, events, logger, heartbeat_s, frames_per_s, frame_burst)
+    return SESSION_CLASSES[version](
+        identity, connection, events, logger, heartbeat_s, frames_per_s, frame_burst, traffic
+    )
 
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "OcppSession",
     "Reply",
     "SessionClosed",
+    "TrafficLog",
     "new_session",
     "use_inline_validation",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evreserve.models import OcppVersion, utcnow
@@ -35,6 +35,8 @@ class CallErrorReply:
 
     code: str
     description: str
+    #: The CALLERROR's errorDetails, for the message log; not part of what the reply means.
+    details: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,9 @@ class Call:
     message_id: str
     action: str
     payload: dict[str, Any]
+    #: The frame's own text and when it came (ms since the epoch), set when it is to be logged.
+    raw: str | bytes = ""
+    at_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -181,7 +186,8 @@ def _reply(frame: list[Any], version: OcppVersion) -> Reply:
         return CallResultReply(payload)
     code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "GenericError"
     description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
-    return CallErrorReply(code, description)
+    details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
+    return CallErrorReply(code, description, details)
 
 
 # -- serialising ------------------------------------------------------------------------
@@ -195,6 +201,14 @@ def call_result(message_id: str, payload_json: str) -> str:
 def heartbeat_result(message_id: str, current_time: str) -> str:
     """The CALLRESULT of a Heartbeat, formatted in one step (the most frequent frame)."""
     return f'[3,{json.dumps(message_id)},{{"currentTime":"{current_time}"}}]'
+
+
+def answer_frame(message_id: str, reply: Reply) -> str:
+    """The frame of a charger's answer, as the message log keeps it."""
+    if isinstance(reply, CallResultReply):
+        return json.dumps([3, message_id, reply.payload], separators=(",", ":"), default=str)
+    details = reply.details if reply.details is not None else {}
+    return json.dumps([4, message_id, reply.code, reply.description, details], separators=(",", ":"), default=str)
 
 
 def call_error(message_id: str, code: str, description: str) -> str:

@@ -9,7 +9,9 @@ and ``tests/unit/test_gateway_ocpp_library.py``, which pins what is relied on:
 
 * ``ChargePoint`` subclassed without its ``__init__`` (``LibraryHandlers``), with the
   attributes its call handling reads set here, and its ``route_map`` built per class;
-* ``ChargePoint._handle_call`` to answer the CALLs that have an ``@on`` handler;
+* ``ChargePoint._handle_call`` to answer the CALLs that have an ``@on`` handler, and
+  ``ChargePoint._send``, which it sends the answer through (overridden: the answer is
+  handed back to the session, which sends and logs it);
 * ``ocpp.messages._validate_payload`` (synchronous) for outgoing CALLs and their answers,
   and ``ocpp.messages.ASYNC_VALIDATION`` for incoming ones;
 * the ``Action`` enums as the list of actions each version defines;
@@ -21,7 +23,8 @@ Nothing here knows about sockets or the session's state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
@@ -47,6 +50,10 @@ _KNOWN_ACTIONS = {
 }
 
 _SCHEMA_DIRS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201"}
+
+#: Where the library's answer to the CALL being handled goes (one list per ``answer_by_library``,
+#: so an answer can never land in another CALL's hands, whatever runs concurrently).
+_ANSWER: ContextVar[list[str] | None] = ContextVar("library_answer", default=None)
 
 __all__ = [
     "LIBRARY_VERSIONS",
@@ -175,10 +182,24 @@ class LibraryHandlers(ChargePoint):  # type: ignore[misc]
         """Whether an ``@on`` handler answers ``action``."""
         return action in self._routes
 
-    def answer_by_library(self, message_id: str, action: str, payload: dict[str, Any]) -> Awaitable[None]:
-        """Validate, run the ``@on`` handler, validate and send its answer (the library's work).
+    async def answer_by_library(self, message_id: str, action: str, payload: dict[str, Any]) -> str | None:
+        """Validate, run the ``@on`` handler, validate its answer; the answer's frame, to send.
 
         Raises ``OCPPError`` for a payload that breaks the schema; an exception of the
-        handler is answered by the library itself (InternalError).
+        handler is answered by the library itself (an InternalError frame).
         """
-        return cast(Awaitable[None], self._handle_call(Call(message_id, action, payload)))
+        answer: list[str] = []
+        token = _ANSWER.set(answer)
+        try:
+            await self._handle_call(Call(message_id, action, payload))
+        finally:
+            _ANSWER.reset(token)
+        return answer[0] if answer else None
+
+    async def _send(self, message: str) -> None:
+        """The library's call handling sends its answer through this: keep it for ``answer_by_library``."""
+        answer = _ANSWER.get()
+        if answer is None:  # pragma: no cover - the library sends nothing else through a CSMS's handlers
+            await self._connection.send(message)
+            return
+        answer.append(message)

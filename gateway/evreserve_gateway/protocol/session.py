@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
@@ -37,6 +38,7 @@ from .framing import (
     FrameBudget,
     Invalid,
     Reply,
+    answer_frame,
     answered_id,
     call_error,
     call_result,
@@ -74,6 +76,20 @@ def answer_empty(_session: Any, _payload: dict[str, Any]) -> str:
     return EMPTY_ANSWER
 
 
+class TrafficLog(Protocol):
+    """Where a session logs its CALLs and their answers (``evreserve_gateway.traffic``); must return at once."""
+
+    def received(self, at_ms: int, action: str, call: str | bytes, answer: str) -> None: ...
+
+    def sent(self, at_ms: int, action: str, call: str, answer: str | None) -> None: ...
+
+    def invalid_frame(self) -> None: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class SessionClosed(Exception):
     """The charger's socket closed before it answered."""
 
@@ -93,9 +109,12 @@ class OcppSession(LibraryHandlers):
         heartbeat_s: int = 300,
         frames_per_s: float = 0.0,
         frame_burst: int = 200,
+        traffic: TrafficLog | None = None,
     ) -> None:
         super().__init__(identity, connection, logger)
         self.events = events
+        #: The message log of this charger's CALLs; ``None``: not logged.
+        self.traffic = traffic
         self.heartbeat_s = heartbeat_s
         # Made on the first outgoing CALL: most connections never get one.
         self._call_lock: asyncio.Lock | None = None
@@ -139,10 +158,15 @@ class OcppSession(LibraryHandlers):
             self._refused = 0
         frame = classify(value, self.version)
         if isinstance(frame, Call):
+            if self.traffic is not None:
+                frame.raw = raw
+                frame.at_ms = now_ms()
             return self._route_call(frame)
         if isinstance(frame, Answer):
             self._route_reply(frame)
             return None
+        if self.traffic is not None:
+            self.traffic.invalid_frame()
         if isinstance(frame, Invalid):
             return self._send_error(frame.message_id, frame.code, frame.description)
         # OCPP-J 1.6: a message with an unknown type is ignored.
@@ -179,7 +203,7 @@ class OcppSession(LibraryHandlers):
 
     def _route_call(self, call: Call) -> Awaitable[None] | None:
         if call.action == "Heartbeat" and not call.payload and self._inbox is None:
-            return self._connection.send(heartbeat_result(call.message_id, current_time()))  # type: ignore[no-any-return]
+            return self._reply(call, heartbeat_result(call.message_id, current_time()))
         if self._inbox is None and call.action not in SLOW_ACTIONS:
             return self._answer(call)
         if self._inbox is None:
@@ -190,23 +214,29 @@ class OcppSession(LibraryHandlers):
             # Queued behind the slow one so that the charger's CALLs are answered in order.
             self._inbox.append(call)
             return None
-        return self._send_error(call.message_id, "GenericError", "too many CALLs outstanding")
+        return self._send_error(call.message_id, "GenericError", "too many CALLs outstanding", call)
 
-    async def _answer_directly(
-        self, message_id: str, action: str, payload: dict[str, Any], handler: DirectHandler
-    ) -> None:
+    def _reply(self, call: Call, frame: str) -> Awaitable[None]:
+        """Send the answer to a charger's CALL, and log both."""
+        if self.traffic is not None:
+            self.traffic.received(call.at_ms, call.action, call.raw, frame)
+        return self._connection.send(frame)  # type: ignore[no-any-return]
+
+    async def _answer_directly(self, call: Call, handler: DirectHandler) -> None:
         try:
-            request_validator(self.version, action)(payload)
+            request_validator(self.version, call.action)(call.payload)
         except SchemaViolation as violation:
             await self._send_error(
-                message_id, error_code_for(self.version, violation_code(violation)), violation.message
+                call.message_id, error_code_for(self.version, violation_code(violation)), violation.message, call
             )
             return
         except RecursionError:
-            await self._send_error(message_id, frame_error_code(self.version), "payload is nested too deeply")
+            await self._send_error(
+                call.message_id, frame_error_code(self.version), "payload is nested too deeply", call
+            )
             return
-        answer = handler(self, payload)
-        await self._connection.send(call_result(message_id, answer))
+        answer = handler(self, call.payload)
+        await self._reply(call, call_result(call.message_id, answer))
 
     async def _drain_inbox(self) -> None:
         try:
@@ -225,7 +255,7 @@ class OcppSession(LibraryHandlers):
         """The answer to one CALL: the direct path for the frequent ones, else the library."""
         direct = self._direct.get(call.action)
         if direct is not None:
-            return self._answer_directly(call.message_id, call.action, call.payload, direct)
+            return self._answer_directly(call, direct)
         return self._answer_by_library(call)
 
     async def _answer_by_library(self, call: Call) -> None:
@@ -233,25 +263,37 @@ class OcppSession(LibraryHandlers):
             # OCPP-J: NotImplemented = action unknown; NotSupported = known but not
             # supported (the library has these the other way round).
             code = "NotSupported" if is_known_action(self.version, call.action) else "NotImplemented"
-            await self._send_error(call.message_id, code, f"{call.action} is not handled by this CSMS")
+            await self._send_error(call.message_id, code, f"{call.action} is not handled by this CSMS", call)
             return
         try:
-            await self.answer_by_library(call.message_id, call.action, call.payload)
+            answer = await self.answer_by_library(call.message_id, call.action, call.payload)
         except OCPPError as error:
-            await self._send_error(call.message_id, error_code_for(self.version, error.code), error.description)
+            await self._send_error(call.message_id, error_code_for(self.version, error.code), error.description, call)
+            return
         except RecursionError:
             # The library's validation and key conversion recurse over the payload.
-            await self._send_error(call.message_id, frame_error_code(self.version), "payload is nested too deeply")
+            await self._send_error(
+                call.message_id, frame_error_code(self.version), "payload is nested too deeply", call
+            )
+            return
         except ConnectionClosed:
             raise
         except Exception:
             # OCPP-J: every CALL gets an answer, so the charger does not wait out its timeout.
             self.log.exception("failed to answer a CALL", extra={"action": call.action})
-            await self._send_error(call.message_id, "InternalError", "the CSMS failed to handle this CALL")
+            await self._send_error(call.message_id, "InternalError", "the CSMS failed to handle this CALL", call)
+            return
+        if answer is not None:
+            await self._reply(call, answer)
 
-    async def _send_error(self, message_id: str, code: str, description: str) -> None:
+    async def _send_error(self, message_id: str, code: str, description: str, call: Call | None = None) -> None:
+        """A CALLERROR; logged with its CALL when there is one (an unreadable frame is only counted)."""
         self.log.warning("answered with a CALLERROR", extra={"errorCode": code, "description": description})
-        await self._connection.send(call_error(message_id, code, description))
+        frame = call_error(message_id, code, description)
+        if call is not None:
+            await self._reply(call, frame)
+        else:
+            await self._connection.send(frame)
 
     def _route_reply(self, answer: Answer) -> None:
         message_id = answer.message_id
@@ -297,6 +339,10 @@ class OcppSession(LibraryHandlers):
                 raise SessionClosed
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
             self._pending[message_id] = future
+            frame = call.to_json()
+            sent_at = now_ms()
+            #: The charger's answer as logged; stays None if none comes in time.
+            logged: str | None = None
             # Set before the send, not after it: a send cancelled midway (the caller's
             # deadline) may already have put the frame on the wire, and the charger may
             # act on it and answer. If it never went out, no answer comes and the entry
@@ -305,10 +351,11 @@ class OcppSession(LibraryHandlers):
             try:
                 try:
                     may_have_gone = True
-                    await self._connection.send(call.to_json())
+                    await self._connection.send(frame)
                 except ConnectionClosed as exc:
                     raise SessionClosed from exc
                 reply = await future
+                logged = answer_frame(message_id, reply)
             except asyncio.CancelledError:
                 if may_have_gone and on_late is not None and not self._closed:
                     self._late[message_id] = on_late
@@ -317,6 +364,8 @@ class OcppSession(LibraryHandlers):
                 raise
             finally:
                 self._pending.pop(message_id, None)
+                if may_have_gone and self.traffic is not None:
+                    self.traffic.sent(sent_at, action, frame, logged)
         if isinstance(reply, CallResultReply):
             try:
                 validate_answer(self.version, message_id, action, reply.payload)

@@ -1,0 +1,188 @@
+"""The gateway's message log buffer: batching, its memory bound, the writer's retries (in-memory store)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from evreserve.errors import DependencyUnavailable
+from evreserve.messagelog import pack, unpack
+from evreserve.storage.messages import Batch
+from evreserve_gateway.logs import JsonFormatter
+from evreserve_gateway.offload import Offload
+from evreserve_gateway.traffic import BATCH_MAX_BYTES, FRAME_MAX_BYTES, MessageLog
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryStore:
+    """Stores batches in a list; fails while ``down`` is set, blocks while ``gate`` is clear."""
+
+    def __init__(self) -> None:
+        self.stored: list[Batch] = []
+        self.down = False
+        self.calls = 0
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def put(self, batches: list[Batch]) -> int:
+        self.calls += 1
+        self.gate.wait(10)
+        if self.down:
+            raise DependencyUnavailable("DynamoDB is unreachable", service="DynamoDB")
+        self.stored.extend(batches)
+        return 0
+
+
+def _log(store: Any = None, **kwargs: Any) -> tuple[MessageLog, Clock]:
+    clock = Clock()
+    settings = {"flush_s": 10.0, "max_bytes": 1 << 20, "instance_id": "i-1", **kwargs}
+    return MessageLog(store or MemoryStore(), Offload(1, "test-log"), clock=clock, **settings), clock
+
+
+def _heartbeat(traffic: Any, n: int) -> None:
+    traffic.received(n, "Heartbeat", f'[2,"{n}","Heartbeat",{{}}]', f'[3,"{n}",{{"currentTime":"x"}}]')
+
+
+def test_a_batch_is_sealed_once_its_first_message_is_flush_s_old():
+    log, clock = _log()
+    a, b = log.for_charger(1, 7, "A", "ocpp1.6"), log.for_charger(2, 7, "B", "ocpp2.0.1")
+    _heartbeat(a, 1)
+    clock.now += 6
+    _heartbeat(b, 2)
+    _heartbeat(a, 3)
+    clock.now += 5
+    assert log.seal_due() == 1
+    (batch,) = log.take_sealed()
+    assert (batch.charger_id, batch.account_id, batch.ocpp_id, batch.protocol) == (1, 7, "A", "ocpp1.6")
+    assert [r[0] for r in batch.records] == [1, 3]
+    clock.now += 5
+    assert log.seal_due() == 1
+    assert [b.ocpp_id for b in log.take_sealed()] == ["B"]
+
+
+def test_a_full_batch_is_sealed_at_once():
+    log, _ = _log()
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    payload = "x" * 1000
+    for n in range(BATCH_MAX_BYTES // 1000 + 1):
+        traffic.received(n, "DataTransfer", f'[2,"{n}","DataTransfer",{{"data":"{payload}"}}]', f'[3,"{n}",{{}}]')
+    assert len(log.take_sealed()) == 1
+
+
+def test_past_the_memory_bound_new_messages_are_dropped_and_counted(caplog):
+    log, _ = _log(max_bytes=16 * 1024)
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    with caplog.at_level(logging.WARNING):
+        for n in range(400):
+            _heartbeat(traffic, n)
+    assert log.buffered_bytes <= 16 * 1024
+    assert log.counters["dropped"] > 0
+    assert log.counters["logged"] + log.counters["dropped"] == 400
+    assert [r.getMessage() for r in caplog.records].count(
+        "the OCPP message log is full (storage slow or down); dropping new messages"
+    ) == 1
+
+
+def test_a_frame_too_large_is_logged_with_a_note_instead_of_its_payload():
+    log, _ = _log()
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    huge = json.dumps([2, "m", "DataTransfer", {"data": "x" * FRAME_MAX_BYTES}])
+    traffic.received(5, "DataTransfer", huge, '[3,"m",{"status":"Accepted"}]')
+    log.seal_all()
+    (batch,) = log.take_sealed()
+    (record,) = unpack(pack(batch.records))
+    call, answer = json.loads(record[2]), json.loads(record[3])
+    assert call[2] == "DataTransfer" and call[3]["logged"] is False
+    assert answer == [3, "m", {"status": "Accepted"}]
+
+
+async def test_the_writer_keeps_batches_while_storage_is_down_and_stores_them_after():
+    store = MemoryStore()
+    log, clock = _log(store, flush_s=0.05)
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    stopping = asyncio.Event()
+    store.down = True
+    runner = asyncio.create_task(log.run(stopping))
+    _heartbeat(traffic, 1)
+    clock.now += 1
+    for _ in range(200):
+        if log.counters["writeFailures"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert log.counters["writeFailures"] >= 1 and store.stored == []
+    store.down = False
+    _heartbeat(traffic, 2)
+    clock.now += 1
+    await log.flush()
+    stopping.set()
+    await runner
+    assert sorted(r[0] for b in store.stored for r in b.records) == [1, 2]
+    assert log.buffered_bytes == 0 and log.counters["messagesWritten"] == 2
+
+
+async def test_a_slow_store_never_holds_the_event_loop():
+    """While a write blocks on its thread, the loop keeps logging (and answering) at once."""
+    store = MemoryStore()
+    store.gate.clear()
+    log, clock = _log(store, flush_s=0.01)
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    stopping = asyncio.Event()
+    runner = asyncio.create_task(log.run(stopping))
+    _heartbeat(traffic, 1)
+    clock.now += 1
+    for _ in range(200):
+        if store.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert store.calls == 1  # the write is in progress, blocked
+    ticks = 0
+    for n in range(50):
+        _heartbeat(traffic, n + 2)
+        await asyncio.sleep(0)
+        ticks += 1
+    assert ticks == 50 and log.counters["logged"] == 51
+    store.gate.set()
+    stopping.set()
+    await runner
+    await log.flush()
+    assert sum(len(b.records) for b in store.stored) == 51
+
+
+def test_the_report_is_an_embedded_metric_record_at_the_top_level(caplog):
+    log, _ = _log()
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    _heartbeat(traffic, 1)
+    traffic.invalid_frame()
+    with caplog.at_level(logging.INFO, logger="evreserve_gateway.traffic"):
+        log.report()
+    (record,) = [r for r in caplog.records if r.getMessage() == "message log counters"]
+    line = json.loads(JsonFormatter().format(record))
+    directive = line["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "EvReserve/Gateway"
+    assert {m["Name"] for m in directive["Metrics"]} >= {"MessageLog.dropped", "MessageLog.invalidFrames"}
+    assert line["MessageLog.logged"] == 1 and line["MessageLog.invalidFrames"] == 1 and line["InstanceId"] == "i-1"
+    # Counts are per period: the next report starts from zero.
+    with caplog.at_level(logging.INFO, logger="evreserve_gateway.traffic"):
+        log.report()
+    again = json.loads(JsonFormatter().format(caplog.records[-1]))
+    assert again["MessageLog.logged"] == 0
+
+
+@pytest.mark.parametrize("frame", [b'[2,"1","Heartbeat",{}]'])
+def test_a_binary_frame_is_logged_as_text(frame):
+    log, _ = _log()
+    traffic = log.for_charger(1, 1, "A", "ocpp1.6")
+    traffic.received(1, "Heartbeat", frame, '[3,"1",{}]')
+    log.seal_all()
+    assert log.take_sealed()[0].records[0][3] == frame.decode()
