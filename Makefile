@@ -87,7 +87,7 @@ e2e: $(STAMP) $(NODE_STAMP)  ## End-to-end tests over the whole local stack
 
 bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks (minutes; on a quiet machine)
 	npm ci --prefix benchmarks --no-audit --no-fund --loglevel=error
-	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs lambda_start sqs_candidates; do \
+	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs lambda_start message_log_cost sqs_candidates; do \
 	  echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 clean:  ## Remove the venv, node_modules and caches

@@ -336,7 +336,7 @@ def main() -> None:
                         name=f"loadgen-{kind}-{size}-{mix}",
                         server_pid=server.pid,
                         extra_pids=extra,
-                        after_connect=start_profile if args.profile and kind == "ours" else None,
+                        after_connect=start_profile if args.profile and kind.startswith("ours") else None,
                     )
                     for p in spy:
                         p.wait(60)

@@ -127,7 +127,8 @@ def replay(chargers: int, flush_s: float, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     clock = _Clock()
     store = MessageLogStore(None, "messages", RETENTION_DAYS)  # type: ignore[arg-type]  # sizes items only
-    log = MessageLog(store, None, flush_s=flush_s, max_bytes=1 << 40, instance_id="bench", clock=clock)  # type: ignore[arg-type]
+    # No writer: the replay takes the sealed batches itself (take_sealed).
+    log = MessageLog(None, flush_s=flush_s, max_bytes=1 << 40, instance_id="bench", clock=clock)  # type: ignore[arg-type]
     timeline = []
     for c in range(chargers):
         traffic = log.for_charger(c + 1, 1, f"CP-{c:05d}", "ocpp1.6")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 from .bootstrap import bootstrap
@@ -42,6 +43,8 @@ def main() -> None:
     except Exception:
         logging.getLogger("evreserve_gateway").exception("invalid settings")
         raise SystemExit(2) from None
+    # The process's own setting, so here and not in Gateway (tests run several in one process).
+    sys.setswitchinterval(settings.gateway_switch_interval_s)
     with asyncio.Runner(loop_factory=loop_factory(settings.gateway_event_loop)) as runner:
         runner.run(run(settings))
 

@@ -23,6 +23,7 @@ from evreserve.storage.reservations import ReservationStore
 
 from .commands.queue import InstanceQueue
 from .commands.spool import OutcomeSpool
+from .log_writer import LogWriter, ProcessWriter, ThreadWriter
 from .offload import Offload
 from .settings import GatewaySettings
 
@@ -55,10 +56,8 @@ class Dependencies:
     verify_password: Callable[[str, str], bool]
     #: Where outcomes that could not be stored wait for DynamoDB; ``None``: in memory only.
     spool: OutcomeSpool | None = None
-    #: The OCPP message log's table; ``None``: no message log.
-    messages: MessageLogStore | None = None
-    #: The message log's own thread: a slow log table never holds a thread commands need.
-    log_io: Offload | None = None
+    #: Where the OCPP message log's batches are stored from; ``None``: no message log.
+    log_writer: LogWriter | None = None
 
 
 def bootstrap(
@@ -68,6 +67,7 @@ def bootstrap(
     sqs: SQSClient | None = None,
 ) -> Dependencies:
     """Build what a gateway instance runs on; boto3 clients may be injected (tests)."""
+    injected = dynamodb
     dynamodb = dynamodb or aws.dynamodb_client(settings)
     # Long polls outlast the core's short read timeout, so they get their own client;
     # an injected client (tests) serves both and must allow for the wait.
@@ -86,10 +86,13 @@ def bootstrap(
         auth=Offload(settings.gateway_auth_threads, "gw-auth"),
         verify_password=verify_password,
         spool=OutcomeSpool(sqs, settings.outcome_spool_url) if settings.outcome_spool_url else None,
-        messages=(
-            MessageLogStore(dynamodb, settings.ocpp_messages_table, settings.ocpp_message_retention_days)
-            if settings.gateway_message_log
-            else None
-        ),
-        log_io=Offload(1, "gw-log") if settings.gateway_message_log else None,
+        log_writer=_log_writer(settings, injected) if settings.gateway_message_log else None,
     )
+
+
+def _log_writer(settings: GatewaySettings, injected: DynamoDBClient | None) -> LogWriter:
+    """A process of its own; a thread when a client is injected (it cannot go to another process)."""
+    if injected is None:
+        return ProcessWriter(settings, settings.ocpp_message_retention_days)
+    store = MessageLogStore(injected, settings.ocpp_messages_table, settings.ocpp_message_retention_days)
+    return ThreadWriter(store, Offload(1, "gw-log"))

@@ -70,16 +70,14 @@ class Gateway:
         #: Set once, when the stop begins: refuses handshakes, ends the poll and the watcher.
         self._stopping = asyncio.Event()
         self._background = Background()
-        self._log_io = deps.log_io
         self.message_log = (
             MessageLog(
-                deps.messages,
-                deps.log_io,
+                deps.log_writer,
                 flush_s=settings.gateway_message_log_flush_s,
                 max_bytes=settings.gateway_message_log_max_bytes,
                 instance_id=settings.instance_id,
             )
-            if deps.messages is not None and deps.log_io is not None
+            if deps.log_writer is not None
             else None
         )
         self._log_task: asyncio.Task[None] | None = None
@@ -209,6 +207,12 @@ class Gateway:
         if self._spool_writer is not None:
             self._spool_task = loop.create_task(self._spool_writer.run())
         if self.message_log is not None:
+            try:
+                # Started with the gateway, not on the first batch: a writer that cannot
+                # start is a log line now, and its start-up is not paid mid-traffic.
+                await self.message_log.writer.start()
+            except Exception:
+                log.exception("the message log's writer did not start; it is retried with the first batch")
             self._log_task = loop.create_task(self.message_log.run(self._stopping))
         self._stopped = loop.create_future()
         log.info(
@@ -287,8 +291,8 @@ class Gateway:
         finally:
             self._io.shutdown()
             self._auth.shutdown()
-            if self._log_io is not None:
-                self._log_io.shutdown()
+            if self.message_log is not None:
+                self.message_log.writer.shutdown()
             if self._stopped is not None and not self._stopped.done():
                 self._stopped.set_result(None)
             log.info("gateway stopped", extra={"instanceId": self.instance_id})

@@ -127,6 +127,12 @@ class GatewaySettings(CoreSettings):
     gateway_charger_frames_per_s: float = Field(20.0, ge=0)
     gateway_charger_frame_burst: int = Field(200, ge=1)
 
+    #: How long a thread holding the GIL runs before the event loop may take it back
+    #: (``sys.setswitchinterval``; Python's default is 5 ms). The loop gives the GIL up at
+    #: every poll; with the default, each time a storage thread was running Python (the
+    #: message log's packing and botocore) the loop then waited up to 5 ms to run again,
+    #: and throughput at 1,000 busy chargers fell 20% (docs/decisions.md).
+    gateway_switch_interval_s: float = Field(0.0005, gt=0, le=0.1)
     #: Log every CALL and its answer (GET /api/ocpp-messages); off only for comparison.
     gateway_message_log: bool = True
     #: A charger's logged messages are stored once the first of them is this old (or its

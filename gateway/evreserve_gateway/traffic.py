@@ -3,8 +3,8 @@
 A session hands each finished CALL to its charger's ``ChargerTraffic`` (a tuple appended
 to a list: nothing else happens on the event loop). A charger's buffer is sealed into a
 batch once its first message is ``flush_s`` old, or it holds ``BATCH_MAX_BYTES`` of frames,
-and the writer stores sealed batches 25 to a request on its own thread, so a slow table
-never holds a thread the commands need.
+and the writer (``log_writer``: a process of its own when deployed) stores sealed batches
+25 to a request, so neither a slow table nor the packing ever holds what commands need.
 
 The log must never slow or stop charger traffic: everything buffered (open and sealed)
 is bounded by ``max_bytes``. While storage is slow or down, the writer retries with
@@ -21,16 +21,16 @@ import json
 import logging
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from evreserve.errors import DependencyUnavailable
 from evreserve.messagelog import Direction
-from evreserve.storage.messages import WRITE_BATCH, Batch, MessageLogStore
+from evreserve.storage.messages import WRITE_BATCH, Batch
 
+from .log_writer import LogWriter
 from .logs import EMBEDDED_METRICS
-from .offload import Offload
 
 log = logging.getLogger("evreserve_gateway.traffic")
 
@@ -87,31 +87,30 @@ class MessageLog:
 
     def __init__(
         self,
-        store: MessageLogStore,
-        io: Offload,
+        writer: LogWriter,
         *,
         flush_s: float,
         max_bytes: int,
         instance_id: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
+        self.writer = writer
         #: Monotonic seconds; a benchmark replays a fleet's day through it.
         self._clock = clock
-        self._io = io
         self._flush_s = flush_s
         # A batch waits at most flush_s plus one tick.
         self._tick = min(TICK_S, flush_s)
         self._max_bytes = max_bytes
         self._instance_id = instance_id
-        #: Open batches in the order they opened (a dict: ordered, O(1) removal).
-        self._open: dict[ChargerTraffic, None] = {}
+        #: Open batches in the order they opened. An OrderedDict, not a dict: sealing takes
+        #: from the front, where a plain dict leaves holes that every later walk re-scans.
+        self._open: OrderedDict[ChargerTraffic, None] = OrderedDict()
         self._sealed: deque[Batch] = deque()
         self._sealed_bytes: deque[int] = deque()
         self._bytes = 0
         self._wake = asyncio.Event()
         # A random prefix per instance and a counter: batch ids unique across instances and restarts.
-        self._prefix = secrets.token_hex(4)
+        self._prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -176,9 +175,11 @@ class MessageLog:
         """Seal the batches whose first record is ``flush_s`` old; how many."""
         now = self._clock() if now is None else now
         sealed = 0
-        for traffic in list(self._open):
+        # Opened in order: the first that is not due ends the walk, so a tick costs what it seals.
+        while self._open:
+            traffic = next(iter(self._open))  # O(1) on an OrderedDict (its linked list)
             if now - traffic.opened < self._flush_s:
-                break  # opened in order: the rest are younger
+                break
             self._seal(traffic)
             sealed += 1
         return sealed
@@ -233,7 +234,7 @@ class MessageLog:
         count = min(len(self._sealed), WRITE_BATCH)
         batches = [self._sealed[i] for i in range(count)]
         try:
-            refused = await self._io(self._store.put, batches)
+            refused = await self.writer.put(batches)
         except DependencyUnavailable as exc:
             self.counters["writeFailures"] += 1
             log.warning(

@@ -11,7 +11,14 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 #: The scripts `make bench` runs; the helpers beside them are not benchmarks.
-SCRIPTS = ["gateway_throughput", "gateway_memory", "reservation_roundtrip", "request_costs", "lambda_start"]
+SCRIPTS = [
+    "gateway_throughput",
+    "gateway_memory",
+    "reservation_roundtrip",
+    "request_costs",
+    "lambda_start",
+    "message_log_cost",
+]
 
 pytestmark = pytest.mark.integration
 

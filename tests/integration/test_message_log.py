@@ -13,17 +13,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from devstack.local_api import LocalApi
+from evreserve.errors import DependencyUnavailable
 from evreserve.models import OcppVersion, OutcomeKind
-from evreserve.storage.messages import MessageLogStore
+from evreserve.storage.messages import Batch
+from evreserve_gateway import GatewaySettings
+from evreserve_gateway.log_writer import ProcessWriter
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,11 @@ def keys(local_api: LocalApi, admin_api_key: str) -> Keys:
             )
         )["apiKey"]
     return Keys(owner_key, owner["id"], foreign_key, limited, admin_api_key)
+
+
+def _process_writer(deps: Any) -> Any:
+    """The deployed writer, a process of its own (the fixtures' gateways write from a thread)."""
+    return replace(deps, log_writer=ProcessWriter(GatewaySettings(), 30))
 
 
 async def _list(api: LocalApi, key: str, **params: Any) -> httpx.Response:
@@ -122,7 +128,7 @@ async def test_both_directions_are_logged_with_their_answers(
     local_api: LocalApi, keys: Keys, start_gateway, seed_charger, registry, commands, version
 ):
     """The charger's CALLs (library and direct path) and ours (answered, CALLERROR, timed out) with their answers."""
-    gateway = await start_gateway(gateway_message_log_flush_s=FLUSH_S)
+    gateway = await start_gateway(inject=_process_writer, gateway_message_log_flush_s=FLUSH_S)
     charger = seed_charger(account_id=keys.account_id)
     behaviour = Behaviour()
     async with charger_session(gateway, charger, version, behaviour) as cp:
@@ -262,22 +268,14 @@ async def test_other_accounts_and_keys_out_of_scope_see_nothing(
 
 
 async def test_storage_down_leaves_charger_traffic_alone_and_counts_drops(
-    start_gateway, seed_charger, registry, caplog
+    start_gateway, gateway_settings, seed_charger, registry, caplog
 ):
     """The log's table unreachable: every CALL is still answered; what the bound cannot hold is dropped and counted."""
-    # A client of a port nobody listens on: every write fails with a real connection error.
-    down = boto3.client(
-        "dynamodb",
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1}),
-    )
 
     def unreachable(deps: Any) -> Any:
-        assert deps.messages is not None
-        return replace(deps, messages=MessageLogStore(down, deps.messages.table))
+        # The deployed writer, a process of its own, on an endpoint nobody listens on.
+        settings = gateway_settings(aws_max_attempts=1)
+        return replace(deps, log_writer=ProcessWriter(settings, 30, endpoint_url="http://127.0.0.1:9"))
 
     gateway = await start_gateway(
         inject=unreachable,
@@ -294,9 +292,41 @@ async def test_storage_down_leaves_charger_traffic_alone_and_counts_drops(
             assert answer.current_time
     log = gateway.message_log
     assert log is not None
-    await wait_until(lambda: log.counters["writeFailures"] >= 1, what="a failed write of the log")
+    await wait_until(lambda: log.counters["writeFailures"] >= 1, limit_s=20, what="a failed write of the log")
     assert log.counters["dropped"] > 0
     assert log.counters["logged"] + log.counters["dropped"] == 400
     assert log.buffered_bytes <= 16 * 1024
     warnings = [r.getMessage() for r in caplog.records if r.name == "evreserve_gateway.traffic"]
     assert any("dropping new messages" in w for w in warnings), warnings
+
+
+async def test_a_writer_process_that_dies_is_replaced(gateway_settings, dynamodb_client):
+    """The writer process killed between batches: that batch fails as storage unavailable, the next is stored."""
+    settings = gateway_settings()
+    writer = ProcessWriter(settings, 30)
+    try:
+        await writer.start()
+        batch = Batch(
+            secrets.token_hex(6),
+            2_100_000_000,
+            1,
+            "CP-W",
+            "ocpp1.6",
+            [(1_765_000_000_000, 0, "Heartbeat", '[2,"a","Heartbeat",{}]', '[3,"a",{}]')],
+        )
+        assert await writer.put([batch]) == 0
+        (process,) = writer._pool()._processes.values()  # the pool's one worker
+        process.kill()
+        process.join(10)
+        with pytest.raises(DependencyUnavailable):
+            await writer.put([batch])
+        again = replace(batch, batch_id=secrets.token_hex(6))
+        assert await writer.put([again]) == 0
+        stored = dynamodb_client.query(
+            TableName=settings.ocpp_messages_table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "C#2100000000"}},
+        )["Items"]
+        assert {i["sk"]["S"].split("#")[1] for i in stored} >= {batch.batch_id, again.batch_id}
+    finally:
+        writer.shutdown()

@@ -13,6 +13,7 @@ import pytest
 from evreserve.errors import DependencyUnavailable
 from evreserve.messagelog import pack, unpack
 from evreserve.storage.messages import Batch
+from evreserve_gateway.log_writer import ThreadWriter
 from evreserve_gateway.logs import JsonFormatter
 from evreserve_gateway.offload import Offload
 from evreserve_gateway.traffic import BATCH_MAX_BYTES, FRAME_MAX_BYTES, MessageLog
@@ -47,7 +48,8 @@ class MemoryStore:
 def _log(store: Any = None, **kwargs: Any) -> tuple[MessageLog, Clock]:
     clock = Clock()
     settings = {"flush_s": 10.0, "max_bytes": 1 << 20, "instance_id": "i-1", **kwargs}
-    return MessageLog(store or MemoryStore(), Offload(1, "test-log"), clock=clock, **settings), clock
+    writer = ThreadWriter(store or MemoryStore(), Offload(1, "test-log"))  # type: ignore[arg-type]
+    return MessageLog(writer, clock=clock, **settings), clock
 
 
 def _heartbeat(traffic: Any, n: int) -> None:

@@ -42,9 +42,10 @@ _THROTTLING = frozenset(
 )
 
 
-def client_config(settings: AwsSettings) -> Config:
+def client_config(settings: AwsSettings, *, validate: bool = True) -> Config:
     return Config(
         region_name=settings.region,
+        parameter_validation=validate,
         connect_timeout=settings.aws_connect_timeout_s,
         read_timeout=settings.aws_read_timeout_s,
         retries={"max_attempts": settings.aws_max_attempts, "mode": "standard"},
@@ -52,8 +53,12 @@ def client_config(settings: AwsSettings) -> Config:
     )
 
 
-def dynamodb_client(settings: AwsSettings, session: boto3.session.Session | None = None) -> DynamoDBClient:
-    return (session or boto3.session.Session()).client("dynamodb", config=client_config(settings))
+def dynamodb_client(
+    settings: AwsSettings, session: boto3.session.Session | None = None, *, validate: bool = True
+) -> DynamoDBClient:
+    """``validate=False`` skips botocore's walk over every parameter: for requests the code
+    builds whole (the message log's batches), where the walk is most of the client's CPU."""
+    return (session or boto3.session.Session()).client("dynamodb", config=client_config(settings, validate=validate))
 
 
 def sqs_client(settings: AwsSettings, session: boto3.session.Session | None = None) -> SQSClient:

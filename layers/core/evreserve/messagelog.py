@@ -6,11 +6,12 @@ are packed into batches: one item per charger and flush (``storage.messages``), 
 frames compressed together with a preset dictionary of OCPP's own vocabulary, so even a
 batch of a few Heartbeats compresses well.
 
-A batch is ``[[atMs, direction, "callFrame", "answerFrame"|null], ...]``: the frames as
-strings, exactly as they went over the wire (the charger's own text for its CALLs), so the
-log shows what was sent, the gateway never re-serialises a charger's payload to log it, and
-each frame is parsed on its own when read: one hostile frame (nested past what a reader can
-parse) spoils only itself, not its batch.
+A batch is its records one after the other, each a header line ``atMs direction callLength
+answerLength\n`` (lengths in characters; -1: no answer) and the two frames' text, exactly as
+they went over the wire (the charger's own text for its CALLs). So the log shows what was
+sent; packing is a join, not a serialisation (the gateway never re-encodes a charger's
+payload to log it); and each frame is parsed on its own when read: one hostile frame (nested
+past what a reader can parse) spoils only itself, not its batch.
 
 Reading newest first across batches (``newest_first``): batches are keyed by their newest
 message and span at most ``SPAN_MAX_MS``, so a message at ``t`` is in a batch keyed at most
@@ -55,9 +56,8 @@ ACTION_PATTERN: Final = re.compile(r"^[A-Za-z0-9]{1,64}$")
 MAX_TYPES: Final = 20
 
 # Frames as chargers and the gateway write them, most frequent last (zlib prefers the end
-# of a preset dictionary). Only the words matter, not the values. Packed, a frame is a JSON
-# string, so the dictionary holds them escaped, as they appear in a batch.
-_FRAMES_V1: Final = (
+# of a preset dictionary). Only the words matter, not the values.
+ZDICT_V1: Final = (
     b'"errorDetails":{}]"GenericError","InternalError","NotImplemented","NotSupported","FormationViolation",'
     b'"FormatViolation","PropertyConstraintViolation","OccurrenceConstraintViolation","TypeConstraintViolation"'
     b'[2,"","DataTransfer",{"vendorId":"","messageId":"","data":""}]'
@@ -97,10 +97,11 @@ _FRAMES_V1: Final = (
     b'"location":"Outlet","unit":"Wh"},{"value":"","measurand":"Power.Active.Import","unit":"W"},'
     b'{"value":"","measurand":"Current.Import","phase":"L1","unit":"A"},{"value":"","measurand":"Voltage",'
     b'"phase":"L1-N","unit":"V"},{"value":"","measurand":"SoC","unit":"Percent"}]}]}][3,"",{}]'
-    b'[2,"","Heartbeat",{}][3,"",{"currentTime":"2026-12-06T00:00:00.000Z"}]'
+    b'\n1765000000000 0 62 61\n[2,"","Heartbeat",{}][3,"",{"currentTime":"2026-12-06T00:00:00.000Z"}]'
 )
-ZDICT_V1: Final = _FRAMES_V1.replace(b'"', b'\\"') + b'"],[1765000000000,0,"'
-
+#: Fast over small: level 1 packs a frame in a fifth of level 6's time, for ~9% more bytes
+#: (the dictionary does most of the work on small batches).
+ZLIB_LEVEL: Final = 1
 
 
 class Direction(IntEnum):
@@ -119,22 +120,32 @@ Record = tuple[int, int, str, str, "str | None"]
 
 
 def pack(records: Sequence[Record]) -> bytes:
-    """A batch's blob: its records as one JSON array, compressed with ``ZDICT_V1``."""
-    dumps = json.dumps
-    text = "[" + ",".join(f"[{at},{d},{dumps(call)},{dumps(answer)}]" for at, d, _, call, answer in records) + "]"
-    packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
-    return packer.compress(text.encode()) + packer.flush()
+    """A batch's blob: its records (header line, frames), compressed with ``ZDICT_V1``."""
+    text = "".join(
+        f"{at} {d} {len(call)} {-1 if answer is None else len(answer)}\n{call}{answer or ''}"
+        for at, d, _, call, answer in records
+    )
+    packer = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    return packer.compress(text.encode("utf-8", "surrogatepass")) + packer.flush()
 
 
-def unpack(blob: bytes, version: int = FORMAT_V1) -> list[Any]:
-    """The records of a blob ``pack`` made (JSON values: the frames parsed)."""
+def unpack(blob: bytes, version: int = FORMAT_V1) -> list[tuple[int, int, str, str | None]]:
+    """The records of a blob ``pack`` made: (atMs, direction, CALL text, answer text or None)."""
     if version != FORMAT_V1:
         raise ValueError(f"unknown message log format {version}")
     unpacker = zlib.decompressobj(-15, ZDICT_V1)
-    value = json.loads(unpacker.decompress(blob) + unpacker.flush())
-    if not isinstance(value, list):
-        raise ValueError("a message log batch is not a list")
-    return value
+    text = (unpacker.decompress(blob) + unpacker.flush()).decode("utf-8", "surrogatepass")
+    records: list[tuple[int, int, str, str | None]] = []
+    at = 0
+    while at < len(text):
+        end = text.index("\n", at)
+        stamp, direction, call_length, answer_length = (int(v) for v in text[at:end].split(" "))
+        call_end = end + 1 + call_length
+        call = text[end + 1 : call_end]
+        answer = None if answer_length < 0 else text[call_end : call_end + answer_length]
+        records.append((stamp, direction, call, answer))
+        at = call_end + max(answer_length, 0)
+    return records
 
 
 @dataclass(frozen=True, slots=True)
