@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from devstack import REPO_ROOT
-from evreserve.resources import QUEUE_ENV, TABLE_ENV
+from evreserve.resources import DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -296,7 +296,7 @@ def check_resource_maps(template: Template) -> None:
     problems = []
     for kind, declared, mapped in (
         ("table", set(table_definitions(template)), set(TABLE_ENV)),
-        ("queue", set(queue_definitions(template)), set(QUEUE_ENV)),
+        ("queue", set(queue_definitions(template)), set(QUEUE_ENV) | set(DESTINATION_QUEUE_ENV)),
     ):
         if extra := declared - mapped:
             problems.append(f"{kind}s in template.yaml but not in evreserve.resources: {sorted(extra)}")
@@ -343,7 +343,7 @@ def create_queues(sqs: SQSClient, prefix: str, template: Template) -> dict[str, 
         url = sqs.create_queue(QueueName=queue.physical_name(prefix), Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         arns[queue.logical_id] = arn
-        urls[QUEUE_ENV[queue.logical_id]] = url
+        urls[{**QUEUE_ENV, **DESTINATION_QUEUE_ENV}[queue.logical_id]] = url
     return urls
 
 

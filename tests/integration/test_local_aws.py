@@ -23,7 +23,7 @@ from devstack.template import (
     queue_definitions,
     table_definitions,
 )
-from evreserve.resources import BY_INSTANCE, GSI1, PK, QUEUE_ENV, SK, TABLE_ENV, TTL_ATTRIBUTE
+from evreserve.resources import BY_INSTANCE, DESTINATION_QUEUE_ENV, GSI1, PK, QUEUE_ENV, SK, TABLE_ENV, TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -140,7 +140,7 @@ def test_client_errors_are_client_errors(dynamodb_client: DynamoDBClient) -> Non
 def test_template_queues_exist(local_aws: LocalAws, sqs_client: SQSClient) -> None:
     """Every template queue exists at its env var's URL, with the template's attributes."""
     for logical_id, queue in queue_definitions(TEMPLATE).items():
-        url = local_aws.resources[QUEUE_ENV[logical_id]]
+        url = local_aws.resources[{**QUEUE_ENV, **DESTINATION_QUEUE_ENV}[logical_id]]
         attributes = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert queue.plain_attributes.items() <= attributes.items()
     assert local_aws.resources["COMMAND_DLQ_URL"].endswith("-CommandDeadLetterQueue")

@@ -27,7 +27,7 @@ from devstack.template import Intrinsic, check_resource_maps, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV, TTL_ATTRIBUTE
 from evreserve.settings import ChannelSettings
 from evreserve_gateway.settings import GatewaySettings
-from evreserve_lambda.settings import FunctionSettings
+from evreserve_lambda.settings import FunctionSettings, PublisherSettings
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION = "AWS::Serverless::Function"
@@ -86,9 +86,13 @@ def gateway_environment() -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in gateway_container()["Environment"]}
 
 
+#: Functions whose settings are not the API functions' own.
+SETTINGS_OF: dict[str, type[BaseSettings]] = {"PublisherFunction": PublisherSettings}
+
+
 def environments() -> Iterator[tuple[str, type[BaseSettings], dict[str, Any]]]:
     for logical_id in resources(FUNCTION):
-        yield logical_id, FunctionSettings, function_environment(logical_id)
+        yield logical_id, SETTINGS_OF.get(logical_id, FunctionSettings), function_environment(logical_id)
     yield "GatewayTaskDefinition", GatewaySettings, gateway_environment()
 
 
@@ -180,6 +184,8 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")},
         ("dynamodb:Query", "RegistryTable/index"),  # every registry list is on gsi1
     },
+    # Stream in (granted by SAM for the event source), events out.
+    "PublisherFunction": {("events:PutEvents", "EventBus")},
     # Read-only: the charger (account and scope), then its logged batches.
     "MessagesFunction": {("dynamodb:GetItem", "RegistryTable"), ("dynamodb:Query", "OcppMessagesTable")},
     "GatewayTaskRole": {

@@ -61,6 +61,11 @@ def dynamodb_client(
     return (session or boto3.session.Session()).client("dynamodb", config=client_config(settings, validate=validate))
 
 
+def events_client(settings: AwsSettings, session: boto3.session.Session | None = None) -> Any:
+    """EventBridge (``AWS_ENDPOINT_URL_EVENTS`` points it at a local stand-in)."""
+    return (session or boto3.session.Session()).client("events", config=client_config(settings))
+
+
 def sqs_client(settings: AwsSettings, session: boto3.session.Session | None = None) -> SQSClient:
     # Clients built on one session share what it loaded (endpoints, partitions, retry
     # rules): a second client on a new session costs ~4x one on the same session.

@@ -27,6 +27,11 @@ QUEUE_ENV: Final[dict[str, str]] = {
     "OutcomeSpoolQueue": "OUTCOME_SPOOL_URL",
 }
 
+#: Queues only AWS writes to (a Lambda event source's failure destination): no deployed
+#: code reaches them by name; an operator reads them (docs/deploy.md, "Alarms"). The local
+#: stack exports their URLs too, for its stand-in of the event source.
+DESTINATION_QUEUE_ENV: Final[dict[str, str]] = {"PublisherFailureQueue": "PUBLISHER_FAILURE_QUEUE_URL"}
+
 #: Attribute names shared by the tables' key schemas.
 PK: Final = "pk"
 SK: Final = "sk"

@@ -84,5 +84,11 @@ class RateLimitSettings(_Settings):
     rate_limit_per_account_per_minute: int = Field(1000, ge=1)
 
 
+class EventSettings(_Settings):
+    """Where reservation events go (template.yaml's EventBus)."""
+
+    event_bus_name: str
+
+
 class CoreSettings(AwsSettings, TableSettings, ChannelSettings, ReservationSettings, AccountSettings):
     """What every entrypoint needs to build the core's adapters."""

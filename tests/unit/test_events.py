@@ -1,0 +1,191 @@
+"""Reservation events: which stored change is which event, its body and id, the publisher, signatures.
+
+The publisher runs on in-memory EventBridge and SQS (moto) with a rule to a queue, as a
+partner's rule would route them; stream records are built from the table's own items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from api_harness import LambdaContext, load_function
+from moto import mock_aws
+
+from evreserve import signing
+from evreserve.events import EVENT_SOURCE, EventType, event_id, event_type
+from evreserve.models import Reservation, ReservationState
+from evreserve.storage.codec import to_item
+from evreserve.storage.items import reservation_item
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def reservation(state: ReservationState, *, at: datetime = T0, created: datetime = T0) -> Reservation:
+    return Reservation(
+        account_id=7,
+        reservation_id=1001,
+        charger_id=12,
+        port_id=34,
+        port_number=1,
+        id_tag="RFID001",
+        expiry_date=T0 + timedelta(hours=1),
+        state=state,
+        created_at=created,
+        updated_at=at,
+        command_id="c1",
+    )
+
+
+def record(before: Reservation | None, after: Reservation | None, sequence: int) -> dict[str, Any]:
+    """A stream record as Lambda hands it over (NEW_AND_OLD_IMAGES)."""
+    change: dict[str, Any] = {"SequenceNumber": str(sequence)}
+    if before is not None:
+        change["OldImage"] = to_item(reservation_item(before))
+    if after is not None:
+        change["NewImage"] = to_item(reservation_item(after))
+    kind = "INSERT" if before is None else "REMOVE" if after is None else "MODIFY"
+    return {"eventName": kind, "dynamodb": change, "eventSource": "aws:dynamodb"}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (ReservationState.PENDING, ReservationState.ACCEPTED, EventType.ACCEPTED),
+        (ReservationState.PENDING, ReservationState.OCCUPIED, EventType.REFUSED),
+        (ReservationState.PENDING, ReservationState.FAULTED, EventType.REFUSED),
+        (ReservationState.PENDING, ReservationState.REJECTED, EventType.REFUSED),
+        (ReservationState.PENDING, ReservationState.UNAVAILABLE, EventType.REFUSED),
+        (ReservationState.PENDING, ReservationState.FAILED, EventType.FAILED),
+        (ReservationState.ACCEPTED, ReservationState.CANCELLED, EventType.CANCELLED),
+        (ReservationState.ACCEPTED, ReservationState.USED, EventType.USED),
+        (ReservationState.ACCEPTED, ReservationState.EXPIRED, EventType.EXPIRED),
+        (ReservationState.ACCEPTED, ReservationState.REMOVED, EventType.REMOVED),
+        (None, ReservationState.PENDING, None),
+        (ReservationState.FAILED, ReservationState.PENDING, None),
+        (ReservationState.ACCEPTED, ReservationState.ACCEPTED, None),
+    ],
+)
+def test_each_stored_change_is_one_event_or_none(before, after, expected):
+    old = reservation(before) if before is not None else None
+    assert event_type(old, reservation(after, at=T0 + timedelta(seconds=1))) is expected
+
+
+def test_a_deleted_record_is_no_event():
+    assert event_type(reservation(ReservationState.EXPIRED), None) is None
+
+
+def test_a_replaced_record_reaching_the_same_state_is_an_event_again():
+    """Accepted, failed, retried under the same reservationId and accepted again: two accepted events."""
+    first = reservation(ReservationState.ACCEPTED)
+    again = reservation(ReservationState.ACCEPTED, created=T0 + timedelta(minutes=5), at=T0 + timedelta(minutes=5))
+    assert event_type(first, again) is EventType.ACCEPTED
+    assert event_id(first) != event_id(again)
+
+
+def test_the_id_depends_on_the_change_not_on_its_delivery():
+    after = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    assert event_id(after) == event_id(after.model_copy())
+    assert event_id(after) != event_id(after.model_copy(update={"state": ReservationState.CANCELLED}))
+    assert event_id(after).startswith("evt_")
+
+
+# -- the publisher ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "EVENT_BUS_NAME": "evreserve-test",
+        # Read by the functions' shared settings; nothing here reaches a table.
+        **{name: "unused" for name in ("REGISTRY_TABLE", "RESERVATIONS_TABLE", "COMMANDS_TABLE")},
+        **{name: "unused" for name in ("OCPP_MESSAGES_TABLE", "RATE_LIMIT_TABLE")},
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL_SQS"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        events = boto3.client("events", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events.create_event_bus(Name="evreserve-test")
+        queue = sqs.create_queue(QueueName="partner-rule")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(
+            Name="reservations", EventBusName="evreserve-test", EventPattern=json.dumps({"source": [EVENT_SOURCE]})
+        )
+        events.put_targets(Rule="reservations", EventBusName="evreserve-test", Targets=[{"Id": "q", "Arn": arn}])
+        publisher = load_function("publisher")
+        publisher.use_client(events, publisher.PublisherSettings())
+        yield {"publisher": publisher, "sqs": sqs, "queue": queue}
+
+
+def received(bus: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = bus["sqs"].receive_message(QueueUrl=bus["queue"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_the_publisher_sends_each_change_to_the_bus_with_the_reservation_as_get_shows_it(bus):
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    cancelled = reservation(ReservationState.CANCELLED, at=T0 + timedelta(seconds=9))
+    records = [record(None, pending, 1), record(pending, accepted, 2), record(accepted, cancelled, 3)]
+    assert bus["publisher"].handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+    got = received(bus)
+    assert [(e["source"], e["detail-type"]) for e in got] == [
+        (EVENT_SOURCE, "reservation.accepted"),
+        (EVENT_SOURCE, "reservation.cancelled"),
+    ]
+    detail = got[0]["detail"]
+    assert detail["id"] == event_id(accepted) and detail["accountId"] == 7
+    assert detail["type"] == "reservation.accepted" and detail["createdAt"] == detail["data"]["updatedAt"]
+    assert detail["data"]["status"] == "Accepted" and detail["data"]["active"] is True
+    assert detail["data"]["reservationId"] == 1001 and detail["data"]["portId"] == 34
+    assert got[1]["detail"]["data"]["status"] == "Cancelled"
+
+
+def test_a_redelivered_batch_publishes_the_same_ids(bus):
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    batch = {"Records": [record(pending, accepted, 2)]}
+    bus["publisher"].handler(batch, LambdaContext())
+    bus["publisher"].handler(batch, LambdaContext())
+    ids = [e["detail"]["id"] for e in received(bus)]
+    assert len(ids) == 2 and len(set(ids)) == 1
+
+
+def test_a_failed_put_events_retries_from_the_first_unpublished_record(bus):
+    class Refusing:
+        def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"FailedEntryCount": 1, "Entries": [{"EventId": "1"}, {"ErrorCode": "InternalFailure"}]}
+
+    publisher = bus["publisher"]
+    publisher.use_client(Refusing(), publisher.PublisherSettings())
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    used = reservation(ReservationState.USED, at=T0 + timedelta(seconds=5))
+    answer = publisher.handler({"Records": [record(pending, accepted, 2), record(accepted, used, 3)]}, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "3"}]}
+
+
+# -- signatures -------------------------------------------------------------------------
+
+
+def test_a_signature_verifies_only_with_its_secret_body_and_time():
+    body = b'{"id":"evt_1"}'
+    header = signing.signature("whsec_a", 1_765_000_000, body)
+    assert header.startswith("t=1765000000,v1=") and len(header.split("v1=")[1]) == 64
+    assert signing.verify("whsec_a", header, body, now=1_765_000_100)
+    assert not signing.verify("whsec_b", header, body, now=1_765_000_100)
+    assert not signing.verify("whsec_a", header, body + b" ", now=1_765_000_100)
+    assert not signing.verify("whsec_a", header, body, now=1_765_000_000 + 301)
+    assert not signing.verify("whsec_a", "v1=abc", body, now=1_765_000_000)
+    rotated = header + ",v1=" + "0" * 64
+    assert signing.verify("whsec_a", rotated, body, now=1_765_000_000)
