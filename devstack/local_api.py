@@ -70,8 +70,9 @@ from devstack.lambda_runtime import (
     Invocation,
     add_code_uri_to_path,
 )
+from devstack.streams import StreamPoller, StreamSource, stream_source
 from devstack.template import TEMPLATE_PATH, Template, as_intrinsic, load_template
-from evreserve.resources import QUEUE_ENV, TABLE_ENV
+from evreserve.resources import DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
 
 # Named, not __name__: under `python -m devstack.local_api` that would be "__main__".
 log = logging.getLogger("devstack.local_api")
@@ -259,6 +260,16 @@ class ApiDefinition:
     apis: dict[str, ApiSpec]
     routes: list[Route]
     warnings: list[str] = field(default_factory=list)
+    #: Functions fed by a table's stream (``Type: DynamoDB`` events), run by ``devstack.streams``.
+    stream_sources: list[StreamSource] = field(default_factory=list)
+
+
+def _getatt(value: Any) -> tuple[str, str] | None:
+    intrinsic = as_intrinsic(value)
+    if intrinsic is None or intrinsic.fn != "GetAtt":
+        return None
+    logical_id, attribute = list(intrinsic.args)[:2]
+    return str(logical_id), str(attribute)
 
 
 def read_template(
@@ -352,7 +363,15 @@ def read_template(
         for config in served.authorizers.values():
             if config.function_id not in functions:
                 warnings.append(f"{served.logical_id}: authorizer {config.name} names no function of the template")
-    return ApiDefinition(functions, apis, routes, warnings)
+    streams = [
+        source
+        for function_id, function_events in events.items()
+        for event in function_events.values()
+        if event.get("Type") == "DynamoDB"
+        and (source := stream_source(function_id, event.get("Properties") or {}, _getatt)) is not None
+        and function_id in functions
+    ]
+    return ApiDefinition(functions, apis, routes, warnings, streams)
 
 
 def _read_api(
@@ -1110,9 +1129,11 @@ def build_gateway(
     The returned environment is not applied yet: the caller brackets the gateway's life
     with its ``apply()`` / ``restore()``.
     """
-    used = {route.function_id for route in definition.routes} | {
-        authorizer.function_id for api in definition.apis.values() for authorizer in api.authorizers.values()
-    }
+    used = (
+        {route.function_id for route in definition.routes}
+        | {authorizer.function_id for api in definition.apis.values() for authorizer in api.authorizers.values()}
+        | {source.function_id for source in definition.stream_sources}
+    )
     specs = {fid: spec for fid, spec in definition.functions.items() if fid in used}
     function_environment = FunctionEnvironment(specs, environment)
     pools: dict[str, FunctionPool] = {}
@@ -1161,6 +1182,7 @@ class LocalApi:
         self._env: FunctionEnvironment | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._pollers: list[StreamPoller] = []
 
     @property
     def url(self) -> str:
@@ -1203,10 +1225,35 @@ class LocalApi:
         self.definition, self._gateway, self._env, self._server = definition, gateway, environment, server
         self._thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
         self._thread.start()
+        self._pollers = [self._poller(source) for source in definition.stream_sources]
         log.info("local API on %s: %d routes, %d functions", self.url, len(definition.routes), len(gateway.pools))
         return self
 
+    def _poller(self, source: StreamSource) -> StreamPoller:
+        pool = self.gateway.pools[source.function_id]
+        failure_env = DESTINATION_QUEUE_ENV.get(source.failure_queue_id or "")
+
+        def invoke(event: dict[str, Any]) -> Any:
+            invocation = pool.invoke(event, self.integration_timeout_s)
+            if not invocation.ok:
+                raise RuntimeError(f"{source.function_id}: {invocation.error or 'timed out or throttled'}")
+            return invocation.result
+
+        return StreamPoller(
+            source,
+            os.environ[TABLE_ENV[source.table_id]],
+            invoke,
+            failure_queue_url=os.environ.get(failure_env) if failure_env else None,
+        ).start()
+
+    @property
+    def stream_pollers(self) -> list[StreamPoller]:
+        return list(self._pollers)
+
     def stop(self) -> None:
+        pollers, self._pollers = self._pollers, []
+        for poller in pollers:
+            poller.stop()
         server, self._server = self._server, None
         if server is None:
             return

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Self
 
 from devstack import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalServer
 from devstack.dynamodb import DynamoDBLocal
+from devstack.eventbridge import EventBridgeLocal
 from devstack.sqs import SqsLocal
 from devstack.template import Template, create_queues, create_resources, create_tables, load_template
 
@@ -39,19 +40,25 @@ class LocalAws:
         self.template: Template = load_template(template_path)
         self.dynamodb = DynamoDBLocal(dynamodb_port, log_path=log_dir / "dynamodb.log" if log_dir else None)
         self.sqs = SqsLocal(sqs_port, log_path=log_dir / "sqs.log" if log_dir else None)
+        #: EventBridge, and the queues partners' rules deliver to (its own SQS).
+        self.eventbridge = EventBridgeLocal(0, log_path=log_dir / "eventbridge.log" if log_dir else None)
         #: env var name -> physical table name / queue URL.
         self.resources: dict[str, str] = {}
 
     @property
     def log_paths(self) -> list[Path]:
-        return [self.dynamodb.log_path, self.sqs.log_path]
+        return [self.dynamodb.log_path, self.sqs.log_path, self.eventbridge.log_path]
 
     def start(self) -> Self:
         # The JVM takes a second or more; moto's start overlaps it instead of following it.
-        _start_together([self.dynamodb, self.sqs])
+        _start_together([self.dynamodb, self.sqs, self.eventbridge])
         try:
             self.resources = create_resources(
-                self.dynamodb.client(), self.sqs.client(), self.prefix, template=self.template
+                self.dynamodb.client(),
+                self.sqs.client(),
+                self.prefix,
+                template=self.template,
+                events_client=self.eventbridge.client(),
             )
         except BaseException:
             self.stop()
@@ -59,6 +66,7 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
+        self.eventbridge.stop()
         self.sqs.stop()
         self.dynamodb.stop()
 
@@ -79,6 +87,9 @@ class LocalAws:
             # boto3 reads these per-service endpoints itself.
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.sqs.endpoint,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": self.eventbridge.endpoint,
+            # DynamoDB Local serves its tables' streams at its own endpoint.
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb.endpoint,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from devstack import REPO_ROOT
-from evreserve.resources import DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
+from evreserve.resources import BUS_ENV, DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -297,6 +297,7 @@ def check_resource_maps(template: Template) -> None:
     for kind, declared, mapped in (
         ("table", set(table_definitions(template)), set(TABLE_ENV)),
         ("queue", set(queue_definitions(template)), set(QUEUE_ENV) | set(DESTINATION_QUEUE_ENV)),
+        ("event bus", set(_resources_of_type(template, BUS_TYPE)), set(BUS_ENV)),
     ):
         if extra := declared - mapped:
             problems.append(f"{kind}s in template.yaml but not in evreserve.resources: {sorted(extra)}")
@@ -350,11 +351,25 @@ def create_queues(sqs: SQSClient, prefix: str, template: Template) -> dict[str, 
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
+BUS_TYPE = "AWS::Events::EventBus"
+
+
+def create_event_buses(events_client: Any, prefix: str, template: Template) -> dict[str, str]:
+    """Create the template's event buses; returns env var name -> bus name."""
+    names: dict[str, str] = {}
+    for logical_id in _resources_of_type(template, BUS_TYPE):
+        name = f"{prefix}-{logical_id}"
+        events_client.create_event_bus(Name=name)
+        names[BUS_ENV[logical_id]] = name
+    return names
+
+
 def create_resources(
     dynamodb_client: DynamoDBClient,
     sqs_client: SQSClient,
     prefix: str,
     template: Template | None = None,
+    events_client: Any = None,
 ) -> dict[str, str]:
     """Create every table and queue of the template, names starting with ``prefix``.
 
@@ -364,4 +379,7 @@ def create_resources(
         raise ValueError(f"prefix {prefix!r}: use 1-40 letters, digits, '-' or '_' (valid in both names)")
     template = template if template is not None else load_template()
     check_resource_maps(template)
-    return create_tables(dynamodb_client, prefix, template) | create_queues(sqs_client, prefix, template)
+    created = create_tables(dynamodb_client, prefix, template) | create_queues(sqs_client, prefix, template)
+    if events_client is not None:
+        created |= create_event_buses(events_client, prefix, template)
+    return created

@@ -110,7 +110,7 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         **{name: "unused" for name in ("OCPP_MESSAGES_TABLE", "RATE_LIMIT_TABLE")},
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTS", "AWS_ENDPOINT_URL_SQS"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_SQS"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         events = boto3.client("events", region_name="us-east-1")

@@ -62,7 +62,7 @@ def dynamodb_client(
 
 
 def events_client(settings: AwsSettings, session: boto3.session.Session | None = None) -> Any:
-    """EventBridge (``AWS_ENDPOINT_URL_EVENTS`` points it at a local stand-in)."""
+    """EventBridge (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points it at a local stand-in)."""
     return (session or boto3.session.Session()).client("events", config=client_config(settings))
 
 

@@ -32,6 +32,9 @@ QUEUE_ENV: Final[dict[str, str]] = {
 #: stack exports their URLs too, for its stand-in of the event source.
 DESTINATION_QUEUE_ENV: Final[dict[str, str]] = {"PublisherFailureQueue": "PUBLISHER_FAILURE_QUEUE_URL"}
 
+#: Logical id of each EventBridge bus in template.yaml -> the variable carrying its name.
+BUS_ENV: Final[dict[str, str]] = {"EventBus": "EVENT_BUS_NAME"}
+
 #: Attribute names shared by the tables' key schemas.
 PK: Final = "pk"
 SK: Final = "sk"

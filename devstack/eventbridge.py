@@ -1,0 +1,70 @@
+"""An EventBridge stand-in on 127.0.0.1: moto's server with all its services, in a child process.
+
+Reservation events go to a bus (``PutEvents``); a partner routes them with rules, for
+instance to an SQS queue. moto delivers a rule's events to its targets inside its own
+process, so the target queue must live in the same server: this one serves every moto
+service (EventBridge and SQS among them), unlike ``devstack.sqs``, which serves SQS alone
+for speed. A test creates its rule's queue here (``client("sqs")``).
+
+``python -m devstack.eventbridge --port 0`` is the child's entry point; it prints
+``DEVSTACK_LISTENING host:port`` and exits when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from devstack import ACCESS_KEY_ID, HOST, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
+from devstack.sqs import _exit_when_stdin_closes
+
+
+class EventBridgeLocal(LocalServer):
+    name = "eventbridge"
+
+    def _command(self, port: int) -> Sequence[str]:
+        return [sys.executable, "-u", "-m", "devstack.eventbridge", "--port", str(port)]
+
+    def client(self, service: str = "events", config: Config | None = None) -> Any:
+        """A boto3 client of ``service`` (``events``, or ``sqs`` for rule targets) on this server."""
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+            config=config or client_config(),
+        )
+
+    def _probe(self) -> None:
+        self.client().list_event_buses(Limit=1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="moto's EventBridge (and its rule targets) on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    app = DomainDispatcherApplication(create_backend_app)
+    _exit_when_stdin_closes()
+    server = make_server(HOST, args.port, app, threaded=True, request_handler=QuietHandler)
+    os.environ["MOTO_PORT"] = str(server.server_port)
+    print(f"DEVSTACK_LISTENING {HOST}:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Reservation events on the real local stack: stream -> publisher -> EventBridge -> a partner's rule -> SQS.
+
+DynamoDB Local's stream read by the local stand-in of Lambda's event source, the publisher
+function run by the local API's runtime, the EventBridge stand-in (moto) with a rule to a
+queue, a real gateway and a real charger answering ReserveNow / CancelReservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held
+
+from devstack.local_api import LocalApi
+from evreserve.events import EVENT_SOURCE
+from evreserve.models import OcppVersion
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def partner(local_api: LocalApi, local_aws: Any, admin_api_key: str) -> dict[str, Any]:
+    """An account with a key, and a rule on the bus sending its events to a queue."""
+    mark = secrets.token_hex(4)
+    with httpx.Client(base_url=local_api.url, timeout=30, headers={"Authorization": f"Bearer {admin_api_key}"}) as http:
+        account = http.post("/api/admin/accounts", json={"name": f"events-{mark}"}).json()["data"]
+        key = http.post(f"/api/admin/accounts/{account['id']}/api-keys", json={"name": "k"}).json()["data"]["apiKey"]
+    events, sqs = local_aws.eventbridge.client("events"), local_aws.eventbridge.client("sqs")
+    bus = local_aws.resources["EVENT_BUS_NAME"]
+    queue = sqs.create_queue(QueueName=f"partner-{mark}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": [EVENT_SOURCE], "detail": {"accountId": [account["id"]]}}
+    events.put_rule(Name=f"partner-{mark}", EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=f"partner-{mark}", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+    return {"account_id": account["id"], "key": key, "sqs": sqs, "queue": queue}
+
+
+async def _events(partner: dict[str, Any], count: int, limit_s: float = 20.0) -> list[dict[str, Any]]:
+    """Wait for ``count`` events on the partner's queue (EventBridge envelopes)."""
+    got: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while len(got) < count and asyncio.get_running_loop().time() < deadline:
+        answer = await asyncio.to_thread(
+            partner["sqs"].receive_message, QueueUrl=partner["queue"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in answer.get("Messages", []):
+            got.append(json.loads(message["Body"]))
+            partner["sqs"].delete_message(QueueUrl=partner["queue"], ReceiptHandle=message["ReceiptHandle"])
+    return got
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+async def test_a_rule_receives_accepted_refused_and_cancelled_events_as_get_shows_them(
+    local_api: LocalApi, partner, start_gateway, seed_charger, registry, version
+):
+    """Reserve (Accepted), cancel, reserve again (Occupied): three events, each with the reservation as GET shows it."""
+    gateway = await start_gateway()
+    charger = seed_charger(account_id=partner["account_id"])
+    behaviour = Behaviour()
+    base = 700_000 + secrets.randbelow(100_000) * 10
+    async with (
+        charger_session(gateway, charger, version, behaviour),
+        httpx.AsyncClient(
+            base_url=local_api.url, timeout=30, headers={"Authorization": f"Bearer {partner['key']}"}
+        ) as http,
+    ):
+        await wait_held(gateway, charger, registry)
+        expiry = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        port = charger.ports[0].id
+        reserve = {"portId": port, "expiryDate": expiry, "idTag": "RFID-EV", "reservationId": base}
+        assert (await http.post("/api/ocpp/reservations", json=reserve)).json() == {"data": {"status": "Accepted"}}
+        cancel = {"chargerId": charger.id, "reservationId": base}
+        assert (await http.post("/api/ocpp/reservations/cancel", json=cancel)).json() == {
+            "data": {"status": "Accepted"}
+        }
+        behaviour.status = "Occupied"
+        again = {**reserve, "reservationId": base + 1}
+        assert (await http.post("/api/ocpp/reservations", json=again)).json() == {"data": {"status": "Occupied"}}
+        got = await _events(partner, 3)
+        shown = {rid: (await http.get(f"/api/ocpp/reservations/{rid}")).json()["data"] for rid in (base, base + 1)}
+    by_type = {e["detail-type"]: e for e in got}
+    assert sorted(by_type) == ["reservation.accepted", "reservation.cancelled", "reservation.refused"]
+    assert all(e["source"] == EVENT_SOURCE for e in got)
+    assert len({e["detail"]["id"] for e in got}) == 3
+    cancelled, refused = by_type["reservation.cancelled"]["detail"], by_type["reservation.refused"]["detail"]
+    assert cancelled["data"] == shown[base] and refused["data"] == shown[base + 1]
+    assert by_type["reservation.accepted"]["detail"]["data"]["status"] == "Accepted"
+    assert {e["detail"]["accountId"] for e in got} == {partner["account_id"]}
