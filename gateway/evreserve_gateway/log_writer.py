@@ -34,8 +34,11 @@ class LogWriter(Protocol):
     async def start(self) -> None:
         """Be ready to write (a process is started now, not on the first batch)."""
 
-    async def put(self, batches: list[Batch]) -> int:
-        """Store ``batches``; how many DynamoDB kept refusing. ``DependencyUnavailable`` if it cannot."""
+    async def put(self, batches: list[Batch]) -> list[str]:
+        """Store ``batches``; the ids DynamoDB refused. ``DependencyUnavailable`` if it cannot."""
+
+    def restart(self) -> None:
+        """Give up on what is in flight (it hangs); the next ``put`` starts afresh."""
 
     def shutdown(self) -> None: ...
 
@@ -50,8 +53,12 @@ class ThreadWriter:
     async def start(self) -> None:
         return None
 
-    async def put(self, batches: list[Batch]) -> int:
+    async def put(self, batches: list[Batch]) -> list[str]:
         return await self._io(self.store.put, batches)
+
+    def restart(self) -> None:
+        # A thread cannot be stopped; the hung call ends with its client's timeouts.
+        return None
 
     def shutdown(self) -> None:
         self._io.shutdown()
@@ -74,7 +81,7 @@ def _ready() -> bool:
     return _store is not None
 
 
-def _put(batches: list[Batch]) -> int:
+def _put(batches: list[Batch]) -> list[str]:
     if _store is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("the message log's store is not open")
     return _store.put(batches)
@@ -106,12 +113,22 @@ class ProcessWriter:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool(), _ready)
 
-    async def put(self, batches: list[Batch]) -> int:
+    async def put(self, batches: list[Batch]) -> list[str]:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool(), _put, batches)
         except BrokenProcessPool as exc:
             self._executor = None
             raise DependencyUnavailable("the message log's writer process ended", service="DynamoDB") from exc
+
+    def restart(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # The pool has no way to end a running call; its worker is ended instead (the
+        # pool's own table of processes: the only handle on them).
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         if self._executor is not None:

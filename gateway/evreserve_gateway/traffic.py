@@ -2,7 +2,7 @@
 
 A session hands each finished CALL to its charger's ``ChargerTraffic`` (a tuple appended
 to a list: nothing else happens on the event loop). A charger's buffer is sealed into a
-batch once its first message is ``flush_s`` old, or it holds ``BATCH_MAX_BYTES`` of frames,
+batch once its first message is ``flush_s`` old, or it holds ``BATCH_MAX_CHARS`` of frames,
 and the writer (``log_writer``: a process of its own when deployed) stores sealed batches
 25 to a request, so neither a slow table nor the packing ever holds what commands need.
 
@@ -34,11 +34,15 @@ from .logs import EMBEDDED_METRICS
 
 log = logging.getLogger("evreserve_gateway.traffic")
 
-#: Frames per batch, before compression: a batch seals at this size, so its item stays far
-#: under DynamoDB's 400 KB even for incompressible payloads.
-BATCH_MAX_BYTES = 256 * 1024
-#: One frame larger than this is logged with its payload replaced by a note.
-FRAME_MAX_BYTES = 64 * 1024
+#: Characters of frames per batch. A record that would take a batch past it starts the next
+#: one, so a batch is at most this: 320 KB even if every character took UTF-8's 4 bytes and
+#: nothing compressed, under DynamoDB's 400 KB item.
+BATCH_MAX_CHARS = 80 * 1024
+#: A frame longer than this is logged with its payload replaced by a note.
+FRAME_MAX_CHARS = 32 * 1024
+#: Longest one write of 25 batches may take before it counts as failed (a hung connection,
+#: a stuck writer process); the writer process is then replaced.
+WRITE_TIMEOUT_S = 60.0
 #: How often sealed batches are looked for, and the embedded metrics' period.
 TICK_S = 1.0
 METRICS_PERIOD_S = 60.0
@@ -137,9 +141,13 @@ class MessageLog:
     # -- on the event loop: O(1) per message ------------------------------------------------
 
     def add(self, traffic: ChargerTraffic, record: tuple[int, int, str, str, str | None]) -> None:
-        size = len(record[3]) + (len(record[4]) if record[4] is not None else 4) + 24
-        if size > FRAME_MAX_BYTES:
-            record, size = _shortened(record), 512
+        # Characters, not bytes: cheap to count here. Memory is bounded in the same unit
+        # (docs/gateway.md gives the bytes it stands for).
+        call, answer = record[3], record[4]
+        if len(call) > FRAME_MAX_CHARS or (answer is not None and len(answer) > FRAME_MAX_CHARS):
+            record = _shortened(record)
+            call, answer = record[3], record[4]
+        size = len(call) + (len(answer) if answer is not None else 4) + 24
         if self._bytes + size > self._max_bytes:
             self.counters["dropped"] += 1
             if not self._drop_warned:
@@ -152,14 +160,14 @@ class MessageLog:
             return
         self.counters["logged"] += 1
         self._bytes += size
+        if traffic.records and traffic.size + size > BATCH_MAX_CHARS:
+            self._seal(traffic)
+            self._wake.set()
         if not traffic.records:
             traffic.opened = self._clock()
             self._open[traffic] = None
         traffic.records.append(record)
         traffic.size += size
-        if traffic.size >= BATCH_MAX_BYTES:
-            self._seal(traffic)
-            self._wake.set()
 
     def _seal(self, traffic: ChargerTraffic) -> None:
         self._open.pop(traffic, None)
@@ -199,29 +207,45 @@ class MessageLog:
     # -- the writer -------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Seal and store until ``stopping``; then the caller runs ``flush`` (bounded)."""
+        """Seal and store until ``stopping``; then the caller runs ``flush`` (bounded).
+
+        Sealing goes on every tick while a write is in flight: a slow write must not let an
+        open batch outgrow the span the listing relies on (``SPAN_MAX_MS``).
+        """
         backoff = self._tick
+        next_write = 0.0
         next_report = time.monotonic() + METRICS_PERIOD_S
-        while not stopping.is_set():
-            self.seal_due()
-            if self._sealed:
-                ok = await self._write_some()
-                backoff = self._tick if ok else min(backoff * 2, BACKOFF_MAX_S)
-                if ok and self._sealed:
-                    continue  # more waiting: no pause between full requests
-            else:
-                backoff = self._tick
-            if time.monotonic() >= next_report:
-                self.report()
-                next_report = time.monotonic() + METRICS_PERIOD_S
-            self._wake.clear()
-            stop = asyncio.ensure_future(stopping.wait())
-            wake = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({stop, wake}, timeout=backoff, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                wake.cancel()
+        writing: asyncio.Task[bool] | None = None
+        try:
+            while not stopping.is_set():
+                self.seal_due()
+                if writing is not None and writing.done():
+                    ok = writing.result()
+                    writing = None
+                    backoff = self._tick if ok else min(backoff * 2, BACKOFF_MAX_S)
+                    next_write = time.monotonic() + (0.0 if ok else backoff)
+                if writing is None and self._sealed and time.monotonic() >= next_write:
+                    writing = asyncio.get_running_loop().create_task(self._write_some())
+                if time.monotonic() >= next_report:
+                    self.report()
+                    next_report = time.monotonic() + METRICS_PERIOD_S
+                self._wake.clear()
+                waits: set[asyncio.Future[Any]] = {
+                    asyncio.ensure_future(stopping.wait()),
+                    asyncio.ensure_future(self._wake.wait()),
+                }
+                if writing is not None:
+                    waits.add(writing)
+                try:
+                    await asyncio.wait(waits, timeout=self._tick, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        if waiting is not writing:
+                            waiting.cancel()
+        finally:
+            if writing is not None and not writing.done():
+                # The batches it took are still at the head of the queue: the flush writes them.
+                writing.cancel()
 
     async def flush(self) -> None:
         """Store everything buffered (the gateway stops); the caller bounds the time."""
@@ -234,7 +258,12 @@ class MessageLog:
         count = min(len(self._sealed), WRITE_BATCH)
         batches = [self._sealed[i] for i in range(count)]
         try:
-            refused = await self.writer.put(batches)
+            refused = set(await asyncio.wait_for(self.writer.put(batches), WRITE_TIMEOUT_S))
+        except TimeoutError:
+            self.counters["writeFailures"] += 1
+            log.warning("storing the OCPP message log timed out; restarting the writer")
+            self.writer.restart()
+            return False
         except DependencyUnavailable as exc:
             self.counters["writeFailures"] += 1
             log.warning(
@@ -249,13 +278,14 @@ class MessageLog:
         for _ in range(count):
             self._sealed.popleft()
             self._bytes -= self._sealed_bytes.popleft()
-        written = count - refused
-        self.counters["batchesWritten"] += written
-        self.counters["messagesWritten"] += sum(len(b.records) for b in batches)
+        stored = [b for b in batches if b.batch_id not in refused]
+        self.counters["batchesWritten"] += len(stored)
+        self.counters["messagesWritten"] += sum(len(b.records) for b in stored)
         if refused:
-            # Throttled past retries: given up rather than let a hot table grow memory.
-            self.counters["batchesDropped"] += refused
-            log.warning("DynamoDB kept refusing message log batches; dropped them", extra={"batches": refused})
+            # Throttled past retries, or refused as invalid: given up rather than let one
+            # batch hold the queue (and memory) forever.
+            self.counters["batchesDropped"] += len(refused)
+            log.warning("DynamoDB refused message log batches; dropped them", extra={"batches": len(refused)})
         return True
 
     def report(self) -> None:
@@ -290,10 +320,10 @@ class MessageLog:
 def _shortened(record: tuple[int, int, str, str, str | None]) -> tuple[int, int, str, str, str | None]:
     """A record whose frames are too large to log, with a note in place of each large payload."""
     at, direction, action, call, answer = record
-    note = {"logged": False, "reason": f"frame over {FRAME_MAX_BYTES} bytes"}
+    note = {"logged": False, "reason": f"frame over {FRAME_MAX_CHARS} characters"}
     # The message id is not kept: finding it would take parsing the very frame that is too large.
-    short_call = call if len(call) <= FRAME_MAX_BYTES else json.dumps([2, "", action, note])
+    short_call = call if len(call) <= FRAME_MAX_CHARS else json.dumps([2, "", action, note])
     short_answer = answer
-    if answer is not None and len(answer) > FRAME_MAX_BYTES:
+    if answer is not None and len(answer) > FRAME_MAX_CHARS:
         short_answer = json.dumps([3, "", note])
     return at, direction, action, short_call, short_answer

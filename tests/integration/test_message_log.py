@@ -314,14 +314,14 @@ async def test_a_writer_process_that_dies_is_replaced(gateway_settings, dynamodb
             "ocpp1.6",
             [(1_765_000_000_000, 0, "Heartbeat", '[2,"a","Heartbeat",{}]', '[3,"a",{}]')],
         )
-        assert await writer.put([batch]) == 0
+        assert await writer.put([batch]) == []
         (process,) = writer._pool()._processes.values()  # the pool's one worker
         process.kill()
         process.join(10)
         with pytest.raises(DependencyUnavailable):
             await writer.put([batch])
         again = replace(batch, batch_id=secrets.token_hex(6))
-        assert await writer.put([again]) == 0
+        assert await writer.put([again]) == []
         stored = dynamodb_client.query(
             TableName=settings.ocpp_messages_table,
             KeyConditionExpression="pk = :p",

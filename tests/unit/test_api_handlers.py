@@ -453,7 +453,7 @@ def test_message_log_lists_the_asked_for_actions_newest_first(stack: Stack, fn: 
         (now - 1000, 1, "CancelReservation", '[2,"c","CancelReservation",{"reservationId":1001}]', None),
     ]
     store = MessageLogStore(stack.dynamodb, os.environ["OCPP_MESSAGES_TABLE"])
-    assert store.put([Batch("b1", charger.id, charger.account_id, charger.ocpp_id, "ocpp1.6", records)]) == 0
+    assert store.put([Batch("b1", charger.id, charger.account_id, charger.ocpp_id, "ocpp1.6", records)]) == []
     status, body = invoke(fn["messages"].handler, event("list-ocpp-messages.json"))
     assert status == 200, body
     assert [(m["messageType"], m["direction"], m["messageResponse"]) for m in body["data"]] == [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from evreserve.errors import InvalidRequest
 from evreserve.messagelog import (
+    MAX_PAGE_CHARS,
     SPAN_MAX_MS,
     Direction,
     LoggedMessage,
@@ -21,6 +24,7 @@ from evreserve.messagelog import (
     pack,
     unpack,
 )
+from evreserve.storage.messages import Batch, MessageLogStore
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -212,3 +216,84 @@ def test_a_cursor_round_trips():
     position = Position(1733400000123, "abc-7")
     assert Position.decode(position.encode()) == position
     assert position.encode().isascii() and "=" not in position.encode()
+
+
+def test_a_cursor_with_non_ascii_digits_is_refused_not_a_crash():
+    """ "²" passes str.isdigit() but not int(): 400, not 500."""
+    cursor = base64.urlsafe_b64encode("m1.².x".encode()).decode().rstrip("=")
+    with pytest.raises(InvalidRequest):
+        Position.decode(cursor)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (datetime(9999, 12, 31, 12, tzinfo=UTC), None),
+        (None, datetime(1, 1, 1, tzinfo=UTC)),
+        (datetime(1960, 1, 1, tzinfo=UTC), None),
+    ],
+)
+def test_timestamps_outside_the_service_years_are_refused(start, end):
+    with pytest.raises(InvalidRequest):
+        message_query(1, now=NOW, start=start, end=end)
+
+
+def test_a_page_ends_early_on_its_size_and_resumes_exactly():
+    """Big frames: a page stops at MAX_PAGE_CHARS however high the limit, and the next one goes on from there."""
+    big = 30_000
+    messages = [
+        LoggedMessage(f"b-{i}", 1000 + i, Direction.FROM_CHARGER, "DataTransfer", {}, {}, size=big) for i in range(40)
+    ]
+    batches = [StoredBatch(1039, 1000, lambda: messages)]
+    query = _query(limit=500)
+    first = newest_first(query, iter(batches))
+    assert 0 < len(first.items) < 40 and sum(m.size for m in first.items) <= MAX_PAGE_CHARS
+    got, after = list(first.items), first.next_position
+    while after is not None:
+        page = newest_first(MessageQuery(1, query.start, query.end, limit=500, after=after), iter(batches))
+        assert sum(m.size for m in page.items) <= MAX_PAGE_CHARS
+        got += page.items
+        after = page.next_position
+    assert [m.at_ms for m in got] == list(range(1039, 999, -1))
+
+
+def test_a_cursor_older_than_the_range_reads_nothing():
+    """The default range moved past an old cursor: an empty page, and no query with reversed bounds."""
+
+    class NoClient:
+        def query(self, **kwargs: object) -> None:
+            raise AssertionError("queried")
+
+    store = MessageLogStore(NoClient(), "t")  # type: ignore[arg-type]
+    query = message_query(1, now=NOW, start=None, end=None, cursor=Position(_ms_of(NOW - timedelta(hours=30))).encode())
+    assert store.page(7, query).items == []
+
+
+def _ms_of(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class _Client:
+    """batch_write_item as DynamoDB answers it: a request with an item over the limit fails whole."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, object]]]) -> dict[str, object]:
+        (requests,) = RequestItems.values()
+        keys = [r["PutRequest"]["Item"]["sk"]["S"] for r in requests]  # type: ignore[index]
+        if any(k.endswith("#bad") for k in keys):
+            error = {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum"}}
+            raise ClientError(error, "BatchWriteItem")  # type: ignore[arg-type]
+        self.written += keys
+        return {"UnprocessedItems": {}}
+
+
+def test_one_item_dynamodb_rejects_never_holds_back_the_others():
+    """An invalid item fails its whole request: the others are written one by one, the bad one reported."""
+    client = _Client()
+    store = MessageLogStore(client, "t")  # type: ignore[arg-type]
+    record = (1, 0, "Heartbeat", '[2,"a","Heartbeat",{}]', '[3,"a",{}]')
+    batches = [Batch(name, 1, 1, "A", "ocpp1.6", [record]) for name in ("ok1", "bad", "ok2")]
+    assert store.put(batches) == ["bad"]
+    assert sorted(k.split("#")[1] for k in client.written) == ["ok1", "ok2"]

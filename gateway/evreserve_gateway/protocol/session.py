@@ -355,7 +355,12 @@ class OcppSession(LibraryHandlers):
                 except ConnectionClosed as exc:
                     raise SessionClosed from exc
                 reply = await future
-                logged = answer_frame(message_id, reply)
+                try:
+                    logged = answer_frame(message_id, reply)
+                except Exception:
+                    # The log must never change a command's outcome (a reply nested past what
+                    # json.dumps takes): logged without its answer instead.
+                    self.log.warning("could not log the charger's answer", exc_info=True)
             except asyncio.CancelledError:
                 if may_have_gone and on_late is not None and not self._closed:
                     self._late[message_id] = on_late

@@ -54,6 +54,13 @@ MAX_LIMIT: Final = 500
 ACTION_PATTERN: Final = re.compile(r"^[A-Za-z0-9]{1,64}$")
 #: Filter values one request may give.
 MAX_TYPES: Final = 20
+#: Frame characters one page may hold: with JSON's escapes (up to 6 bytes a character) a
+#: page stays under Lambda's 6 MB response, whatever the chargers sent.
+MAX_PAGE_CHARS: Final = 500_000
+#: The instants a range may name; outside them a datetime's arithmetic overflows, and
+#: nothing was logged before the service existed.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 # Frames as chargers and the gateway write them, most frequent last (zlib prefers the end
 # of a preset dictionary). Only the words matter, not the values.
@@ -163,6 +170,8 @@ class LoggedMessage:
     #: The identity the charger was connected with, and its OCPP-J subprotocol ("ocpp1.6").
     ocpp_id: str = ""
     protocol: str = ""
+    #: Characters of its two frames, as stored (what a page's size is counted in).
+    size: int = 0
 
     @property
     def created_at(self) -> datetime:
@@ -239,12 +248,16 @@ def messages_of(
                 response=_answer(answer),
                 ocpp_id=ocpp_id,
                 protocol=protocol,
+                size=len(call_text) + len(answer_text or ""),
             )
         )
     return found
 
 
 # -- the listing --------------------------------------------------------------------------
+
+
+_DIGITS: Final = re.compile(r"[0-9]{1,15}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +275,8 @@ class Position:
         try:
             text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
             tag, at, message_id = text.split(".", 2)
-            if tag != "m1" or not at.isdigit() or len(at) > 15 or len(message_id) > 64:
+            # ASCII digits only: str.isdigit() also takes "²", which int() does not.
+            if tag != "m1" or not _DIGITS.fullmatch(at) or len(message_id) > 64:
                 raise ValueError(text)
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
             raise InvalidRequest(
@@ -318,6 +332,8 @@ def message_query(
     for name, value in (("startTimestamp", start), ("endTimestamp", end)):
         if value is not None and value.tzinfo is None:
             raise InvalidRequest(f"{name} must carry a time zone (e.g. Z)", field=name, location="query")
+        if value is not None and not EARLIEST <= value < LATEST:
+            raise InvalidRequest(f"{name} must be in the years 2000 to 2099", field=name, location="query")
     end = end or (start + DEFAULT_RANGE if start is not None and start + DEFAULT_RANGE < now else now)
     start = start or end - DEFAULT_RANGE
     if start > end:
@@ -352,6 +368,8 @@ class MessagePage:
     #: Batches read, and decoded (for the request's log).
     read: int = 0
     decoded: int = field(default=0)
+    #: The page ended on ``MAX_PAGE_CHARS``, not on its limit.
+    by_size: bool = False
 
 
 def newest_first(query: MessageQuery, batches: Iterator[StoredBatch], max_decoded: int = 200) -> MessagePage:
@@ -367,10 +385,19 @@ def newest_first(query: MessageQuery, batches: Iterator[StoredBatch], max_decode
     page = MessagePage(out)
     tie = 0
 
+    chars = 0
+
     def give_while(above_ms: int) -> bool:
         """Move the final messages (newer than ``above_ms``) to the page; True when it is full."""
+        nonlocal chars
         while heap and heap[0][2].at_ms > above_ms:
-            out.append(heapq.heappop(heap)[2])
+            message = heapq.heappop(heap)[2]
+            chars += message.size
+            if out and chars > MAX_PAGE_CHARS:
+                # Full by size: this message opens the next page (it is not given out).
+                page.by_size = True
+                return True
+            out.append(message)
             if len(out) > query.limit:
                 return True
         return False
@@ -392,9 +419,10 @@ def newest_first(query: MessageQuery, batches: Iterator[StoredBatch], max_decode
                 heapq.heappush(heap, ((-message.at_ms, _desc(message.id)), tie, message))
     else:
         give_while(-1)
-    if len(out) > query.limit:
-        last = out[query.limit - 1]
-        return MessagePage(out[: query.limit], Position(last.at_ms, last.id), page.read, page.decoded)
+    if len(out) > query.limit or page.by_size:
+        items = out[: query.limit]
+        last = items[-1]
+        return MessagePage(items, Position(last.at_ms, last.id), page.read, page.decoded)
     return MessagePage(out, None, page.read, page.decoded)
 
 

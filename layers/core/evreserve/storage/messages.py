@@ -20,7 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..aws import unavailable_on_transport_errors
+from botocore.exceptions import ClientError
+
+from ..aws import error_code, unavailable_on_transport_errors
 from ..messagelog import (
     FORMAT_V1,
     SPAN_MAX_MS,
@@ -94,27 +96,48 @@ class MessageLogStore(DynamoStore):
             TTL_ATTRIBUTE: {"N": str(newest // 1000 + self._retention_s)},
         }
 
-    def put(self, batches: Sequence[Batch]) -> int:
-        """Store the batches (at most 25 a request); the number DynamoDB kept refusing (throttling).
+    def put(self, batches: Sequence[Batch]) -> list[str]:
+        """Store the batches (25 a request); the ids of those DynamoDB would not take.
 
-        Raises ``DependencyUnavailable`` when DynamoDB cannot be reached: the caller
-        decides whether to try again or drop.
+        Refused: still throttled after ``UNPROCESSED_ATTEMPTS``, or invalid (an item
+        DynamoDB rejects, e.g. over its size limit: the others of its request are then
+        written one by one, so one bad batch never holds the rest back). Raises
+        ``DependencyUnavailable`` when DynamoDB cannot be reached: the caller decides
+        whether to try again or drop.
         """
-        left = 0
+        refused: list[str] = []
         for start in range(0, len(batches), WRITE_BATCH):
-            requests: list[Any] = [{"PutRequest": {"Item": self.item(b)}} for b in batches[start : start + WRITE_BATCH]]
-            for attempt in range(UNPROCESSED_ATTEMPTS):
-                with unavailable_on_transport_errors(self.service):
-                    answer = self._client.batch_write_item(RequestItems={self._table: requests})
-                requests = list(answer.get("UnprocessedItems", {}).get(self._table, []))
-                if not requests:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            left += len(requests)
-        return left
+            chunk = list(batches[start : start + WRITE_BATCH])
+            try:
+                refused += self._write([{"PutRequest": {"Item": self.item(b)}} for b in chunk])
+            except ClientError as exc:
+                if error_code(exc) != "ValidationException":
+                    raise
+                for batch in chunk:
+                    try:
+                        refused += self._write([{"PutRequest": {"Item": self.item(batch)}}])
+                    except ClientError as single:
+                        if error_code(single) != "ValidationException":
+                            raise
+                        refused.append(batch.batch_id)
+        return refused
+
+    def _write(self, requests: list[Any]) -> list[str]:
+        for attempt in range(UNPROCESSED_ATTEMPTS):
+            with unavailable_on_transport_errors(self.service):
+                answer = self._client.batch_write_item(RequestItems={self._table: requests})
+            requests = list(answer.get("UnprocessedItems", {}).get(self._table, []))
+            if not requests:
+                return []
+            time.sleep(0.05 * 2**attempt)
+        return [r["PutRequest"]["Item"][SK]["S"].split("#", 1)[1] for r in requests]
 
     def page(self, account_id: int, query: MessageQuery) -> MessagePage:
         """One page of ``query``, newest first, from the charger's batches of ``account_id`` only."""
+        if query.end_ms < query.start_ms:
+            # A cursor from before the range's start (the default range moved on): nothing
+            # left, and DynamoDB refuses a BETWEEN whose bounds are reversed.
+            return MessagePage([])
         return newest_first(query, self._batches(account_id, query))
 
     def _batches(self, account_id: int, query: MessageQuery) -> Iterator[StoredBatch]:
