@@ -51,7 +51,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -70,6 +70,7 @@ from devstack.lambda_runtime import (
     Invocation,
     add_code_uri_to_path,
 )
+from devstack.schedules import Scheduler, ScheduleSource, schedule_source
 from devstack.streams import StreamPoller, StreamSource, stream_source
 from devstack.template import TEMPLATE_PATH, Template, as_intrinsic, load_template
 from evreserve.resources import DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
@@ -262,6 +263,8 @@ class ApiDefinition:
     warnings: list[str] = field(default_factory=list)
     #: Functions fed by a table's stream (``Type: DynamoDB`` events), run by ``devstack.streams``.
     stream_sources: list[StreamSource] = field(default_factory=list)
+    #: Functions run on a ``rate(...)`` schedule (``Type: Schedule``), run by ``devstack.schedules``.
+    schedules: list[ScheduleSource] = field(default_factory=list)
 
 
 def _getatt(value: Any) -> tuple[str, str] | None:
@@ -371,7 +374,15 @@ def read_template(
         and (source := stream_source(function_id, event.get("Properties") or {}, _getatt)) is not None
         and function_id in functions
     ]
-    return ApiDefinition(functions, apis, routes, warnings, streams)
+    schedules = [
+        schedule
+        for function_id, function_events in events.items()
+        for event in function_events.values()
+        if event.get("Type") == "Schedule"
+        and (schedule := schedule_source(function_id, event.get("Properties") or {})) is not None
+        and function_id in functions
+    ]
+    return ApiDefinition(functions, apis, routes, warnings, streams, schedules)
 
 
 def _read_api(
@@ -1133,6 +1144,7 @@ def build_gateway(
         {route.function_id for route in definition.routes}
         | {authorizer.function_id for api in definition.apis.values() for authorizer in api.authorizers.values()}
         | {source.function_id for source in definition.stream_sources}
+        | {source.function_id for source in definition.schedules}
     )
     specs = {fid: spec for fid, spec in definition.functions.items() if fid in used}
     function_environment = FunctionEnvironment(specs, environment)
@@ -1183,6 +1195,7 @@ class LocalApi:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._pollers: list[StreamPoller] = []
+        self._schedulers: list[Scheduler] = []
 
     @property
     def url(self) -> str:
@@ -1226,23 +1239,31 @@ class LocalApi:
         self._thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
         self._thread.start()
         self._pollers = [self._poller(source) for source in definition.stream_sources]
+        self._schedulers = [
+            Scheduler(source, self._invoker(source.function_id)).start() for source in definition.schedules
+        ]
         log.info("local API on %s: %d routes, %d functions", self.url, len(definition.routes), len(gateway.pools))
         return self
 
-    def _poller(self, source: StreamSource) -> StreamPoller:
-        pool = self.gateway.pools[source.function_id]
-        failure_env = DESTINATION_QUEUE_ENV.get(source.failure_queue_id or "")
+    def _invoker(self, function_id: str) -> Callable[[dict[str, Any]], Any]:
+        """Invoke a function as its event sources do (no HTTP): the result, or raise."""
+        pool = self.gateway.pools[function_id]
+        timeout_s = self.definition.functions[function_id].timeout_s if self.definition else None
 
         def invoke(event: dict[str, Any]) -> Any:
-            invocation = pool.invoke(event, self.integration_timeout_s)
+            invocation = pool.invoke(event, timeout_s)
             if not invocation.ok:
-                raise RuntimeError(f"{source.function_id}: {invocation.error or 'timed out or throttled'}")
+                raise RuntimeError(f"{function_id}: {invocation.error or 'timed out or throttled'}")
             return invocation.result
 
+        return invoke
+
+    def _poller(self, source: StreamSource) -> StreamPoller:
+        failure_env = DESTINATION_QUEUE_ENV.get(source.failure_queue_id or "")
         return StreamPoller(
             source,
             os.environ[TABLE_ENV[source.table_id]],
-            invoke,
+            self._invoker(source.function_id),
             failure_queue_url=os.environ.get(failure_env) if failure_env else None,
         ).start()
 
@@ -1254,6 +1275,9 @@ class LocalApi:
         pollers, self._pollers = self._pollers, []
         for poller in pollers:
             poller.stop()
+        schedulers, self._schedulers = self._schedulers, []
+        for scheduler in schedulers:
+            scheduler.stop()
         server, self._server = self._server, None
         if server is None:
             return

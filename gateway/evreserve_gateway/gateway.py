@@ -181,6 +181,13 @@ class Gateway:
         except Exception:
             # DynamoDB down at start: the instance serves anyway; the next beat renews.
             log.exception("could not write this instance's lease; retrying every beat")
+        if self.message_log is not None:
+            try:
+                # Started before the server, not on the first batch: its start-up (a spawned
+                # interpreter) is not paid mid-traffic, and /health answers once it is ready.
+                await self.message_log.writer.start()
+            except Exception:
+                log.exception("the message log's writer did not start; it is retried with the first batch")
         s = self.settings
         self._server = await serve(
             self._connections.handle,
@@ -207,12 +214,6 @@ class Gateway:
         if self._spool_writer is not None:
             self._spool_task = loop.create_task(self._spool_writer.run())
         if self.message_log is not None:
-            try:
-                # Started with the gateway, not on the first batch: a writer that cannot
-                # start is a log line now, and its start-up is not paid mid-traffic.
-                await self.message_log.writer.start()
-            except Exception:
-                log.exception("the message log's writer did not start; it is retried with the first batch")
             self._log_task = loop.create_task(self.message_log.run(self._stopping))
         self._stopped = loop.create_future()
         log.info(

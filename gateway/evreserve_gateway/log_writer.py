@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -69,7 +72,23 @@ class ThreadWriter:
 _store: MessageLogStore | None = None
 
 
-def _open_store(settings: CoreSettings, retention_days: int, endpoint_url: str | None) -> None:
+def _exit_with(parent: int) -> None:
+    """End this process when the gateway that started it is gone (killed, or exited without a shutdown).
+
+    A pool's worker does not notice its parent's death by itself; left running, it would
+    hold the gateway's stdout and its resource tracker open.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _open_store(settings: CoreSettings, retention_days: int, endpoint_url: str | None, parent: int) -> None:
+    _exit_with(parent)
     global _store
     # The log's requests are built whole by the store: botocore's parameter walk is skipped.
     config = aws.client_config(settings, validate=False)
@@ -95,7 +114,7 @@ class ProcessWriter:
 
     def __init__(self, settings: CoreSettings, retention_days: int, endpoint_url: str | None = None) -> None:
         """``endpoint_url`` overrides boto3's own (``AWS_ENDPOINT_URL_DYNAMODB``): tests point it at nothing."""
-        self._init_args = (settings, retention_days, endpoint_url)
+        self._init_args = (settings, retention_days, endpoint_url, os.getpid())
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -121,16 +140,25 @@ class ProcessWriter:
             raise DependencyUnavailable("the message log's writer process ended", service="DynamoDB") from exc
 
     def restart(self) -> None:
+        self._end(kill=True)
+
+    def shutdown(self) -> None:
+        self._end(kill=False)
+
+    def _end(self, *, kill: bool) -> None:
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        # The pool has no way to end a running call; its worker is ended instead (the
-        # pool's own table of processes: the only handle on them).
-        for process in list(getattr(executor, "_processes", {}).values()):
-            process.kill()
+        # The pool's own table of processes is the only handle on its worker: a call in
+        # flight cannot be cancelled (restart kills it), and a shut-down pool does not wait
+        # for its worker to exit (shutdown ends it here, so nothing outlives the gateway).
+        processes = list(getattr(executor, "_processes", {}).values())
+        if kill:
+            for process in processes:
+                process.kill()
         executor.shutdown(wait=False, cancel_futures=True)
-
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        for process in processes:
+            process.join(2.0)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)

@@ -213,7 +213,9 @@ async def test_filters_range_and_pages_across_batches(
 
     every = await _all(local_api, keys.owner, chargerId=charger.id, limit=3)
     assert len(every) == 16 and len({i["id"] for i in every}) == 16
-    assert [i["createdAt"] for i in every] == sorted((i["createdAt"] for i in every), reverse=True)
+    times = [datetime.fromisoformat(i["createdAt"].replace("Z", "+00:00")) for i in every]
+    assert times == sorted(times, reverse=True)
+    assert all(len(i["createdAt"]) == len("2026-12-06T05:39:21.000Z") for i in every)
 
     heartbeats = await _all(local_api, keys.owner, chargerId=charger.id, messageType="Heartbeat", limit=5)
     assert [i["messageType"] for i in heartbeats] == ["Heartbeat"] * 12
@@ -328,5 +330,8 @@ async def test_a_writer_process_that_dies_is_replaced(gateway_settings, dynamodb
             ExpressionAttributeValues={":p": {"S": "C#2100000000"}},
         )["Items"]
         assert {i["sk"]["S"].split("#")[1] for i in stored} >= {batch.batch_id, again.batch_id}
+        (replacement,) = writer._pool()._processes.values()
     finally:
         writer.shutdown()
+    # Nothing outlives the writer's shutdown (a lingering worker held the gateway's stdout open).
+    assert not replacement.is_alive()

@@ -8,9 +8,12 @@ queue, a real gateway and a real charger answering ReserveNow / CancelReservatio
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import secrets
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,18 @@ from evreserve.events import EVENT_SOURCE
 from evreserve.models import OcppVersion
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_function(name: str) -> Any:
+    """functions/<name>/<name>.py as Lambda imports it (its own module)."""
+    spec = importlib.util.spec_from_file_location(f"function_{name}", REPO / "functions" / name / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +107,43 @@ async def test_a_rule_receives_accepted_refused_and_cancelled_events_as_get_show
     assert cancelled["data"] == shown[base] and refused["data"] == shown[base + 1]
     assert by_type["reservation.accepted"]["detail"]["data"]["status"] == "Accepted"
     assert {e["detail"]["accountId"] for e in got} == {partner["account_id"]}
+
+
+async def test_an_expiry_with_no_charger_message_is_stored_and_published_within_60_s(
+    local_api: LocalApi, partner, start_gateway, seed_charger, registry, reservation_store
+):
+    """OCPP 1.6: the charger says nothing when a reservation lapses; the sweep stores Expired at the expiryDate."""
+    sweeper: Any = load_function("sweeper")
+    gateway = await start_gateway()
+    charger = seed_charger(account_id=partner["account_id"])
+    behaviour = Behaviour()
+    rid = 800_000 + secrets.randbelow(100_000)
+    async with (
+        charger_session(gateway, charger, OcppVersion.V16, behaviour),
+        httpx.AsyncClient(
+            base_url=local_api.url, timeout=30, headers={"Authorization": f"Bearer {partner['key']}"}
+        ) as http,
+    ):
+        await wait_held(gateway, charger, registry)
+        expiry = datetime.now(UTC) + timedelta(seconds=4)
+        reserve = {
+            "portId": charger.ports[0].id,
+            "expiryDate": expiry.isoformat(),
+            "idTag": "RFID-X",
+            "reservationId": rid,
+        }
+        assert (await http.post("/api/ocpp/reservations", json=reserve)).json() == {"data": {"status": "Accepted"}}
+        assert await _events(partner, 1) != []  # the accepted one
+        ended = await asyncio.to_thread(sweeper.sweep, reservation_store, lookahead=timedelta(seconds=30))
+        assert ended >= 1
+        (event,) = await _events(partner, 1)
+        shown = (await http.get(f"/api/ocpp/reservations/{rid}")).json()["data"]
+    assert [action for action, _ in behaviour.received] == ["ReserveNow"]  # nothing else was sent
+    assert event["detail-type"] == "reservation.expired" and event["detail"]["data"] == shown
+    assert shown["status"] == "Expired" and shown["active"] is False
+    stored_at = datetime.fromisoformat(event["detail"]["createdAt"].replace("Z", "+00:00"))
+    assert (
+        timedelta(0)
+        <= stored_at - expiry.replace(microsecond=expiry.microsecond // 1000 * 1000)
+        < timedelta(seconds=60)
+    )

@@ -184,6 +184,8 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")},
         ("dynamodb:Query", "RegistryTable/index"),  # every registry list is on gsi1
     },
+    # The active ones by expiry (index), each ended with one conditional UpdateItem.
+    "SweeperFunction": {("dynamodb:Query", "ReservationsTable/index"), ("dynamodb:UpdateItem", "ReservationsTable")},
     # Stream in (granted by SAM for the event source), events out.
     "PublisherFunction": {("events:PutEvents", "EventBus")},
     # Read-only: the charger (account and scope), then its logged batches.

@@ -148,6 +148,16 @@ def ended_by_port_status(
 # -- time -----------------------------------------------------------------------------------
 
 
+def expired(command_id: str) -> Transition:
+    """The expiry sweep: an accepted reservation past its expiryDate is stored Expired.
+
+    OCPP 1.6 has no message for it (the charger lets it lapse); a 2.0.1 charger's
+    ReservationStatusUpdate may come first, and then this changes nothing. Guarded by the
+    command, so a reservation replaced since the sweep read it is not touched.
+    """
+    return _to(S.EXPIRED, frozenset({S.ACCEPTED}), command_id=command_id)
+
+
 #: The code a Pending record past its answer-by time is read with: nobody waits for the
 #: charger's answer any more (the API answered 504), and none was recorded.
 UNANSWERED_CODE = ChargerTimeout.code

@@ -48,4 +48,9 @@ CONNECTED_TO: Final = "connectedTo"
 #: The reservations' sparse index of the active ones by charger (Authorize, port status).
 ACTIVE_BY_CHARGER: Final = "activeByCharger"
 ACTIVE_ON: Final = "activeOn"
+#: The reservations' sparse index of the active ones by expiry (the expiry sweep): a few
+#: partitions (``EXPIRY#{reservationId % EXPIRY_SHARDS}``), sorted by ``expiryDate``.
+ACTIVE_BY_EXPIRY: Final = "activeByExpiry"
+EXPIRES_IN: Final = "expiresIn"
+EXPIRY_SHARDS: Final = 4
 TTL_ATTRIBUTE: Final = "ttl"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, field_serializer
 
 from evreserve import lifecycle
 from evreserve.messagelog import DIRECTION_NAMES, LoggedMessage
@@ -25,6 +25,7 @@ from evreserve.models import (
     ReservationState,
     ReserveStatus,
 )
+from evreserve.ocpp_mapping import ocpp_datetime
 
 from .schemas import ApiModel
 
@@ -288,7 +289,8 @@ class OcppMessageView(ApiModel):
     """One CALL and its answer (``messageResponse``: the CALLRESULT payload, the CALLERROR, or null)."""
 
     id: str
-    created_at: datetime
+    # Written with milliseconds always (the serializer below); still a date-time to readers.
+    created_at: datetime = Field(json_schema_extra={"format": "date-time"})
     ocpp_charger_identity: str
     message_type: str
     message_payload: Any
@@ -296,6 +298,11 @@ class OcppMessageView(ApiModel):
     charger_id: int
     protocol: Literal["ocpp1.6", "ocpp2.0.1"]
     direction: Literal["fromCharger", "toCharger"]
+
+    @field_serializer("created_at")
+    def _milliseconds(self, value: datetime) -> str:
+        # Fixed width, as logged (milliseconds): string order is time order, for every item.
+        return ocpp_datetime(value)
 
     @classmethod
     def of(cls, message: LoggedMessage, charger_id: int) -> OcppMessageView:

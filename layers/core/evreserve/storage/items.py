@@ -23,7 +23,7 @@ from ..models import (
     Reservation,
     ReservationState,
 )
-from ..resources import ACTIVE_ON, GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE
+from ..resources import ACTIVE_ON, EXPIRES_IN, EXPIRY_SHARDS, GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE
 from . import keys
 from .codec import from_item
 
@@ -248,6 +248,7 @@ def reservation_item(reservation: Reservation, ttl: int | None = None) -> dict[s
         "failureCode": reservation.failure_code,
         "answerBy": iso(reservation.answer_by) if reservation.answer_by else None,
         ACTIVE_ON: keys.reservations_by_charger_pk(reservation.charger_id) if active else None,
+        EXPIRES_IN: f"EXPIRY#{reservation.reservation_id % EXPIRY_SHARDS}" if active else None,
         TTL_ATTRIBUTE: ttl,
     }
 

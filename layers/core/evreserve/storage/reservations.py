@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from ..aws import unavailable_on_transport_errors
 from ..lifecycle import Transition
 from ..models import Reservation, ReservationState
-from ..resources import ACTIVE_BY_CHARGER, ACTIVE_ON, GSI1_PK, PK, SK
+from ..resources import ACTIVE_BY_CHARGER, ACTIVE_BY_EXPIRY, ACTIVE_ON, EXPIRES_IN, EXPIRY_SHARDS, GSI1_PK, PK, SK
 from . import keys
 from .base import DynamoStore, is_condition_failure
 from .codec import to_item
@@ -47,7 +47,8 @@ def transition_update(account_id: int, reservation_id: int, transition: Transiti
         sets.append("endedAt = :at")
         # Out of the index of active reservations: Authorize and port status read only those.
         names["#active"] = ACTIVE_ON
-        removes = " REMOVE #active"
+        names["#expires"] = EXPIRES_IN
+        removes = " REMOVE #active, #expires"
     return {
         "Key": keys.reservation(account_id, reservation_id),
         "UpdateExpression": "SET " + ", ".join(sets) + removes,
@@ -95,6 +96,41 @@ class ReservationStore(DynamoStore):
         """
         items = self._query_all(ACTIVE_BY_CHARGER, ACTIVE_ON, keys.reservations_by_charger_pk(charger_id))
         return [reservation_from(item) for item in items]
+
+    def expiring(self, before: datetime) -> list[tuple[int, int, str, datetime]]:
+        """(account, reservationId, commandId, expiryDate) of the active ones expiring before ``before``, soonest first.
+
+        From the sparse index ``activeByExpiry`` (keys and those attributes only): ended
+        reservations, however many, are not in it.
+        """
+        found: list[tuple[int, int, str, datetime]] = []
+        for shard in range(EXPIRY_SHARDS):
+            start: dict[str, Any] | None = None
+            while True:
+                query: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": ACTIVE_BY_EXPIRY,
+                    "KeyConditionExpression": "#e = :e AND expiryDate < :before",
+                    "ExpressionAttributeNames": {"#e": EXPIRES_IN},
+                    "ExpressionAttributeValues": {":e": {"S": f"EXPIRY#{shard}"}, ":before": {"S": iso(before)}},
+                }
+                if start:
+                    query["ExclusiveStartKey"] = start
+                with unavailable_on_transport_errors(self.service):
+                    page = self._client.query(**query)
+                for item in page.get("Items", []):
+                    found.append(
+                        (
+                            int(item["accountId"]["N"]),
+                            int(item["reservationId"]["N"]),
+                            item["commandId"]["S"],
+                            datetime.fromisoformat(item["expiryDate"]["S"]),
+                        )
+                    )
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
+        return sorted(found, key=lambda r: r[3])
 
     def create_request(
         self, reservation: Reservation, *, now: datetime, pending_stale_before: datetime

@@ -1,0 +1,70 @@
+"""The expiry sweep: accepted reservations whose expiryDate passes are stored Expired, at that moment.
+
+Run every minute (template.yaml's schedule). Each run takes the active reservations
+expiring before the next run (the sparse index ``activeByExpiry``) and ends each at its
+expiryDate, waiting for it where it is still ahead: so the change, and its
+``reservation.expired`` event, follow the expiry within seconds rather than within a
+minute. A reservation that ended otherwise meanwhile (used, cancelled, a 2.0.1 charger's own
+ReservationStatusUpdate) is left as it is: the transition applies to Accepted only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from evreserve import aws, lifecycle
+from evreserve.models import utcnow
+from evreserve.storage.reservations import ReservationStore
+from evreserve_lambda.settings import FunctionSettings
+
+logger = Logger()
+
+#: How far ahead a run looks: the schedule's period.
+LOOKAHEAD = timedelta(minutes=1)
+_store: ReservationStore | None = None
+
+
+def _reservations() -> ReservationStore:
+    global _store
+    if _store is None:
+        settings = FunctionSettings()
+        _store = ReservationStore(aws.dynamodb_client(settings), settings.reservations_table)
+    return _store
+
+
+def use_store(store: ReservationStore | None) -> None:
+    """Replace the store (tests)."""
+    global _store
+    _store = store
+
+
+def sweep(
+    store: ReservationStore,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    lookahead: timedelta = LOOKAHEAD,
+) -> int:
+    """End what expires before ``now() + lookahead``, each at its expiryDate; how many were ended."""
+    started = now()
+    ended = 0
+    for account_id, reservation_id, command_id, expiry in store.expiring(started + lookahead):
+        wait = (expiry - now()).total_seconds()
+        if wait > 0:
+            sleep(wait)
+        if store.transition(account_id, reservation_id, lifecycle.expired(command_id), at=max(now(), expiry)):
+            ended += 1
+    return ended
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    ended = sweep(_reservations())
+    if ended:
+        logger.info("reservations expired", extra={"ended": ended})
+    return {"ended": ended}

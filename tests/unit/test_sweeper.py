@@ -1,0 +1,86 @@
+"""The expiry sweep on in-memory DynamoDB (moto) with the template's reservations table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from api_harness import load_function
+from moto import mock_aws
+
+from devstack.template import create_tables, load_template
+from evreserve.models import Reservation, ReservationState
+from evreserve.storage.codec import to_item
+from evreserve.storage.items import reservation_item
+from evreserve.storage.reservations import ReservationStore
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReservationStore]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        tables = create_tables(client, "unit", load_template())
+        yield ReservationStore(client, tables["RESERVATIONS_TABLE"])
+
+
+def put(store: ReservationStore, rid: int, state: ReservationState, expiry: datetime) -> Reservation:
+    reservation = Reservation(
+        account_id=7,
+        reservation_id=rid,
+        charger_id=12,
+        port_id=34,
+        port_number=1,
+        id_tag="RFID001",
+        expiry_date=expiry,
+        state=state,
+        created_at=T0 - timedelta(hours=1),
+        updated_at=T0 - timedelta(hours=1),
+        command_id=f"c{rid}",
+    )
+    store._client.put_item(TableName=store.table, Item=to_item(reservation_item(reservation)))
+    return reservation
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+def test_the_sweep_ends_accepted_reservations_at_their_expiry_and_nothing_else(store: ReservationStore):
+    """Accepted and due, or due within the minute (waited for): Expired at the expiryDate. The rest stays."""
+    sweeper: Any = load_function("sweeper")
+    put(store, 1, ReservationState.ACCEPTED, T0 - timedelta(seconds=5))
+    put(store, 2, ReservationState.ACCEPTED, T0 + timedelta(seconds=30))
+    put(store, 3, ReservationState.ACCEPTED, T0 + timedelta(minutes=5))
+    put(store, 4, ReservationState.PENDING, T0 - timedelta(seconds=5))
+    put(store, 5, ReservationState.CANCELLED, T0 - timedelta(seconds=5))
+    clock = Clock()
+    assert sweeper.sweep(store, now=clock, sleep=clock.sleep) == 2
+    assert clock.slept == [30.0]
+    states = {rid: store.get(7, rid) for rid in range(1, 6)}
+    assert {rid: r.state for rid, r in states.items() if r} == {
+        1: ReservationState.EXPIRED,
+        2: ReservationState.EXPIRED,
+        3: ReservationState.ACCEPTED,
+        4: ReservationState.PENDING,
+        5: ReservationState.CANCELLED,
+    }
+    assert states[2] is not None and states[2].ended_at == T0 + timedelta(seconds=30)
+    # Ended ones left the index; a Pending one stays until its answer is recorded.
+    assert [r[1] for r in store.expiring(T0 + timedelta(minutes=10))] == [4, 3]
