@@ -184,6 +184,18 @@ TABLE = [
     Row(
         V201, "ReservationStatusUpdate NoTransaction (2.1)", lambda: lifecycle.status_updated("NoTransaction", 12), None
     ),
+    # The expiry sweep: an accepted reservation past its expiryDate, whatever the charger said.
+    *[
+        Row(
+            v,
+            "expiryDate passed (the sweep)",
+            lambda: lifecycle.expired(COMMAND),
+            S.EXPIRED,
+            frozenset({S.ACCEPTED}),
+            command_id=COMMAND,
+        )
+        for v in (V16, V201)
+    ],
     # The port goes out of service (1.6 connector 0 is the whole charger).
     *[
         Row(
