@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +64,11 @@ class Scheduler:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.source.period_s):
+        # A fixed rate, as EventBridge's: a run that takes most of its period (the expiry
+        # sweep waits) does not push the next one back.
+        due = time.monotonic() + self.source.period_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due += self.source.period_s
             try:
                 self._invoke(scheduled_event())
                 self.runs += 1

@@ -60,7 +60,10 @@ def stream_source(
         function_id=function_id,
         table_id=stream[0],
         batch_size=int(props.get("BatchSize", 100)),
-        max_attempts=min(LOCAL_MAX_ATTEMPTS, int(retries) + 1) if retries is not None else LOCAL_MAX_ATTEMPTS,
+        # -1 is Lambda's "until the record expires": locally, the cap.
+        max_attempts=min(LOCAL_MAX_ATTEMPTS, int(retries) + 1)
+        if retries is not None and int(retries) >= 0
+        else LOCAL_MAX_ATTEMPTS,
         starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
         failure_queue_id=failure_target[0] if failure_target else None,
     )
@@ -129,6 +132,9 @@ class StreamPoller:
                 if time.monotonic() >= next_shards:
                     arn = self._dynamodb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
                     for shard in self._streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+                        parent = shard.get("ParentShardId")
+                        if parent in iterators and iterators[parent] is not None:
+                            continue  # a child is read once its parent is read to its end, as Lambda does
                         if shard["ShardId"] not in iterators:
                             iterators[shard["ShardId"]] = self._iterator(arn, shard["ShardId"])
                     next_shards = time.monotonic() + SHARDS_EVERY_S
@@ -174,7 +180,7 @@ class StreamPoller:
             log.warning("%s failed from record %s (attempt %d)", self.source.function_id, failed, attempt)
             self._stop.wait(min(5.0, 0.2 * 2**attempt))
             if self._stop.is_set():
-                break
+                return after  # stopping is not the function failing: nothing to give up on
         self._give_up(arn, shard_id, batch)
         return after
 

@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from evreserve import aws, lifecycle
-from evreserve.models import utcnow
+from evreserve.models import ReservationState, utcnow
 from evreserve.storage.reservations import ReservationStore
 from evreserve_lambda.settings import FunctionSettings
 
@@ -49,22 +49,43 @@ def sweep(
     now: Callable[[], datetime] = utcnow,
     sleep: Callable[[float], None] = time.sleep,
     lookahead: timedelta = LOOKAHEAD,
+    deadline: datetime | None = None,
 ) -> int:
-    """End what expires before ``now() + lookahead``, each at its expiryDate; how many were ended."""
+    """End what expires before ``now() + lookahead``, each at its expiryDate; how many were ended.
+
+    Accepted ones are stored Expired. A Pending one (its outcome never stored) is stored
+    Failed once past its answer-by time, as readers already see it. Stops at ``deadline``
+    (the run's time running out): what is left is the next run's.
+    """
     started = now()
     ended = 0
-    for account_id, reservation_id, command_id, expiry in store.expiring(started + lookahead):
-        wait = (expiry - now()).total_seconds()
-        if wait > 0:
-            sleep(wait)
-        if store.transition(account_id, reservation_id, lifecycle.expired(command_id), at=max(now(), expiry)):
+    for due in store.expiring(started + lookahead):
+        if deadline is not None and max(now(), due.expiry) >= deadline:
+            break
+        if due.state is ReservationState.PENDING:
+            if due.answer_by is None or due.answer_by > now():
+                continue  # its answer may still come
+            transition = lifecycle.unanswered(due.command_id)
+            at = now()
+        else:
+            wait = (due.expiry - now()).total_seconds()
+            if wait > 0:
+                sleep(wait)
+            transition = lifecycle.expired(due.command_id)
+            at = max(now(), due.expiry)
+        if store.transition(due.account_id, due.reservation_id, transition, at=at):
             ended += 1
     return ended
 
 
+#: What a run keeps of its timeout for the writes after its last wait.
+RESERVE = timedelta(seconds=10)
+
+
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    ended = sweep(_reservations())
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    ended = sweep(_reservations(), deadline=utcnow() + remaining - RESERVE)
     if ended:
         logger.info("reservations expired", extra={"ended": ended})
     return {"ended": ended}

@@ -162,17 +162,51 @@ def test_a_redelivered_batch_publishes_the_same_ids(bus):
 
 
 def test_a_failed_put_events_retries_from_the_first_unpublished_record(bus):
+    """EventBridge refuses the second entry of a call: the stream is to deliver again from its record."""
+
     class Refusing:
         def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
             return {"FailedEntryCount": 1, "Entries": [{"EventId": "1"}, {"ErrorCode": "InternalFailure"}]}
 
     publisher = bus["publisher"]
     publisher.use_client(Refusing(), publisher.PublisherSettings())
+    first = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    other = first.model_copy(update={"reservation_id": 1002})
+    pending = reservation(ReservationState.PENDING)
+    records = [record(pending, first, 2), record(pending.model_copy(update={"reservation_id": 1002}), other, 3)]
+    answer = publisher.handler({"Records": records}, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "3"}]}
+
+
+def test_two_changes_of_one_reservation_never_share_a_call(bus):
+    """A refused change is never overtaken by a later change of the same reservation."""
+    calls: list[list[str]] = []
+
+    class RefusingFirst:
+        def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            calls.append([e["DetailType"] for e in Entries])
+            return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"} for _ in Entries]}
+
+    publisher = bus["publisher"]
+    publisher.use_client(RefusingFirst(), publisher.PublisherSettings())
     pending = reservation(ReservationState.PENDING)
     accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
-    used = reservation(ReservationState.USED, at=T0 + timedelta(seconds=5))
-    answer = publisher.handler({"Records": [record(pending, accepted, 2), record(accepted, used, 3)]}, LambdaContext())
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "3"}]}
+    cancelled = reservation(ReservationState.CANCELLED, at=T0 + timedelta(seconds=9))
+    answer = publisher.handler(
+        {"Records": [record(pending, accepted, 2), record(accepted, cancelled, 3)]}, LambdaContext()
+    )
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    assert calls == [["reservation.accepted"]]  # the cancel was not sent ahead of it
+
+
+def test_a_record_that_is_no_reservation_change_is_passed_over(bus):
+    """A record the publisher cannot read does not hold the stream: logged, skipped, the rest published."""
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    broken = {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "1", "NewImage": {"entity": {"S": "reservation"}}}}
+    answer = bus["publisher"].handler({"Records": [broken, record(pending, accepted, 2)]}, LambdaContext())
+    assert answer == {"batchItemFailures": []}
+    assert [e["detail-type"] for e in received(bus)] == ["reservation.accepted"]
 
 
 # -- signatures -------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReservationStore]:
         yield ReservationStore(client, tables["RESERVATIONS_TABLE"])
 
 
-def put(store: ReservationStore, rid: int, state: ReservationState, expiry: datetime) -> Reservation:
+def put(
+    store: ReservationStore, rid: int, state: ReservationState, expiry: datetime, answer_by: datetime | None = None
+) -> Reservation:
     reservation = Reservation(
         account_id=7,
         reservation_id=rid,
@@ -44,6 +46,7 @@ def put(store: ReservationStore, rid: int, state: ReservationState, expiry: date
         created_at=T0 - timedelta(hours=1),
         updated_at=T0 - timedelta(hours=1),
         command_id=f"c{rid}",
+        answer_by=answer_by,
     )
     store._client.put_item(TableName=store.table, Item=to_item(reservation_item(reservation)))
     return reservation
@@ -70,17 +73,30 @@ def test_the_sweep_ends_accepted_reservations_at_their_expiry_and_nothing_else(s
     put(store, 3, ReservationState.ACCEPTED, T0 + timedelta(minutes=5))
     put(store, 4, ReservationState.PENDING, T0 - timedelta(seconds=5))
     put(store, 5, ReservationState.CANCELLED, T0 - timedelta(seconds=5))
+    # Pending past its answer-by time, its outcome never stored: stored Failed as readers see it.
+    put(store, 6, ReservationState.PENDING, T0 - timedelta(seconds=2), answer_by=T0 - timedelta(hours=1))
     clock = Clock()
-    assert sweeper.sweep(store, now=clock, sleep=clock.sleep) == 2
+    assert sweeper.sweep(store, now=clock, sleep=clock.sleep) == 3
     assert clock.slept == [30.0]
-    states = {rid: store.get(7, rid) for rid in range(1, 6)}
+    states = {rid: store.get(7, rid) for rid in range(1, 7)}
     assert {rid: r.state for rid, r in states.items() if r} == {
         1: ReservationState.EXPIRED,
         2: ReservationState.EXPIRED,
         3: ReservationState.ACCEPTED,
         4: ReservationState.PENDING,
         5: ReservationState.CANCELLED,
+        6: ReservationState.FAILED,
     }
+    assert states[6] is not None and states[6].failure_code == "CHARGER_TIMEOUT"
     assert states[2] is not None and states[2].ended_at == T0 + timedelta(seconds=30)
     # Ended ones left the index; a Pending one stays until its answer is recorded.
-    assert [r[1] for r in store.expiring(T0 + timedelta(minutes=10))] == [4, 3]
+    assert [r.reservation_id for r in store.expiring(T0 + timedelta(minutes=10))] == [4, 3]
+
+
+def test_a_run_stops_at_its_deadline_and_leaves_the_rest_to_the_next(store: ReservationStore):
+    sweeper: Any = load_function("sweeper")
+    for rid in range(1, 4):
+        put(store, rid, ReservationState.ACCEPTED, T0 + timedelta(seconds=10 * rid))
+    clock = Clock()
+    assert sweeper.sweep(store, now=clock, sleep=clock.sleep, deadline=T0 + timedelta(seconds=25)) == 2
+    assert [r.reservation_id for r in store.expiring(T0 + timedelta(minutes=1))] == [3]

@@ -158,6 +158,16 @@ def expired(command_id: str) -> Transition:
     return _to(S.EXPIRED, frozenset({S.ACCEPTED}), command_id=command_id)
 
 
+def unanswered(command_id: str) -> Transition:
+    """The expiry sweep meets a Pending record past its answer-by time: it is stored as read.
+
+    Its outcome was never stored (the gateway and the waiting function both failed to):
+    readers already see it Failed with ``UNANSWERED_CODE``; storing it so publishes
+    ``reservation.failed`` and takes it out of the indexes of active reservations.
+    """
+    return Transition(S.FAILED, frozenset({S.PENDING}), True, failure_code=UNANSWERED_CODE, command_id=command_id)
+
+
 #: The code a Pending record past its answer-by time is read with: nobody waits for the
 #: charger's answer any more (the API answered 504), and none was recorded.
 UNANSWERED_CODE = ChargerTimeout.code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,18 @@ def transition_update(account_id: int, reservation_id: int, transition: Transiti
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """An active reservation as the expiry sweep reads it (index ``activeByExpiry``)."""
+
+    account_id: int
+    reservation_id: int
+    command_id: str
+    expiry: datetime
+    state: ReservationState
+    answer_by: datetime | None
+
+
 class ReservationStore(DynamoStore):
     def __init__(self, client: Any, table: str, retention_days: int = 90) -> None:
         super().__init__(client, table)
@@ -97,13 +110,13 @@ class ReservationStore(DynamoStore):
         items = self._query_all(ACTIVE_BY_CHARGER, ACTIVE_ON, keys.reservations_by_charger_pk(charger_id))
         return [reservation_from(item) for item in items]
 
-    def expiring(self, before: datetime) -> list[tuple[int, int, str, datetime]]:
-        """(account, reservationId, commandId, expiryDate) of the active ones expiring before ``before``, soonest first.
+    def expiring(self, before: datetime) -> list[Expiring]:
+        """The active ones expiring before ``before``, soonest first.
 
-        From the sparse index ``activeByExpiry`` (keys and those attributes only): ended
-        reservations, however many, are not in it.
+        From the sparse index ``activeByExpiry`` (keys and the attributes of ``Expiring``
+        only): ended reservations, however many, are not in it.
         """
-        found: list[tuple[int, int, str, datetime]] = []
+        found: list[Expiring] = []
         for shard in range(EXPIRY_SHARDS):
             start: dict[str, Any] | None = None
             while True:
@@ -119,18 +132,21 @@ class ReservationStore(DynamoStore):
                 with unavailable_on_transport_errors(self.service):
                     page = self._client.query(**query)
                 for item in page.get("Items", []):
+                    answer_by = (item.get("answerBy") or {}).get("S")
                     found.append(
-                        (
+                        Expiring(
                             int(item["accountId"]["N"]),
                             int(item["reservationId"]["N"]),
                             item["commandId"]["S"],
                             datetime.fromisoformat(item["expiryDate"]["S"]),
+                            ReservationState(item["state"]["S"]),
+                            datetime.fromisoformat(answer_by) if answer_by else None,
                         )
                     )
                 start = page.get("LastEvaluatedKey")
                 if not start:
                     break
-        return sorted(found, key=lambda r: r[3])
+        return sorted(found, key=lambda r: r.expiry)
 
     def create_request(
         self, reservation: Reservation, *, now: datetime, pending_stale_before: datetime
