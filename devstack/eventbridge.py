@@ -13,7 +13,6 @@ for speed. A test creates its rule's queue here (``client("sqs")``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +20,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from devstack import ACCESS_KEY_ID, HOST, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
-from devstack.sqs import _exit_when_stdin_closes
+from devstack import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
+from devstack.sqs import serve_moto
 
 
 class EventBridgeLocal(LocalServer):
@@ -51,19 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
 
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    class QuietHandler(MotoRequestHandler):
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            pass
-
-    app = DomainDispatcherApplication(create_backend_app)
-    _exit_when_stdin_closes()
-    server = make_server(HOST, args.port, app, threaded=True, request_handler=QuietHandler)
-    os.environ["MOTO_PORT"] = str(server.server_port)
-    print(f"DEVSTACK_LISTENING {HOST}:{server.server_port}", flush=True)
-    server.serve_forever()
+    serve_moto(DomainDispatcherApplication(create_backend_app), args.port)
 
 
 if __name__ == "__main__":

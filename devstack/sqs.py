@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -82,20 +82,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # Imported here: the parent process only needs SqsLocal, not moto's import time.
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    app = create_backend_app("sqs")
+    # moto turns debug on; it only adds work per request (and the interactive debugger).
+    app.debug = False
+    serve_moto(app, args.port)
+
+
+def serve_moto(app: Any, port: int) -> None:
+    """Serve a moto WSGI app on ``HOST:port`` until stdin closes; print the readiness line."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
     class QuietHandler(MotoRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass  # one line per request on a busy stack is CPU nobody reads
 
-    app = create_backend_app("sqs")
-    # moto turns debug on; it only adds work per request (and the interactive debugger).
-    app.debug = False
     _exit_when_stdin_closes()
     server = make_server(
         HOST,
-        args.port,
+        port,
         app,
         threaded=True,  # a long poll must not block the sends that would end it
         request_handler=QuietHandler,
