@@ -147,3 +147,51 @@ async def test_an_expiry_with_no_charger_message_is_stored_and_published_within_
         <= stored_at - expiry.replace(microsecond=expiry.microsecond // 1000 * 1000)
         < timedelta(seconds=60)
     )
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+async def test_the_reserved_driver_starting_is_a_used_event(
+    local_api: LocalApi, partner, start_gateway, seed_charger, registry, version
+):
+    """1.6 StartTransaction / 2.0.1 TransactionEvent with the reservationId: reservation.used, as GET shows it."""
+    from ocpp.v16 import call as call16
+    from ocpp.v201 import call as call201
+
+    gateway = await start_gateway()
+    charger = seed_charger(account_id=partner["account_id"])
+    rid = 900_000 + secrets.randbelow(90_000)
+    async with (
+        charger_session(gateway, charger, version, Behaviour()) as cp,
+        httpx.AsyncClient(
+            base_url=local_api.url, timeout=30, headers={"Authorization": f"Bearer {partner['key']}"}
+        ) as http,
+    ):
+        await wait_held(gateway, charger, registry)
+        expiry = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        reserve = {"portId": charger.ports[0].id, "expiryDate": expiry, "idTag": "RFID-USE", "reservationId": rid}
+        assert (await http.post("/api/ocpp/reservations", json=reserve)).json() == {"data": {"status": "Accepted"}}
+        now = datetime.now(UTC).isoformat()
+        if version is OcppVersion.V16:
+            await cp.call(
+                call16.StartTransaction(
+                    connector_id=1, id_tag="RFID-USE", meter_start=0, timestamp=now, reservation_id=rid
+                )
+            )
+        else:
+            await cp.call(
+                call201.TransactionEvent(
+                    event_type="Started",
+                    timestamp=now,
+                    trigger_reason="Authorized",
+                    seq_no=0,
+                    transaction_info={"transaction_id": f"tx-{rid}"},
+                    id_token={"id_token": "RFID-USE", "type": "ISO14443"},
+                    evse={"id": 1, "connector_id": 1},
+                    reservation_id=rid,
+                )
+            )
+        got = await _events(partner, 2)
+        shown = (await http.get(f"/api/ocpp/reservations/{rid}")).json()["data"]
+    mine = [e for e in got if e["detail"]["data"]["reservationId"] == rid]
+    assert [e["detail-type"] for e in mine] == ["reservation.accepted", "reservation.used"]
+    assert mine[1]["detail"]["data"] == shown and shown["status"] == "Used"
