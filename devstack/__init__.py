@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from botocore.config import Config
 
@@ -94,6 +94,19 @@ class LocalServer(abc.ABC):
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def boto3_client(self, service: str, config: Config | None = None) -> Any:
+        """A boto3 client of ``service`` on this server (one attempt, short timeouts unless ``config``)."""
+        import boto3
+
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+            config=config or client_config(),
+        )
 
     @abc.abstractmethod
     def _command(self, port: int) -> Sequence[str]:

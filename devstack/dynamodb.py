@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.config import Config
 
-from devstack import ACCESS_KEY_ID, CACHE_DIR, REGION, REPO_ROOT, SECRET_ACCESS_KEY, LocalServer, client_config
+from devstack import CACHE_DIR, REPO_ROOT, LocalServer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -133,14 +132,8 @@ class DynamoDBLocal(LocalServer):
 
     def client(self, config: Config | None = None) -> DynamoDBClient:
         """A boto3 client on this server (one attempt, short timeouts unless ``config``)."""
-        return boto3.client(
-            "dynamodb",
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
-            config=config or client_config(),
-        )
+        client: DynamoDBClient = self.boto3_client("dynamodb", config)
+        return client
 
     def _probe(self) -> None:
         if self._probe_client is None or self._probe_client.meta.endpoint_url != self.endpoint:

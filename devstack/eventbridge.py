@@ -17,10 +17,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
-from devstack import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
+from devstack import LocalServer
 from devstack.sqs import serve_moto
 
 
@@ -32,14 +31,7 @@ class EventBridgeLocal(LocalServer):
 
     def client(self, service: str = "events", config: Config | None = None) -> Any:
         """A boto3 client of ``service`` (``events``, or ``sqs`` for rule targets) on this server."""
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
-            config=config or client_config(),
-        )
+        return self.boto3_client(service, config)
 
     def _probe(self) -> None:
         self.client().list_event_buses(Limit=1)

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.config import Config
 
-from devstack import ACCESS_KEY_ID, HOST, REGION, SECRET_ACCESS_KEY, LocalServer, client_config
+from devstack import HOST, LocalServer
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -50,14 +49,8 @@ class SqsLocal(LocalServer):
 
     def client(self, config: Config | None = None) -> SQSClient:
         """A boto3 client on this server (one attempt, short timeouts unless ``config``)."""
-        return boto3.client(
-            "sqs",
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
-            config=config or client_config(),
-        )
+        client: SQSClient = self.boto3_client("sqs", config)
+        return client
 
     def _probe(self) -> None:
         if self._probe_client is None or self._probe_client.meta.endpoint_url != self.endpoint:
