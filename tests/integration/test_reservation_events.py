@@ -8,16 +8,14 @@ queue, a real gateway and a real charger answering ReserveNow / CancelReservatio
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import secrets
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fixtures.functions import load_function
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held
 
 from devstack.local_api import LocalApi
@@ -25,18 +23,6 @@ from evreserve.events import EVENT_SOURCE
 from evreserve.models import OcppVersion
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_function(name: str) -> Any:
-    """functions/<name>/<name>.py as Lambda imports it (its own module)."""
-    spec = importlib.util.spec_from_file_location(f"function_{name}", REPO / "functions" / name / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -201,17 +201,3 @@ def invoke(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict
     answer = handler(event, LambdaContext())
     body = answer.get("body")
     return answer["statusCode"], json.loads(body) if body else None
-
-
-def load_function(name: str) -> Any:
-    """Import functions/<name>/<name>.py as Lambda would (its own module, under a test-unique name)."""
-    import importlib.util
-    import sys
-
-    path = REPO / "functions" / name / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"function_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import would; pydantic looks modules up there
-    spec.loader.exec_module(module)
-    return module

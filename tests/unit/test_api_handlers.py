@@ -25,13 +25,13 @@ from api_harness import (
     future,
     invoke,
     load_event,
-    load_function,
     no_answer,
     principal_context,
     result,
     seed,
     start_stack,
 )
+from fixtures.functions import load_function
 
 from evreserve.models import Account, OcppVersion, OutcomeKind
 from evreserve.security import verify_password

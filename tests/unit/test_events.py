@@ -13,7 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from api_harness import LambdaContext, load_function
+from api_harness import LambdaContext
+from fixtures.functions import load_function
 from moto import mock_aws
 
 from evreserve import signing

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -51,6 +52,14 @@ def _log(store: Any = None, **kwargs: Any) -> tuple[MessageLog, Clock]:
     settings = {"flush_s": 10.0, "max_bytes": 1 << 20, "instance_id": "i-1", **kwargs}
     writer = ThreadWriter(store or MemoryStore(), Offload(1, "test-log"))  # type: ignore[arg-type]
     return MessageLog(writer, clock=clock, **settings), clock
+
+
+async def eventually(condition: Callable[[], object]) -> None:
+    """Let the loop run until ``condition`` holds, for up to 2 s; the caller asserts what it needs."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
 
 
 def _heartbeat(traffic: Any, n: int) -> None:
@@ -138,10 +147,7 @@ async def test_the_writer_keeps_batches_while_storage_is_down_and_stores_them_af
     runner = asyncio.create_task(log.run(stopping))
     _heartbeat(traffic, 1)
     clock.now += 1
-    for _ in range(200):
-        if log.counters["writeFailures"] >= 1:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: log.counters["writeFailures"] >= 1)
     assert log.counters["writeFailures"] >= 1 and store.stored == []
     store.down = False
     _heartbeat(traffic, 2)
@@ -163,10 +169,7 @@ async def test_a_slow_store_never_holds_the_event_loop():
     runner = asyncio.create_task(log.run(stopping))
     _heartbeat(traffic, 1)
     clock.now += 1
-    for _ in range(200):
-        if store.calls:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: store.calls)
     assert store.calls == 1  # the write is in progress, blocked
     ticks = 0
     for n in range(50):
@@ -226,16 +229,10 @@ async def test_batches_are_still_sealed_while_a_write_hangs(monkeypatch: pytest.
     runner = asyncio.create_task(log.run(stopping))
     _heartbeat(a, 1)
     clock.now += 1
-    for _ in range(200):
-        if store.calls:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: store.calls)
     _heartbeat(b, 2)
     clock.now += 1
-    for _ in range(200):
-        if log.counters["writeFailures"]:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: log.counters["writeFailures"])
     assert len(log._sealed) == 2  # B's batch was sealed while A's write hung
     assert log.counters["writeFailures"] == 1 and restarts == [1]
     store.gate.set()

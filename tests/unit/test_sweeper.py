@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from api_harness import load_function
+from fixtures.functions import load_function
 from moto import mock_aws
 
 from devstack.template import create_tables, load_template
