@@ -153,12 +153,16 @@ class ProcessWriter:
         # flight cannot be cancelled (restart kills it), and a shut-down pool does not wait
         # for its worker to exit (shutdown ends it here, so nothing outlives the gateway).
         processes = list(getattr(executor, "_processes", {}).values())
+        manager = getattr(executor, "_executor_manager_thread", None)
         if kill:
             for process in processes:
                 process.kill()
         executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(2.0)
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
+        # The pool's manager thread reaps the worker; waiting on that thread, not on the
+        # process (two threads joining one process race, and the loser sees it alive).
+        if manager is not None:
+            manager.join(2.0)
+            if manager.is_alive():
+                for process in processes:
+                    process.kill()
+                manager.join(1.0)

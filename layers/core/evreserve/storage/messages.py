@@ -37,6 +37,7 @@ from ..messagelog import (
 )
 from ..resources import PK, SK, TTL_ATTRIBUTE
 from .base import DynamoStore
+from .paging import iter_query
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -156,27 +157,20 @@ class MessageLogStore(DynamoStore):
                 values[f":t{i}"] = {"S": action}
                 alternatives.append(f"contains(types, :t{i})")
             condition += " AND (" + " OR ".join(alternatives) + ")"
-        start: dict[str, Any] | None = None
-        while True:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": "#p = :p AND #s BETWEEN :lo AND :hi",
-                "FilterExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-                "ScanIndexForward": False,
-                # Batches are up to a few KB: 50 keeps a DynamoDB page small and the first answer quick.
-                "Limit": 50,
-            }
-            if start:
-                request["ExclusiveStartKey"] = start
-            with unavailable_on_transport_errors(self.service):
-                answer = self._client.query(**request)
-            for item in answer.get("Items", []):
-                yield _stored(item)
-            start = answer.get("LastEvaluatedKey")
-            if not start:
-                return
+        items = iter_query(
+            self._client,
+            start=None,
+            # Batches are up to a few KB: 50 keeps a DynamoDB page small and the first answer quick.
+            page_size=50,
+            TableName=self._table,
+            KeyConditionExpression="#p = :p AND #s BETWEEN :lo AND :hi",
+            FilterExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+        )
+        for item, _ in items:
+            yield _stored(item)
 
 
 def _stored(item: dict[str, Any]) -> StoredBatch:

@@ -118,34 +118,28 @@ class ReservationStore(DynamoStore):
         """
         found: list[Expiring] = []
         for shard in range(EXPIRY_SHARDS):
-            start: dict[str, Any] | None = None
-            while True:
-                query: dict[str, Any] = {
-                    "TableName": self._table,
-                    "IndexName": ACTIVE_BY_EXPIRY,
-                    "KeyConditionExpression": "#e = :e AND expiryDate < :before",
-                    "ExpressionAttributeNames": {"#e": EXPIRES_IN},
-                    "ExpressionAttributeValues": {":e": {"S": f"EXPIRY#{shard}"}, ":before": {"S": iso(before)}},
-                }
-                if start:
-                    query["ExclusiveStartKey"] = start
-                with unavailable_on_transport_errors(self.service):
-                    page = self._client.query(**query)
-                for item in page.get("Items", []):
-                    answer_by = (item.get("answerBy") or {}).get("S")
-                    found.append(
-                        Expiring(
-                            int(item["accountId"]["N"]),
-                            int(item["reservationId"]["N"]),
-                            item["commandId"]["S"],
-                            datetime.fromisoformat(item["expiryDate"]["S"]),
-                            ReservationState(item["state"]["S"]),
-                            datetime.fromisoformat(answer_by) if answer_by else None,
-                        )
+            items = iter_query(
+                self._client,
+                start=None,
+                page_size=1000,
+                TableName=self._table,
+                IndexName=ACTIVE_BY_EXPIRY,
+                KeyConditionExpression="#e = :e AND expiryDate < :before",
+                ExpressionAttributeNames={"#e": EXPIRES_IN},
+                ExpressionAttributeValues={":e": {"S": f"EXPIRY#{shard}"}, ":before": {"S": iso(before)}},
+            )
+            for item, _ in items:
+                answer_by = (item.get("answerBy") or {}).get("S")
+                found.append(
+                    Expiring(
+                        int(item["accountId"]["N"]),
+                        int(item["reservationId"]["N"]),
+                        item["commandId"]["S"],
+                        datetime.fromisoformat(item["expiryDate"]["S"]),
+                        ReservationState(item["state"]["S"]),
+                        datetime.fromisoformat(answer_by) if answer_by else None,
                     )
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    break
+                )
         return sorted(found, key=lambda r: r.expiry)
 
     def create_request(
