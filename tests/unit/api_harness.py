@@ -34,8 +34,8 @@ from evreserve.models import (
 )
 from evreserve.security import hash_api_key
 from evreserve.services.bootstrap import Services, build_services
-from evreserve.settings import CoreSettings
 from evreserve.storage.commands import CommandLedger
+from evreserve_lambda.settings import FunctionSettings
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -118,7 +118,7 @@ def start_stack(monkeypatch: Any) -> Iterator[Stack]:
         tables = create_tables(dynamodb, "unit", load_template())
         for name, value in tables.items():
             monkeypatch.setenv(name, value)
-        settings = CoreSettings()  # type: ignore[call-arg]
+        settings = FunctionSettings()  # type: ignore[call-arg]
         ledger = CommandLedger(dynamodb, settings.commands_table, settings.reservations_table)
         gateway = FakeGateway(ledger)
         channel = CommandChannel(ledger, gateway, settings, sleep=lambda _s: None)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from fixtures.functions import load_function
 from evreserve.models import Account, OcppVersion, OutcomeKind
 from evreserve.security import verify_password
 from evreserve.storage.messages import Batch, MessageLogStore
+from evreserve.webhooks import DeliveryRecord, DeliveryStatus
 from evreserve_lambda import app as glue
 
 
@@ -53,7 +54,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def fn() -> dict[str, Any]:
-    return {name: load_function(name) for name in ("authorizer", "reservations", "chargers", "messages", "admin")}
+    names = ("authorizer", "reservations", "chargers", "messages", "webhooks", "admin")
+    return {name: load_function(name) for name in names}
 
 
 def with_query(request: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
@@ -477,6 +479,206 @@ def test_unknown_route_is_404_envelope(stack: Stack, fn: dict[str, Any]):
     seed(stack)
     request = load_event("get-charger.json", path="/api/nothing", resource="/api/nothing")
     assert invoke(fn["chargers"].handler, request) == (404, {"error": "Not found", "code": "NOT_FOUND"})
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+def webhook_event(name: str, webhook_id: str, **kwargs: Any) -> dict[str, Any]:
+    """A webhook sample aimed at ``webhook_id``."""
+    request = event(name, **kwargs)
+    sample_id = request["pathParameters"]["webhookId"]
+    request["pathParameters"] = {"webhookId": webhook_id}
+    request["path"] = request["path"].replace(sample_id, webhook_id)
+    return request
+
+
+def test_a_webhook_is_created_listed_read_and_deleted_and_only_creation_shows_its_secret(stack: Stack, fn):
+    seed(stack)
+    status, created = invoke(fn["webhooks"].handler, event("create-webhook.json"))
+    assert status == 201
+    data = created["data"]
+    assert data["url"] == "https://partner.example.com/evreserve/events"
+    assert data["events"] == ["reservation.accepted", "reservation.cancelled", "reservation.used"]
+    assert data["description"] == "Partner booking system"
+    assert data["secret"].startswith("whsec_") and len(data["secret"]) > 40
+    assert data["id"].startswith("wh_") and data["createdAt"].endswith("Z")
+    shown = {k: v for k, v in data.items() if k != "secret"}
+    assert invoke(fn["webhooks"].handler, event("list-webhooks.json")) == (
+        200,
+        {"data": [shown], "pagination": {"hasNextPage": False, "nextPageCursor": None}},
+    )
+    assert invoke(fn["webhooks"].handler, webhook_event("get-webhook.json", data["id"])) == (200, {"data": shown})
+    assert invoke(fn["webhooks"].handler, webhook_event("list-webhook-deliveries.json", data["id"])) == (
+        200,
+        {"data": [], "pagination": {"hasNextPage": False, "nextPageCursor": None}},
+    )
+    assert invoke(fn["webhooks"].handler, webhook_event("delete-webhook.json", data["id"])) == (204, None)
+    for name in ("get-webhook.json", "delete-webhook.json", "list-webhook-deliveries.json"):
+        status, body = invoke(fn["webhooks"].handler, webhook_event(name, data["id"]))
+        assert (status, body["code"]) == (404, "NOT_FOUND"), name
+
+
+def test_a_webhook_without_events_gets_every_type(stack: Stack, fn):
+    seed(stack)
+    body = {"url": "https://partner.example.com/all"}
+    status, created = invoke(fn["webhooks"].handler, event("create-webhook.json", body=body))
+    assert status == 201
+    assert created["data"]["events"] == [
+        "reservation.accepted",
+        "reservation.refused",
+        "reservation.failed",
+        "reservation.cancelled",
+        "reservation.used",
+        "reservation.expired",
+        "reservation.removed",
+    ]
+    assert created["data"]["description"] is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://partner.example.com/hooks",
+        "ftp://partner.example.com/hooks",
+        "https://127.0.0.1/hooks",
+        "https://localhost/hooks",
+        "https://10.1.2.3/hooks",
+        "https://192.168.0.10/hooks",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hooks",
+        "https://[fd00::1]/hooks",
+        "https://[::ffff:10.0.0.1]/hooks",
+        "https://100.64.0.1/hooks",
+        "https://0.0.0.0/hooks",
+        "https://user:pass@partner.example.com/hooks",
+        "https:///hooks",
+        "https://partner.example.com:99999/hooks",
+        "not a url",
+        "https://partner.example.com/" + "a" * 2100,
+    ],
+)
+def test_a_webhook_url_that_is_not_public_https_is_400(stack: Stack, fn, url: str):
+    seed(stack)
+    status, body = invoke(fn["webhooks"].handler, event("create-webhook.json", body={"url": url}))
+    assert status == 400 and body["code"] == "INVALID_REQUEST", body
+    assert invoke(fn["webhooks"].handler, event("list-webhooks.json"))[1]["data"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "https://partner.example.com/h", "events": ["reservation.started"]},
+        {"url": "https://partner.example.com/h", "events": []},
+        {"url": "https://partner.example.com/h", "description": "d" * 201},
+        {"url": "https://partner.example.com/h", "secret": "mine"},
+        {"events": ["reservation.accepted"]},
+    ],
+)
+def test_a_webhook_body_that_breaks_the_rules_is_400(stack: Stack, fn, body: dict[str, Any]):
+    seed(stack)
+    status, answer = invoke(fn["webhooks"].handler, event("create-webhook.json", body=body))
+    assert status == 400 and answer["code"] == "INVALID_REQUEST", answer
+
+
+def test_only_a_key_of_the_whole_account_manages_webhooks(stack: Stack, fn):
+    seed(stack)
+    _, created = invoke(fn["webhooks"].handler, event("create-webhook.json"))
+    webhook_id = created["data"]["id"]
+    for context in (principal_context(charger_ids=[12]), principal_context(None)):
+        for request in (
+            event("create-webhook.json", context=context),
+            event("list-webhooks.json", context=context),
+            webhook_event("get-webhook.json", webhook_id, context=context),
+            webhook_event("delete-webhook.json", webhook_id, context=context),
+            webhook_event("list-webhook-deliveries.json", webhook_id, context=context),
+        ):
+            status, body = invoke(fn["webhooks"].handler, request)
+            assert (status, body["code"]) == (403, "FORBIDDEN"), request["httpMethod"] + " " + request["path"]
+    # Another account sees nothing of it and cannot delete it.
+    other = principal_context(OTHER_ACCOUNT_ID)
+    assert invoke(fn["webhooks"].handler, event("list-webhooks.json", context=other))[1]["data"] == []
+    for name in ("get-webhook.json", "delete-webhook.json", "list-webhook-deliveries.json"):
+        status, body = invoke(fn["webhooks"].handler, webhook_event(name, webhook_id, context=other))
+        assert (status, body["code"]) == (404, "NOT_FOUND")
+    assert invoke(fn["webhooks"].handler, webhook_event("get-webhook.json", webhook_id))[0] == 200
+
+
+def test_an_account_has_at_most_max_webhooks(stack: Stack, fn):
+    seed(stack)
+    limit = stack.services.webhooks._max
+    for _ in range(limit):
+        assert invoke(fn["webhooks"].handler, event("create-webhook.json"))[0] == 201
+    status, body = invoke(fn["webhooks"].handler, event("create-webhook.json"))
+    assert (status, body["code"]) == (409, "QUOTA_EXCEEDED")
+    listed = invoke(fn["webhooks"].handler, with_query(event("list-webhooks.json"), {"limit": "7"}))[1]
+    seen = list(listed["data"])
+    while listed["pagination"]["hasNextPage"]:
+        query = {"limit": "7", "nextPageCursor": listed["pagination"]["nextPageCursor"]}
+        listed = invoke(fn["webhooks"].handler, with_query(event("list-webhooks.json"), query))[1]
+        seen += listed["data"]
+    assert len({w["id"] for w in seen}) == limit
+
+
+def test_a_webhooks_delivery_log_lists_attempts_newest_first(stack: Stack, fn):
+    seed(stack)
+    _, created = invoke(fn["webhooks"].handler, event("create-webhook.json"))
+    webhook_id = created["data"]["id"]
+    store = stack.services.webhooks._store
+    t0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    attempts = [
+        (1, DeliveryStatus.RETRYING, 500, "HTTP 500"),
+        (2, DeliveryStatus.RETRYING, None, "connection failed"),
+        (3, DeliveryStatus.DELIVERED, 204, None),
+    ]
+    for attempt, status, code, error in attempts:
+        at = t0 + timedelta(seconds=30 * attempt)
+        store.record(
+            webhook_id,
+            DeliveryRecord(
+                event_id="evt_1",
+                event_type="reservation.accepted",
+                attempt=attempt,
+                status=status,
+                response_status=code,
+                error=error,
+                at=at,
+            ),
+        )
+    request = with_query(webhook_event("list-webhook-deliveries.json", webhook_id), {"limit": "2"})
+    status, page = invoke(fn["webhooks"].handler, request)
+    assert status == 200
+    assert page["data"] == [
+        {
+            "eventId": "evt_1",
+            "type": "reservation.accepted",
+            "attempt": 3,
+            "status": "delivered",
+            "responseStatus": 204,
+            "error": None,
+            "at": "2026-12-06T12:01:30Z",
+        },
+        {
+            "eventId": "evt_1",
+            "type": "reservation.accepted",
+            "attempt": 2,
+            "status": "retrying",
+            "responseStatus": None,
+            "error": "connection failed",
+            "at": "2026-12-06T12:01:00Z",
+        },
+    ]
+    assert page["pagination"]["hasNextPage"] is True
+    query = {"limit": "2", "nextPageCursor": page["pagination"]["nextPageCursor"]}
+    _, rest = invoke(
+        fn["webhooks"].handler, with_query(webhook_event("list-webhook-deliveries.json", webhook_id), query)
+    )
+    assert [d["attempt"] for d in rest["data"]] == [1] and rest["pagination"]["hasNextPage"] is False
+    # A cursor of this log does not open another webhook's.
+    _, other = invoke(fn["webhooks"].handler, event("create-webhook.json"))
+    request = with_query(webhook_event("list-webhook-deliveries.json", other["data"]["id"]), query)
+    status, body = invoke(fn["webhooks"].handler, request)
+    assert (status, body["code"]) == (400, "INVALID_REQUEST")
 
 
 def test_every_sample_event_is_exercised():

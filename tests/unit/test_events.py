@@ -22,6 +22,8 @@ from evreserve.events import EVENT_SOURCE, EventType, event_id, event_type
 from evreserve.models import Reservation, ReservationState
 from evreserve.storage.codec import to_item
 from evreserve.storage.items import reservation_item
+from evreserve.storage.webhooks import WebhookStore
+from evreserve.webhooks import Delivery, Webhook
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -106,6 +108,8 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "EVENT_BUS_NAME": "evreserve-test",
+        "WEBHOOKS_TABLE": "webhooks",
+        "WEBHOOK_QUEUE_URL": "set-below",
         # Read by the functions' shared settings; nothing here reaches a table.
         **{name: "unused" for name in ("REGISTRY_TABLE", "RESERVATIONS_TABLE", "COMMANDS_TABLE")},
         **{name: "unused" for name in ("OCPP_MESSAGES_TABLE", "RATE_LIMIT_TABLE")},
@@ -123,9 +127,28 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             Name="reservations", EventBusName="evreserve-test", EventPattern=json.dumps({"source": [EVENT_SOURCE]})
         )
         events.put_targets(Rule="reservations", EventBusName="evreserve-test", Targets=[{"Id": "q", "Arn": arn}])
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="webhooks",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        deliveries = sqs.create_queue(QueueName="deliveries")["QueueUrl"]
+        monkeypatch.setenv("WEBHOOK_QUEUE_URL", deliveries)
         publisher = load_function("publisher")
-        publisher.use_client(events, publisher.PublisherSettings())
-        yield {"publisher": publisher, "sqs": sqs, "queue": queue}
+        settings = publisher.PublisherSettings()
+        store = WebhookStore(dynamodb, "webhooks")
+        publisher.use_clients(events, sqs, store, settings)
+        yield {
+            "publisher": publisher,
+            "sqs": sqs,
+            "queue": queue,
+            "events": events,
+            "store": store,
+            "settings": settings,
+            "deliveries": deliveries,
+        }
 
 
 def received(bus: dict[str, Any]) -> list[dict[str, Any]]:
@@ -170,7 +193,7 @@ def test_a_failed_put_events_retries_from_the_first_unpublished_record(bus):
             return {"FailedEntryCount": 1, "Entries": [{"EventId": "1"}, {"ErrorCode": "InternalFailure"}]}
 
     publisher = bus["publisher"]
-    publisher.use_client(Refusing(), publisher.PublisherSettings())
+    publisher.use_clients(Refusing(), bus["sqs"], bus["store"], bus["settings"])
     first = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
     other = first.model_copy(update={"reservation_id": 1002})
     pending = reservation(ReservationState.PENDING)
@@ -189,7 +212,7 @@ def test_two_changes_of_one_reservation_never_share_a_call(bus):
             return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"} for _ in Entries]}
 
     publisher = bus["publisher"]
-    publisher.use_client(RefusingFirst(), publisher.PublisherSettings())
+    publisher.use_clients(RefusingFirst(), bus["sqs"], bus["store"], bus["settings"])
     pending = reservation(ReservationState.PENDING)
     accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
     cancelled = reservation(ReservationState.CANCELLED, at=T0 + timedelta(seconds=9))
@@ -208,6 +231,79 @@ def test_a_record_that_is_no_reservation_change_is_passed_over(bus):
     answer = bus["publisher"].handler({"Records": [broken, record(pending, accepted, 2)]}, LambdaContext())
     assert answer == {"batchItemFailures": []}
     assert [e["detail-type"] for e in received(bus)] == ["reservation.accepted"]
+
+
+def webhook(webhook_id: str, account_id: int = 7, events: tuple[EventType, ...] = tuple(EventType)) -> Webhook:
+    return Webhook(
+        webhook_id=webhook_id,
+        account_id=account_id,
+        url="https://partner.example/hooks",
+        events=events,
+        secret="whsec_test",
+        created_at=T0,
+    )
+
+
+def queued(bus: dict[str, Any]) -> list[Delivery]:
+    got: list[Delivery] = []
+    while True:
+        messages = bus["sqs"].receive_message(QueueUrl=bus["deliveries"], MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return got
+        for message in messages:
+            got.append(Delivery.from_message(message["Body"]))
+            bus["sqs"].delete_message(QueueUrl=bus["deliveries"], ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_each_event_is_queued_once_for_each_webhook_of_its_account_that_wants_its_type(bus):
+    bus["store"].create(webhook("wh_all"))
+    bus["store"].create(webhook("wh_cancels", events=(EventType.CANCELLED,)))
+    bus["store"].create(webhook("wh_other_account", account_id=8))
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    cancelled = reservation(ReservationState.CANCELLED, at=T0 + timedelta(seconds=9))
+    records = [record(pending, accepted, 2), record(accepted, cancelled, 3)]
+    assert bus["publisher"].handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+    deliveries = queued(bus)
+    got = sorted((d.webhook_id, d.event_type) for d in deliveries)
+    assert got == [
+        ("wh_all", "reservation.accepted"),
+        ("wh_all", "reservation.cancelled"),
+        ("wh_cancels", "reservation.cancelled"),
+    ]
+    on_bus = {e["detail"]["id"]: e["detail"] for e in received(bus)}
+    assert {json.dumps(json.loads(d.body), sort_keys=True) for d in deliveries} == {
+        json.dumps(detail, sort_keys=True) for detail in on_bus.values()
+    }
+
+
+def test_the_bus_and_the_webhooks_get_the_same_body(bus):
+    bus["store"].create(webhook("wh_all"))
+    pending = reservation(ReservationState.PENDING)
+    accepted = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    bus["publisher"].handler({"Records": [record(pending, accepted, 2)]}, LambdaContext())
+    (delivery,) = queued(bus)
+    (event,) = received(bus)
+    assert delivery.event_id == event["detail"]["id"] == event_id(accepted)
+    assert json.loads(delivery.body) == event["detail"]
+    assert delivery.attempt == 1 and delivery.first_at is None
+
+
+def test_a_delivery_sqs_refuses_retries_from_its_change(bus):
+    """SQS refuses the deliveries of the second change: the stream delivers again from that change."""
+    bus["store"].create(webhook("wh_all"))
+
+    class RefusingSecond:
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"Successful": [{"Id": Entries[0]["Id"]}], "Failed": [{"Id": e["Id"]} for e in Entries[1:]]}
+
+    publisher = bus["publisher"]
+    publisher.use_clients(bus["events"], RefusingSecond(), bus["store"], bus["settings"])
+    first = reservation(ReservationState.ACCEPTED, at=T0 + timedelta(seconds=1))
+    other = first.model_copy(update={"reservation_id": 1002})
+    pending = reservation(ReservationState.PENDING)
+    records = [record(pending, first, 2), record(pending.model_copy(update={"reservation_id": 1002}), other, 3)]
+    assert publisher.handler({"Records": records}, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "3"}]}
 
 
 # -- signatures -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from devstack.template import Intrinsic, check_resource_maps, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV, TTL_ATTRIBUTE
 from evreserve.settings import ChannelSettings
 from evreserve_gateway.settings import GatewaySettings
-from evreserve_lambda.settings import FunctionSettings, PublisherSettings
+from evreserve_lambda.settings import DelivererSettings, FunctionSettings, PublisherSettings
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION = "AWS::Serverless::Function"
@@ -87,7 +87,10 @@ def gateway_environment() -> dict[str, Any]:
 
 
 #: Functions whose settings are not the API functions' own.
-SETTINGS_OF: dict[str, type[BaseSettings]] = {"PublisherFunction": PublisherSettings}
+SETTINGS_OF: dict[str, type[BaseSettings]] = {
+    "PublisherFunction": PublisherSettings,
+    "DelivererFunction": DelivererSettings,
+}
 
 
 def environments() -> Iterator[tuple[str, type[BaseSettings], dict[str, Any]]]:
@@ -132,15 +135,19 @@ def test_table_variables_name_their_tables(settings, environment):
 
 def test_every_table_and_queue_is_read_by_some_entrypoint():
     """No table or queue is declared that neither the functions nor the gateway read."""
-    read = set(env_names(FunctionSettings)) | set(env_names(GatewaySettings))
+    read = {
+        name for settings in (FunctionSettings, GatewaySettings, *SETTINGS_OF.values()) for name in env_names(settings)
+    }
     assert set(TABLE_ENV.values()) | set(QUEUE_ENV.values()) <= read
 
 
 def test_gateway_gets_the_dead_letter_queue_and_the_functions_queue_prefix():
     """The task's COMMAND_DLQ_URL is the template's DLQ; its queue prefix is the one functions send to."""
     environment = gateway_environment()
+    read = env_names(GatewaySettings)
     for logical_id, variable in QUEUE_ENV.items():
-        assert is_ref(environment[variable], logical_id)  # Ref of an SQS queue is its URL
+        if variable in read:
+            assert is_ref(environment[variable], logical_id)  # Ref of an SQS queue is its URL
     prefixes = {str(env["GATEWAY_QUEUE_PREFIX"].args) for _, _, env in environments()}
     assert prefixes == {GATEWAY_QUEUE_PREFIX_SUB}
 
@@ -186,8 +193,23 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     },
     # The active ones by expiry (index), each ended with one conditional UpdateItem.
     "SweeperFunction": {("dynamodb:Query", "ReservationsTable/index"), ("dynamodb:UpdateItem", "ReservationsTable")},
-    # Stream in (granted by SAM for the event source), events out.
-    "PublisherFunction": {("events:PutEvents", "EventBus")},
+    # Stream in (granted by SAM for the event source), events out: to the bus, and one
+    # delivery per webhook of the account (its webhooks read with one Query).
+    "PublisherFunction": {
+        ("events:PutEvents", "EventBus"),
+        ("dynamodb:Query", "WebhooksTable"),
+        ("sqs:SendMessage", "WebhookDeliveryQueue"),
+    },
+    # Queue in (granted by SAM for the event source): the webhook (GetItem), the attempt
+    # logged (PutItem), a retry queued again (SendMessage).
+    "DelivererFunction": {
+        ("dynamodb:GetItem", "WebhooksTable"),
+        ("dynamodb:PutItem", "WebhooksTable"),
+        ("sqs:SendMessage", "WebhookDeliveryQueue"),
+    },
+    "WebhooksFunction": {
+        *{(f"dynamodb:{a}", "WebhooksTable") for a in ("GetItem", "PutItem", "DeleteItem", "Query")},
+    },
     # Read-only: the charger (account and scope), then its logged batches.
     "MessagesFunction": {("dynamodb:GetItem", "RegistryTable"), ("dynamodb:Query", "OcppMessagesTable")},
     "GatewayTaskRole": {
@@ -227,7 +249,13 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
 # The API functions count requests per key (one conditional UpdateItem) when their
 # settings read a rate-limit table: a requirement that follows the code, not the template.
 if "RATE_LIMIT_TABLE" in env_names(FunctionSettings):
-    for _principal in ("ReservationsFunction", "ChargersFunction", "MessagesFunction", "AdminFunction"):
+    for _principal in (
+        "ReservationsFunction",
+        "ChargersFunction",
+        "MessagesFunction",
+        "AdminFunction",
+        "WebhooksFunction",
+    ):
         NEEDS[_principal].add(("dynamodb:UpdateItem", "RateLimitTable"))
 
 
@@ -305,6 +333,7 @@ OPERATION_ACTIONS = {
     "dynamodb.transact_write_items": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     "dynamodb.batch_write_item": {"dynamodb:BatchWriteItem"},  # the message log
     "sqs.send_message": {"sqs:SendMessage"},
+    "sqs.send_message_batch": {"sqs:SendMessage"},  # webhook deliveries, from the publisher
     "sqs.receive_message": {"sqs:ReceiveMessage"},
     "sqs.delete_message_batch": {"sqs:DeleteMessage"},
     "sqs.delete_message": {"sqs:DeleteMessage"},  # the outcome spool, one stored outcome at a time

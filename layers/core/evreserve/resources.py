@@ -18,6 +18,7 @@ TABLE_ENV: Final[dict[str, str]] = {
     "CommandsTable": "COMMANDS_TABLE",
     "RateLimitTable": "RATE_LIMIT_TABLE",
     "OcppMessagesTable": "OCPP_MESSAGES_TABLE",
+    "WebhooksTable": "WEBHOOKS_TABLE",
 }
 
 #: Logical id of each SQS queue in template.yaml -> the environment variable that
@@ -25,12 +26,16 @@ TABLE_ENV: Final[dict[str, str]] = {
 QUEUE_ENV: Final[dict[str, str]] = {
     "CommandDeadLetterQueue": "COMMAND_DLQ_URL",
     "OutcomeSpoolQueue": "OUTCOME_SPOOL_URL",
+    "WebhookDeliveryQueue": "WEBHOOK_QUEUE_URL",
 }
 
 #: Queues only AWS writes to (a Lambda event source's failure destination): no deployed
 #: code reaches them by name; an operator reads them (docs/deploy.md, "Alarms"). The local
 #: stack exports their URLs too, for its stand-in of the event source.
-DESTINATION_QUEUE_ENV: Final[dict[str, str]] = {"PublisherFailureQueue": "PUBLISHER_FAILURE_QUEUE_URL"}
+DESTINATION_QUEUE_ENV: Final[dict[str, str]] = {
+    "PublisherFailureQueue": "PUBLISHER_FAILURE_QUEUE_URL",
+    "WebhookDeadLetterQueue": "WEBHOOK_DLQ_URL",
+}
 
 #: Logical id of each EventBridge bus in template.yaml -> the variable carrying its name.
 BUS_ENV: Final[dict[str, str]] = {"EventBus": "EVENT_BUS_NAME"}

@@ -90,5 +90,25 @@ class EventSettings(_Settings):
     event_bus_name: str
 
 
+class WebhookSettings(_Settings):
+    """Webhooks (template.yaml's WebhooksTable; docs/api.md, "Webhooks")."""
+
+    webhooks_table: str
+    max_webhooks_per_account: int = Field(20, ge=1, le=1000)
+    #: Lets a webhook's URL be ``http://`` on this machine (the local stack only; never deployed).
+    webhook_allow_local_http: bool = False
+    webhook_delivery_retention_days: int = Field(30, ge=1, le=3650)
+
+
+class DeliverySettings(WebhookSettings):
+    """Where deliveries queue, and their retries: ``webhook_retry_base_s`` doubling up to
+    ``webhook_retry_max_s``, until ``webhook_retry_window_s`` has passed since the first attempt."""
+
+    webhook_queue_url: str
+    webhook_retry_base_s: float = Field(30.0, gt=0)
+    webhook_retry_max_s: float = Field(3600.0, gt=0)
+    webhook_retry_window_s: float = Field(86400.0, gt=0)
+
+
 class CoreSettings(AwsSettings, TableSettings, ChannelSettings, ReservationSettings, AccountSettings):
     """What every entrypoint needs to build the core's adapters."""

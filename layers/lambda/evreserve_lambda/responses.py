@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import ConfigDict, Field, field_serializer
 
 from evreserve import lifecycle
+from evreserve.events import EventType
 from evreserve.messagelog import DIRECTION_NAMES, LoggedMessage
 from evreserve.models import (
     Account,
@@ -26,6 +27,7 @@ from evreserve.models import (
     ReserveStatus,
 )
 from evreserve.ocpp_mapping import ocpp_datetime
+from evreserve.webhooks import DeliveryRecord, DeliveryStatus, Webhook
 
 from .schemas import ApiModel
 
@@ -320,4 +322,75 @@ class OcppMessageView(ApiModel):
 
 
 class OcppMessageList(Page[OcppMessageView]):
+    pass
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhookView(ApiModel):
+    """A webhook; never its secret, which only its creation shows."""
+
+    id: str
+    url: str
+    events: list[EventType]
+    description: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, webhook: Webhook) -> WebhookView:
+        return cls(
+            id=webhook.webhook_id,
+            url=webhook.url,
+            events=list(webhook.events),
+            description=webhook.description,
+            created_at=webhook.created_at,
+        )
+
+
+class WebhookCreated(WebhookView):
+    """The new webhook; ``secret`` signs its deliveries and is shown this once."""
+
+    secret: str
+
+
+class WebhookDeliveryView(ApiModel):
+    """One delivery attempt: ``retrying`` (failed, will be tried again), ``delivered`` or ``failed`` (given up)."""
+
+    event_id: str
+    type: str
+    attempt: int
+    status: DeliveryStatus
+    #: The receiver's HTTP status; null when none came (timeout, connection refused, address not allowed).
+    response_status: int | None
+    #: Why the attempt failed; null when it was delivered.
+    error: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, record: DeliveryRecord) -> WebhookDeliveryView:
+        return cls(
+            event_id=record.event_id,
+            type=record.event_type,
+            attempt=record.attempt,
+            status=record.status,
+            response_status=record.response_status,
+            error=record.error,
+            at=record.at,
+        )
+
+
+class WebhookResponse(Data[WebhookView]):
+    pass
+
+
+class WebhookCreatedResponse(Data[WebhookCreated]):
+    pass
+
+
+class WebhookList(Page[WebhookView]):
+    pass
+
+
+class WebhookDeliveryList(Page[WebhookDeliveryView]):
     pass

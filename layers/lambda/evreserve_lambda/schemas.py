@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.alias_generators import to_camel
 
 from evreserve import requests
+from evreserve.events import EventType
 from evreserve.models import (
     INT32_MAX,
     OCPP_ID_PATTERN,
@@ -35,6 +36,7 @@ from evreserve.models import (
     OcppVersion,
     utcnow,
 )
+from evreserve.webhooks import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH, NewWebhook
 
 #: OCPP IdToken: CiString20 (1.6). Printable ASCII only, as OCPP's CiString is.
 _PRINTABLE = r"^[\x20-\x7e]+$"
@@ -222,3 +224,15 @@ class ApiKeyCreate(ApiModel):
     def to_domain(self) -> requests.NewApiKey:
         ids = tuple(self.charger_ids) if self.charger_ids is not None else None
         return requests.NewApiKey(name=self.name, charger_ids=ids)
+
+
+class WebhookCreate(ApiModel):
+    #: Checked beyond its length by the service (``evreserve.webhooks.check_url``).
+    url: Annotated[str, Field(min_length=1, max_length=MAX_URL_LENGTH)]
+    #: The types to receive; omitted or ``null``: all of them.
+    events: Annotated[list[EventType], Field(min_length=1, max_length=20)] | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)] | None = None
+
+    def to_domain(self) -> NewWebhook:
+        events = tuple(self.events) if self.events is not None else None
+        return NewWebhook(url=self.url, events=events, description=self.description)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from evreserve.settings import CoreSettings, EventSettings, RateLimitSettings
+from evreserve.settings import CoreSettings, DeliverySettings, EventSettings, RateLimitSettings, WebhookSettings
 
 
-class FunctionSettings(CoreSettings, RateLimitSettings):
+class FunctionSettings(CoreSettings, RateLimitSettings, WebhookSettings):
     """What every API function reads from its environment (see template.yaml)."""
 
 
-class PublisherSettings(FunctionSettings, EventSettings):
-    """The event publisher's: the Globals every function gets, and the bus."""
+class PublisherSettings(FunctionSettings, EventSettings, DeliverySettings):
+    """The event publisher's: the Globals every function gets, the bus and the delivery queue."""
+
+
+class DelivererSettings(FunctionSettings, DeliverySettings):
+    """The webhook deliverer's: the Globals every function gets and the delivery queue."""

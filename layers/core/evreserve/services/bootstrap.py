@@ -11,7 +11,7 @@ import boto3
 
 from ..aws import dynamodb_client, sqs_client
 from ..models import utcnow
-from ..settings import CoreSettings
+from ..settings import CoreSettings, WebhookSettings
 from ..storage.accounts import AccountStore
 from ..storage.messages import MessageLogStore
 from ..storage.registry import RegistryStore
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ..channel import CloseSession, CommandChannel
     from .reservations import ReservationService
+    from .webhooks import WebhookService
 
 
 class Services:
@@ -37,8 +38,10 @@ class Services:
 
     __slots__ = (
         "_build_reservations",
+        "_build_webhooks",
         "_lock",
         "_reservations",
+        "_webhooks",
         "account_store",
         "accounts",
         "chargers",
@@ -56,6 +59,7 @@ class Services:
         chargers: ChargerService,
         reservations: Callable[[], ReservationService],
         messages: MessageLogService,
+        webhooks: Callable[[], WebhookService] | None = None,
     ) -> None:
         #: The DynamoDB client every store shares (the functions' glue reuses it for the rate limit).
         self.dynamodb = dynamodb
@@ -66,6 +70,8 @@ class Services:
         self.messages = messages
         self._build_reservations = reservations
         self._reservations: ReservationService | None = None
+        self._build_webhooks = webhooks
+        self._webhooks: WebhookService | None = None
         self._lock = threading.Lock()
 
     @property
@@ -75,6 +81,15 @@ class Services:
             if self._reservations is None:
                 self._reservations = self._build_reservations()
             return self._reservations
+
+    @property
+    def webhooks(self) -> WebhookService:
+        with self._lock:
+            if self._webhooks is None:
+                if self._build_webhooks is None:
+                    raise RuntimeError("webhooks need WebhookSettings (WEBHOOKS_TABLE)")
+                self._webhooks = self._build_webhooks()
+            return self._webhooks
 
 
 def build_services(
@@ -121,6 +136,19 @@ def build_services(
             commands = CommandChannel(ledger, sqs_once(), settings, clock=clock)
         return ReservationService(registry, store, commands, settings, clock, rules=settings)
 
+    def webhooks() -> WebhookService:
+        from ..storage.webhooks import WebhookStore
+        from .webhooks import WebhookService
+
+        assert isinstance(settings, WebhookSettings)
+        store = WebhookStore(dynamodb, settings.webhooks_table, settings.webhook_delivery_retention_days)
+        return WebhookService(
+            store,
+            clock,
+            max_per_account=settings.max_webhooks_per_account,
+            allow_local_http=settings.webhook_allow_local_http,
+        )
+
     chargers = ChargerService(registry, clock, close_session)
     return Services(
         dynamodb=dynamodb,
@@ -130,4 +158,5 @@ def build_services(
         chargers=chargers,
         reservations=reservations,
         messages=MessageLogService(chargers, MessageLogStore(dynamodb, settings.ocpp_messages_table), clock),
+        webhooks=webhooks if isinstance(settings, WebhookSettings) else None,
     )

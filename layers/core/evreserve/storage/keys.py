@@ -11,6 +11,8 @@ Registry table (``pk`` / ``sk``; ``gsi1`` lists things per account):
   ``COUNTER#{name}`` / ``COUNTER``               integer id sequences
 Reservations table: ``ACCOUNT#{id}`` / ``RES#{reservationId}``; gsi1 ``CHARGER#{id}`` / ``RES#...``.
 Commands table: ``COMMAND#{commandId}``.
+Webhooks table: ``ACCOUNT#{id}`` / ``WEBHOOK#{webhookId}`` (the subscription);
+  ``WEBHOOK#{webhookId}`` / ``{at ms}#{eventId}#{attempt}`` (its delivery log, newest last, with a TTL).
 """
 
 from __future__ import annotations
@@ -112,6 +114,25 @@ def command(command_id: str) -> Key:
 
 def commands_counter(account_id: int, window_start: int) -> Key:
     return {PK: {"S": f"COMMANDS#{account_id}#{window_start}"}}
+
+
+def webhook(account_id: int, webhook_id: str) -> Key:
+    return _key(f"ACCOUNT#{account_id}", f"WEBHOOK#{webhook_id}")
+
+
+def webhooks_pk(account_id: int) -> str:
+    return f"ACCOUNT#{account_id}"
+
+
+WEBHOOK_SK_PREFIX = "WEBHOOK#"
+
+
+def webhook_deliveries_pk(webhook_id: str) -> str:
+    return f"WEBHOOK#{webhook_id}"
+
+
+def webhook_delivery_sk(at_ms: int, event_id: str, attempt: int) -> str:
+    return f"{at_ms:013d}#{event_id}#{attempt:05d}"
 
 
 def index_attributes(pk: str, sk: str) -> dict[str, str]:
