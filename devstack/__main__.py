@@ -127,6 +127,10 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
         '      -H "Content-Type: application/json" \\',
         f'      -d \'{{"chargerId": {first["id"]}, "reservationId": 1001}}\'',
         "",
+        "  Watch its events arrive, signed (another terminal; subscribes a webhook, removes it on Ctrl-C):",
+        f"    .venv/bin/python -m devstack.webhook_echo --api {api_url} --key {demo.account_key}",
+        "  Webhooks here may be http://127.0.0.1; retries start at 2 s (30 s deployed).",
+        "",
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -163,7 +167,11 @@ async def serve() -> None:
             if instances > 1:
                 balancer = TcpBalancer(ports, port=gateway_port)
                 await balancer.start()
-            with LocalApi(port=api_port) as api:
+            # Retries a developer can watch: 2 s doubling to a minute (deployed: 30 s to an hour).
+            # An explicit setting wins.
+            retries = {"WEBHOOK_RETRY_BASE_S": "2", "WEBHOOK_RETRY_MAX_S": "60"}
+            retries = {name: os.environ.get(name, value) for name, value in retries.items()}
+            with LocalApi(port=api_port, environment=retries) as api:
                 accounts = AccountStore(aws.dynamodb.client(), aws.resources["REGISTRY_TABLE"])
                 demo = await asyncio.to_thread(seed, api.url, accounts, admin_key)
                 print(banner(api.url, f"ws://{HOST}:{gateway_port}/ocpp", demo, LOG_DIR), flush=True)

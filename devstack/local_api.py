@@ -70,6 +70,7 @@ from devstack.lambda_runtime import (
     Invocation,
     add_code_uri_to_path,
 )
+from devstack.queue_sources import QueuePoller, QueueSource, queue_source
 from devstack.schedules import Scheduler, ScheduleSource, schedule_source
 from devstack.streams import StreamPoller, StreamSource, stream_source
 from devstack.template import TEMPLATE_PATH, Template, as_intrinsic, load_template
@@ -265,6 +266,8 @@ class ApiDefinition:
     stream_sources: list[StreamSource] = field(default_factory=list)
     #: Functions run on a ``rate(...)`` schedule (``Type: Schedule``), run by ``devstack.schedules``.
     schedules: list[ScheduleSource] = field(default_factory=list)
+    #: Functions fed by a queue (``Type: SQS`` events), run by ``devstack.queue_sources``.
+    queue_sources: list[QueueSource] = field(default_factory=list)
 
 
 def _getatt(value: Any) -> tuple[str, str] | None:
@@ -382,7 +385,15 @@ def read_template(
         and (schedule := schedule_source(function_id, event.get("Properties") or {})) is not None
         and function_id in functions
     ]
-    return ApiDefinition(functions, apis, routes, warnings, streams, schedules)
+    queues = [
+        queue
+        for function_id, function_events in events.items()
+        for event in function_events.values()
+        if event.get("Type") == "SQS"
+        and (queue := queue_source(function_id, event.get("Properties") or {}, _getatt)) is not None
+        and function_id in functions
+    ]
+    return ApiDefinition(functions, apis, routes, warnings, streams, schedules, queues)
 
 
 def _read_api(
@@ -1145,6 +1156,7 @@ def build_gateway(
         | {authorizer.function_id for api in definition.apis.values() for authorizer in api.authorizers.values()}
         | {source.function_id for source in definition.stream_sources}
         | {source.function_id for source in definition.schedules}
+        | {source.function_id for source in definition.queue_sources}
     )
     specs = {fid: spec for fid, spec in definition.functions.items() if fid in used}
     function_environment = FunctionEnvironment(specs, environment)
@@ -1154,6 +1166,11 @@ def build_gateway(
         pools[fid] = FunctionPool(spec, function_environment, region=region, max_instances=max_instances)
     gateway = ApiGateway(definition.routes, pools, region=region, integration_timeout_s=integration_timeout_s)
     return gateway, function_environment
+
+
+#: What the local stack sets for every function, under ``environment``: webhooks may be
+#: plain ``http://`` to this machine (``python -m devstack.webhook_echo``). Never deployed.
+LOCAL_FUNCTION_ENV: Mapping[str, str] = {"WEBHOOK_ALLOW_LOCAL_HTTP": "true"}
 
 
 class LocalApi:
@@ -1185,7 +1202,7 @@ class LocalApi:
         self.host = host
         self.port = int(os.environ.get("API_PORT", DEFAULT_PORT)) if port is None else port
         self.parameters = dict(parameters or {})
-        self.environment = dict(environment or {})
+        self.environment = {**LOCAL_FUNCTION_ENV, **(environment or {})}
         self.max_instances = max_instances
         self.integration_timeout_s = integration_timeout_s
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -1196,6 +1213,7 @@ class LocalApi:
         self._thread: threading.Thread | None = None
         self._pollers: list[StreamPoller] = []
         self._schedulers: list[Scheduler] = []
+        self._queue_pollers: list[QueuePoller] = []
 
     @property
     def url(self) -> str:
@@ -1242,6 +1260,10 @@ class LocalApi:
         self._schedulers = [
             Scheduler(source, self._invoker(source.function_id)).start() for source in definition.schedules
         ]
+        self._queue_pollers = [
+            QueuePoller(source, os.environ[QUEUE_ENV[source.queue_id]], self._invoker(source.function_id)).start()
+            for source in definition.queue_sources
+        ]
         log.info("local API on %s: %d routes, %d functions", self.url, len(definition.routes), len(gateway.pools))
         return self
 
@@ -1278,6 +1300,9 @@ class LocalApi:
         schedulers, self._schedulers = self._schedulers, []
         for scheduler in schedulers:
             scheduler.stop()
+        queue_pollers, self._queue_pollers = self._queue_pollers, []
+        for queue_poller in queue_pollers:
+            queue_poller.stop()
         server, self._server = self._server, None
         if server is None:
             return
