@@ -43,6 +43,7 @@ class World:
     key_id: str
     charger: dict[str, Any]  # A's first charger, outside the limited key's scope
     reservation: Reservation  # on that charger
+    webhook_id: str  # A's webhook
     #: Strings that only A's first charger, its ports, its reservation and A's account carry.
     secrets: list[str]
 
@@ -92,6 +93,13 @@ def world(local_api: LocalApi, admin_api_key: str, local_aws: Any) -> World:
                 headers=admin,
             )
         )
+        webhook = ok(
+            http.post(
+                "/api/webhooks",
+                json={"url": f"https://hooks.example.com/{mark}", "description": f"hook-{mark}"},
+                headers=_bearer(owner_key["apiKey"]),
+            )
+        )
         other = ok(http.post("/api/admin/accounts", json={"name": "foreign"}, headers=admin))
         foreign = ok(http.post(f"/api/admin/accounts/{other['id']}/api-keys", json={"name": "f"}, headers=admin))
     reservation = _store_reservation(local_aws, charger, f"T{mark}")
@@ -104,7 +112,11 @@ def world(local_api: LocalApi, admin_api_key: str, local_aws: Any) -> World:
         key_id=owner_key["keyId"],
         charger=charger,
         reservation=reservation,
-        secrets=[f"OWN-{mark}", f"ext-{mark}", f"sn-{mark}", f"port-{mark}", f"T{mark}", f"owner-{mark}", f"k-{mark}"],
+        webhook_id=webhook["id"],
+        secrets=[
+            *(f"OWN-{mark}", f"ext-{mark}", f"sn-{mark}", f"port-{mark}", f"T{mark}", f"owner-{mark}", f"k-{mark}"),
+            *(webhook["id"], webhook["secret"], f"hooks.example.com/{mark}", f"hook-{mark}"),
+        ],
     )
 
 
@@ -161,6 +173,12 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("DELETE", "/api/admin/accounts/{accountId}/api-keys/{keyId}"): (403, 403, 204),
     ("GET", "/api/openapi.json"): (200, 200, 200),
     ("GET", "/api/ocpp-messages"): (404, 404, 403),
+    # A webhook gets every reservation of the account: only the account's whole keys manage them.
+    ("POST", "/api/webhooks"): (201, 403, 403),
+    ("GET", "/api/webhooks"): (200, 403, 403),
+    ("GET", "/api/webhooks/{webhookId}"): (404, 403, 403),
+    ("DELETE", "/api/webhooks/{webhookId}"): (404, 403, 403),
+    ("GET", "/api/webhooks/{webhookId}/deliveries"): (404, 403, 403),
 }
 
 #: Variants of a route that look things up another way (query parameters).
@@ -202,6 +220,7 @@ def _path(world: World, template: str) -> str:
         "reservationId": world.reservation.reservation_id,
         "accountId": world.account_id,
         "keyId": world.key_id,
+        "webhookId": world.webhook_id,
     }
     for name, value in values.items():
         template = template.replace("{" + name + "}", str(value))
@@ -228,6 +247,7 @@ def _body(world: World, method: str, path: str) -> dict[str, Any] | None:
         ("PATCH", "/api/chargers/{chargerId}/ports/{portId}"): {"name": "INTRUDER"},
         ("POST", "/api/admin/accounts"): {"name": "intruder"},
         ("POST", "/api/admin/accounts/{accountId}/api-keys"): {"name": "intruder"},
+        ("POST", "/api/webhooks"): {"url": "https://intruder.example.com/hooks"},
     }
     return bodies.get((method, path))
 
@@ -284,3 +304,5 @@ def test_the_owner_still_has_everything(local_api: LocalApi, world: World):
         keys = http.get(f"/api/admin/accounts/{world.account_id}/api-keys").json()["data"]
         assert world.key_id in {k["keyId"] for k in keys}
         assert "INTRUDER" not in json.dumps(charger)
+        webhook = http.get(f"/api/webhooks/{world.webhook_id}").json()["data"]
+        assert webhook["id"] == world.webhook_id and "intruder" not in webhook["url"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from devstack.template import create_tables, load_template
 from evreserve.channel import CommandChannel, CommandEnvelope
@@ -102,18 +102,8 @@ class Stack:
 
 def start_stack(monkeypatch: Any) -> Iterator[Stack]:
     """moto-backed tables from the template, env vars set, services with a fake gateway."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "EvReserve",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
+    powertools = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "EvReserve"}
+    with mocked_aws(monkeypatch, powertools):
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         tables = create_tables(dynamodb, "unit", load_template())
         for name, value in tables.items():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from devstack.template import create_tables, load_template
 from evreserve.security import hash_api_key
@@ -30,15 +30,7 @@ def script():
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
+    with mocked_aws(monkeypatch, {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1"}):
         dynamodb = boto3.client("dynamodb")
         tables = create_tables(dynamodb, "unit", load_template())
         yield dynamodb, boto3.client("secretsmanager"), tables["REGISTRY_TABLE"]

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from api_harness import LambdaContext
 from fixtures.functions import load_function
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from evreserve import signing
 from evreserve.events import EVENT_SOURCE, EventType, event_id, event_type
@@ -102,22 +102,15 @@ def test_the_id_depends_on_the_change_not_on_its_delivery():
 
 @pytest.fixture
 def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
+    env = {
         "EVENT_BUS_NAME": "evreserve-test",
         "WEBHOOKS_TABLE": "webhooks",
         "WEBHOOK_QUEUE_URL": "set-below",
         # Read by the functions' shared settings; nothing here reaches a table.
         **{name: "unused" for name in ("REGISTRY_TABLE", "RESERVATIONS_TABLE", "COMMANDS_TABLE")},
         **{name: "unused" for name in ("OCPP_MESSAGES_TABLE", "RATE_LIMIT_TABLE")},
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
+    }
+    with mocked_aws(monkeypatch, env):
         events = boto3.client("events", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
         events.create_event_bus(Name="evreserve-test")

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from devstack.template import create_tables, load_template
 from evreserve.errors import RateLimited
@@ -16,11 +16,7 @@ from evreserve.storage.ratelimit import RateLimiter
 
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         client = boto3.client("dynamodb", region_name="us-east-1")
         yield client, create_tables(client, "unit", load_template())["RATE_LIMIT_TABLE"]
 

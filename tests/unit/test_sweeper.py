@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from fixtures.functions import load_function
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from devstack.template import create_tables, load_template
 from evreserve.models import Reservation, ReservationState
@@ -22,10 +22,7 @@ T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReservationStore]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         client = boto3.client("dynamodb", region_name="us-east-1")
         tables = create_tables(client, "unit", load_template())
         yield ReservationStore(client, tables["RESERVATIONS_TABLE"])

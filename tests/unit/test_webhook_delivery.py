@@ -20,7 +20,7 @@ import boto3
 import pytest
 from api_harness import LambdaContext
 from fixtures.functions import load_function
-from moto import mock_aws
+from fixtures.moto_env import mocked_aws
 
 from evreserve import signing
 from evreserve.errors import InvalidRequest
@@ -178,20 +178,13 @@ def test_post_to_nobody_is_a_connection_failure():
 
 @pytest.fixture
 def deliverer(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
+    env = {
         "WEBHOOKS_TABLE": "webhooks",
         "WEBHOOK_ALLOW_LOCAL_HTTP": "true",
         **{name: "unused" for name in ("REGISTRY_TABLE", "RESERVATIONS_TABLE", "COMMANDS_TABLE")},
         **{name: "unused" for name in ("OCPP_MESSAGES_TABLE", "RATE_LIMIT_TABLE")},
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
-    with mock_aws():
+    }
+    with mocked_aws(monkeypatch, env):
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         dynamodb.create_table(
             TableName="webhooks",
