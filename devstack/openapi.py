@@ -18,7 +18,7 @@ from typing import Any
 
 from devstack import REPO_ROOT
 
-FUNCTIONS = ("reservations", "chargers", "messages", "webhooks", "admin")
+FUNCTIONS = ("reservations", "chargers", "access_ids", "messages", "webhooks", "admin")
 TITLE = "EV charging reservations API"
 VERSION = "1.0.0"
 DESCRIPTION = (

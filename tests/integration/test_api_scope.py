@@ -44,6 +44,7 @@ class World:
     charger: dict[str, Any]  # A's first charger, outside the limited key's scope
     reservation: Reservation  # on that charger
     webhook_id: str  # A's webhook
+    access_id: int  # A's driver token
     #: Strings that only A's first charger, its ports, its reservation and A's account carry.
     secrets: list[str]
 
@@ -100,6 +101,13 @@ def world(local_api: LocalApi, admin_api_key: str, local_aws: Any) -> World:
                 headers=_bearer(owner_key["apiKey"]),
             )
         )
+        access_id = ok(
+            http.post(
+                "/api/access-ids",
+                json={"ocppIdTag": f"A{mark}", "type": "RFID", "parentIdTag": f"G{mark}", "name": f"driver-{mark}"},
+                headers=_bearer(owner_key["apiKey"]),
+            )
+        )
         other = ok(http.post("/api/admin/accounts", json={"name": "foreign"}, headers=admin))
         foreign = ok(http.post(f"/api/admin/accounts/{other['id']}/api-keys", json={"name": "f"}, headers=admin))
     reservation = _store_reservation(local_aws, charger, f"T{mark}")
@@ -113,9 +121,11 @@ def world(local_api: LocalApi, admin_api_key: str, local_aws: Any) -> World:
         charger=charger,
         reservation=reservation,
         webhook_id=webhook["id"],
+        access_id=access_id["id"],
         secrets=[
             *(f"OWN-{mark}", f"ext-{mark}", f"sn-{mark}", f"port-{mark}", f"T{mark}", f"owner-{mark}", f"k-{mark}"),
             *(webhook["id"], webhook["secret"], f"hooks.example.com/{mark}", f"hook-{mark}"),
+            *(f"A{mark}", f"G{mark}", f"driver-{mark}"),
         ],
     )
 
@@ -179,10 +189,22 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("GET", "/api/webhooks/{webhookId}"): (404, 403, 403),
     ("DELETE", "/api/webhooks/{webhookId}"): (404, 403, 403),
     ("GET", "/api/webhooks/{webhookId}/deliveries"): (404, 403, 403),
+    # A token may charge at every charger of the account: only its whole keys manage them.
+    ("POST", "/api/access-ids"): (201, 403, 403),
+    ("GET", "/api/access-ids"): (200, 403, 403),
+    ("GET", "/api/access-ids/{id}"): (404, 403, 403),
+    ("PATCH", "/api/access-ids/{id}"): (404, 403, 403),
+    ("DELETE", "/api/access-ids/{id}"): (404, 403, 403),
 }
 
 #: Variants of a route that look things up another way (query parameters).
 LOOKUPS: dict[tuple[str, str], list[Callable[[World], dict[str, Any]]]] = {
+    # Another account asking for the owner's idTag or group by name finds nothing.
+    ("GET", "/api/access-ids"): [
+        lambda w: {},
+        lambda w: {"ocppIdTag": w.secrets[-3]},
+        lambda w: {"parentIdTag": w.secrets[-2]},
+    ],
     ("GET", "/api/chargers"): [
         lambda w: {},
         lambda w: {"ocppId": w.charger["ocppId"]},
@@ -221,6 +243,7 @@ def _path(world: World, template: str) -> str:
         "accountId": world.account_id,
         "keyId": world.key_id,
         "webhookId": world.webhook_id,
+        "id": world.access_id,
     }
     for name, value in values.items():
         template = template.replace("{" + name + "}", str(value))
@@ -248,6 +271,8 @@ def _body(world: World, method: str, path: str) -> dict[str, Any] | None:
         ("POST", "/api/admin/accounts"): {"name": "intruder"},
         ("POST", "/api/admin/accounts/{accountId}/api-keys"): {"name": "intruder"},
         ("POST", "/api/webhooks"): {"url": "https://intruder.example.com/hooks"},
+        ("POST", "/api/access-ids"): {"ocppIdTag": f"INTRUDER-{secrets.token_hex(4)}", "type": "RFID"},
+        ("PATCH", "/api/access-ids/{id}"): {"authorizationStatus": "Revoked", "name": "INTRUDER"},
     }
     return bodies.get((method, path))
 
@@ -306,3 +331,5 @@ def test_the_owner_still_has_everything(local_api: LocalApi, world: World):
         assert "INTRUDER" not in json.dumps(charger)
         webhook = http.get(f"/api/webhooks/{world.webhook_id}").json()["data"]
         assert webhook["id"] == world.webhook_id and "intruder" not in webhook["url"]
+        token = http.get(f"/api/access-ids/{world.access_id}").json()["data"]
+        assert (token["authorizationStatus"], token["name"]) == ("Authorized", world.secrets[-1])

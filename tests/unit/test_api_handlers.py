@@ -54,7 +54,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def fn() -> dict[str, Any]:
-    names = ("authorizer", "reservations", "chargers", "messages", "webhooks", "admin")
+    names = ("authorizer", "reservations", "chargers", "messages", "webhooks", "access_ids", "admin")
     return {name: load_function(name) for name in names}
 
 
@@ -602,6 +602,143 @@ def test_only_a_key_of_the_whole_account_manages_webhooks(stack: Stack, fn):
         status, body = invoke(fn["webhooks"].handler, webhook_event(name, webhook_id, context=other))
         assert (status, body["code"]) == (404, "NOT_FOUND")
     assert invoke(fn["webhooks"].handler, webhook_event("get-webhook.json", webhook_id))[0] == 200
+
+
+# -- access IDs ----------------------------------------------------------------------------
+
+
+def access_id_event(name: str, access_id: int, **kwargs: Any) -> dict[str, Any]:
+    """An access ID sample aimed at ``access_id``."""
+    request = event(name, **kwargs)
+    request["pathParameters"] = {"id": str(access_id)}
+    request["path"] = request["path"].rsplit("/", 1)[0] + f"/{access_id}"
+    return request
+
+
+def test_an_access_id_is_created_found_changed_and_deleted(stack: Stack, fn):
+    seed(stack)
+    handler = fn["access_ids"].handler
+    status, created = invoke(handler, event("create-access-id.json"))
+    assert status == 201, created
+    data = created["data"]
+    assert {k: v for k, v in data.items() if k not in ("id", "createdAt", "updatedAt")} == {
+        "ocppIdTag": "RFID002",
+        "type": "RFID",
+        "authorizationStatus": "Authorized",
+        "parentIdTag": "FLEET-A",
+        "name": "Driver 2 of fleet A",
+    }
+    assert isinstance(data["id"], int) and data["createdAt"] == data["updatedAt"]
+    page = {"hasNextPage": False, "nextPageCursor": None}
+    assert invoke(handler, event("list-access-ids.json")) == (200, {"data": [data], "pagination": page})
+    assert invoke(handler, access_id_event("get-access-id.json", data["id"])) == (200, {"data": data})
+    # idTags compare case-insensitively, as OCPP does: found in any case, unique in any case.
+    found = invoke(handler, with_query(event("list-access-ids.json"), {"ocppIdTag": "rfid002"}))
+    assert found == (200, {"data": [data], "pagination": page})
+    group = invoke(handler, with_query(event("list-access-ids.json"), {"parentIdTag": "fleet-a"}))[1]["data"]
+    assert group == [data]
+    assert invoke(handler, with_query(event("list-access-ids.json"), {"parentIdTag": "FLEET-B"}))[1]["data"] == []
+    status, body = invoke(handler, event("create-access-id.json", body={"ocppIdTag": "rfid002", "type": "Local"}))
+    assert (status, body["code"]) == (409, "ACCESS_ID_EXISTS")
+
+    status, changed = invoke(
+        handler,
+        access_id_event(
+            "update-access-id.json", data["id"], body={"authorizationStatus": "Revoked", "parentIdTag": None}
+        ),
+    )
+    assert status == 200, changed
+    after = changed["data"]
+    assert (after["authorizationStatus"], after["parentIdTag"], after["name"]) == ("Revoked", None, data["name"])
+    assert after["updatedAt"] > data["updatedAt"] and after["createdAt"] == data["createdAt"]
+    assert invoke(handler, access_id_event("get-access-id.json", data["id"]))[1] == {"data": after}
+    assert stack.services.access_ids._store.by_tag(7, "Rfid002") is not None
+
+    assert invoke(handler, access_id_event("delete-access-id.json", data["id"])) == (204, None)
+    for name in ("get-access-id.json", "delete-access-id.json", "update-access-id.json"):
+        status, body = invoke(handler, access_id_event(name, data["id"]))
+        assert (status, body["code"]) == (404, "NOT_FOUND"), name
+    # The idTag is free again.
+    assert invoke(handler, event("create-access-id.json"))[0] == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "RFID"},
+        {"ocppIdTag": "RFID002"},
+        {"ocppIdTag": "RFID002", "type": "Card"},
+        {"ocppIdTag": "", "type": "RFID"},
+        {"ocppIdTag": "R" * 21, "type": "RFID"},
+        {"ocppIdTag": "RFID\u00e9", "type": "RFID"},
+        {"ocppIdTag": "RFID002", "type": "RFID", "parentIdTag": "P" * 21},
+        {"ocppIdTag": "RFID002", "type": "RFID", "authorizationStatus": "Blocked"},
+        {"ocppIdTag": "RFID002", "type": "RFID", "name": "n" * 101},
+        {"ocppIdTag": "RFID002", "type": "RFID", "id": 5},
+        {"ocppIdTag": 12345, "type": "RFID"},
+    ],
+)
+def test_an_access_id_body_that_breaks_the_rules_is_400(stack: Stack, fn, body: dict[str, Any]):
+    seed(stack)
+    status, answer = invoke(fn["access_ids"].handler, event("create-access-id.json", body=body))
+    assert status == 400 and answer["code"] == "INVALID_REQUEST", answer
+    assert invoke(fn["access_ids"].handler, event("list-access-ids.json"))[1]["data"] == []
+
+
+@pytest.mark.parametrize(
+    "body", [{"ocppIdTag": "OTHER"}, {"type": None}, {"authorizationStatus": None}, {"parentIdTag": ""}]
+)
+def test_an_access_id_change_that_breaks_the_rules_is_400_and_changes_nothing(stack: Stack, fn, body):
+    seed(stack)
+    handler = fn["access_ids"].handler
+    created = invoke(handler, event("create-access-id.json"))[1]["data"]
+    status, answer = invoke(handler, access_id_event("update-access-id.json", created["id"], body=body))
+    assert status == 400 and answer["code"] == "INVALID_REQUEST", answer
+    assert invoke(handler, access_id_event("get-access-id.json", created["id"]))[1] == {"data": created}
+
+
+def test_only_a_key_of_the_whole_account_manages_access_ids(stack: Stack, fn):
+    seed(stack)
+    handler = fn["access_ids"].handler
+    access_id = invoke(handler, event("create-access-id.json"))[1]["data"]["id"]
+    for context in (principal_context(charger_ids=[12]), principal_context(None)):
+        for request in (
+            event("create-access-id.json", context=context),
+            event("list-access-ids.json", context=context),
+            access_id_event("get-access-id.json", access_id, context=context),
+            access_id_event("update-access-id.json", access_id, context=context),
+            access_id_event("delete-access-id.json", access_id, context=context),
+        ):
+            status, body = invoke(handler, request)
+            assert (status, body["code"]) == (403, "FORBIDDEN"), request["httpMethod"] + " " + request["path"]
+    # Another account sees nothing of it, cannot change or delete it, and may use the same idTag.
+    other = principal_context(OTHER_ACCOUNT_ID)
+    assert invoke(handler, event("list-access-ids.json", context=other))[1]["data"] == []
+    for name in ("get-access-id.json", "update-access-id.json", "delete-access-id.json"):
+        status, body = invoke(handler, access_id_event(name, access_id, context=other))
+        assert (status, body["code"]) == (404, "NOT_FOUND")
+    assert invoke(handler, event("create-access-id.json", context=other))[0] == 201
+    mine = invoke(handler, access_id_event("get-access-id.json", access_id))[1]["data"]
+    assert mine["authorizationStatus"] == "Authorized"
+
+
+def test_access_ids_page_in_id_tag_order(stack: Stack, fn):
+    seed(stack)
+    handler = fn["access_ids"].handler
+    tags = [f"TAG{n:02d}" for n in range(23)]
+    for n, tag in enumerate(reversed(tags)):
+        body = {"ocppIdTag": tag, "type": "RFID", **({"parentIdTag": "EVEN"} if n % 2 == 0 else {})}
+        assert invoke(handler, event("create-access-id.json", body=body))[0] == 201
+    for query, expected in (({}, tags), ({"parentIdTag": "even"}, [t for t in tags if int(t[3:]) % 2 == 0])):
+        listed = invoke(handler, with_query(event("list-access-ids.json"), {"limit": "5", **query}))[1]
+        seen = [a["ocppIdTag"] for a in listed["data"]]
+        while listed["pagination"]["hasNextPage"]:
+            cursor = listed["pagination"]["nextPageCursor"]
+            listed = invoke(
+                handler, with_query(event("list-access-ids.json"), {"limit": "5", "nextPageCursor": cursor, **query})
+            )[1]
+            seen += [a["ocppIdTag"] for a in listed["data"]]
+        assert seen == expected, query
 
 
 def test_an_account_has_at_most_max_webhooks(stack: Stack, fn):

@@ -210,6 +210,11 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
     "WebhooksFunction": {
         *{(f"dynamodb:{a}", "WebhooksTable") for a in ("GetItem", "PutItem", "DeleteItem", "Query")},
     },
+    # Record and number pointer in one transaction (Put / Update / Delete items), numbers
+    # from a counter (UpdateItem), reads by key, the account's list (Query on the table).
+    "AccessIdsFunction": {
+        *{(f"dynamodb:{a}", "RegistryTable") for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")},
+    },
     # Read-only: the charger (account and scope), then its logged batches.
     "MessagesFunction": {("dynamodb:GetItem", "RegistryTable"), ("dynamodb:Query", "OcppMessagesTable")},
     "GatewayTaskRole": {
@@ -255,6 +260,7 @@ if "RATE_LIMIT_TABLE" in env_names(FunctionSettings):
         "MessagesFunction",
         "AdminFunction",
         "WebhooksFunction",
+        "AccessIdsFunction",
     ):
         NEEDS[_principal].add(("dynamodb:UpdateItem", "RateLimitTable"))
 

@@ -82,6 +82,12 @@ class AlreadyExists(Conflict):
     code = "ALREADY_EXISTS"
 
 
+class AccessIdExists(AlreadyExists):
+    """The account has an access ID for this ocppIdTag (idTags compare case-insensitively)."""
+
+    code = "ACCESS_ID_EXISTS"
+
+
 class ReservationIdConflict(Conflict):
     """The reservationId is already active on a different port or charger."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .access_ids import AuthorizationStatus, TokenType
 from .models import IdTokenType, OcppVersion
 
 
@@ -81,3 +82,23 @@ class NewApiKey:
     name: str
     #: Limit the key to these chargers of the account; ``None``: all of them.
     charger_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccessId:
+    ocpp_id_tag: str
+    type: TokenType
+    authorization_status: AuthorizationStatus = AuthorizationStatus.AUTHORIZED
+    parent_id_tag: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessIdChanges:
+    """Only the fields named in ``given`` change; ``None`` there clears ``parent_id_tag`` or ``name``."""
+
+    given: frozenset[str]
+    type: TokenType | None = None
+    authorization_status: AuthorizationStatus | None = None
+    parent_id_tag: str | None = None
+    name: str | None = None

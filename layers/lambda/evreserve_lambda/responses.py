@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import ConfigDict, Field, field_serializer
 
 from evreserve import lifecycle
+from evreserve.access_ids import AccessId, AuthorizationStatus, TokenType
 from evreserve.events import EventType
 from evreserve.messagelog import DIRECTION_NAMES, LoggedMessage
 from evreserve.models import (
@@ -393,4 +394,41 @@ class WebhookList(Page[WebhookView]):
 
 
 class WebhookDeliveryList(Page[WebhookDeliveryView]):
+    pass
+
+
+# -- access IDs ---------------------------------------------------------------------------------
+
+
+class AccessIdView(ApiModel):
+    """A driver's token: ``partner-api.md``, "Access IDs"."""
+
+    id: int
+    ocpp_id_tag: str
+    type: TokenType
+    authorization_status: AuthorizationStatus
+    parent_id_tag: str | None
+    name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, entry: AccessId) -> AccessIdView:
+        return cls(
+            id=entry.access_id,
+            ocpp_id_tag=entry.ocpp_id_tag,
+            type=entry.type,
+            authorization_status=entry.authorization_status,
+            parent_id_tag=entry.parent_id_tag,
+            name=entry.name,
+            created_at=entry.created_at,
+            updated_at=entry.updated_at,
+        )
+
+
+class AccessIdResponse(Data[AccessIdView]):
+    pass
+
+
+class AccessIdList(Page[AccessIdView]):
     pass

@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.alias_generators import to_camel
 
 from evreserve import requests
+from evreserve.access_ids import MAX_NAME_LENGTH, AuthorizationStatus, TokenType
 from evreserve.events import EventType
 from evreserve.models import (
     INT32_MAX,
@@ -236,3 +237,53 @@ class WebhookCreate(ApiModel):
     def to_domain(self) -> NewWebhook:
         events = tuple(self.events) if self.events is not None else None
         return NewWebhook(url=self.url, events=events, description=self.description)
+
+
+# -- access IDs ---------------------------------------------------------------------------------
+
+AccessIdName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
+class AccessIdCreate(ApiModel):
+    ocpp_id_tag: IdTagField
+    type: TokenType
+    authorization_status: AuthorizationStatus = AuthorizationStatus.AUTHORIZED
+    parent_id_tag: IdTagField | None = None
+    name: AccessIdName | None = None
+
+    def to_domain(self) -> requests.NewAccessId:
+        return requests.NewAccessId(
+            ocpp_id_tag=self.ocpp_id_tag,
+            type=self.type,
+            authorization_status=self.authorization_status,
+            parent_id_tag=self.parent_id_tag,
+            name=self.name,
+        )
+
+
+class AccessIdUpdate(ApiModel):
+    """Fields to change; absent fields stay, ``null`` clears ``parentIdTag`` or ``name``.
+
+    ``ocppIdTag`` cannot change: delete the access ID and create one for the new tag.
+    """
+
+    type: TokenType | None = None
+    authorization_status: AuthorizationStatus | None = None
+    parent_id_tag: IdTagField | None = None
+    name: AccessIdName | None = None
+
+    @field_validator("type", "authorization_status", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be changed but not cleared")
+        return value
+
+    def to_domain(self) -> requests.AccessIdChanges:
+        return requests.AccessIdChanges(
+            given=frozenset(self.model_fields_set),
+            type=self.type,
+            authorization_status=self.authorization_status,
+            parent_id_tag=self.parent_id_tag,
+            name=self.name,
+        )

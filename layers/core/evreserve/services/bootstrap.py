@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from ..channel import CloseSession, CommandChannel
+    from .access_ids import AccessIdService
     from .reservations import ReservationService
     from .webhooks import WebhookService
 
@@ -37,8 +38,10 @@ class Services:
     """
 
     __slots__ = (
+        "_access_ids",
         "_build_reservations",
         "_build_webhooks",
+        "_clock",
         "_lock",
         "_reservations",
         "_webhooks",
@@ -60,6 +63,7 @@ class Services:
         reservations: Callable[[], ReservationService],
         messages: MessageLogService,
         webhooks: Callable[[], WebhookService] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         #: The DynamoDB client every store shares (the functions' glue reuses it for the rate limit).
         self.dynamodb = dynamodb
@@ -68,11 +72,24 @@ class Services:
         self.accounts = accounts
         self.chargers = chargers
         self.messages = messages
+        self._clock = clock
         self._build_reservations = reservations
         self._reservations: ReservationService | None = None
         self._build_webhooks = webhooks
         self._webhooks: WebhookService | None = None
+        self._access_ids: AccessIdService | None = None
         self._lock = threading.Lock()
+
+    @property
+    def access_ids(self) -> AccessIdService:
+        # Built on first use: only the access IDs function imports their modules.
+        with self._lock:
+            if self._access_ids is None:
+                from ..storage.access_ids import AccessIdStore
+                from .access_ids import AccessIdService
+
+                self._access_ids = AccessIdService(AccessIdStore(self.dynamodb, self.registry.table), self._clock)
+            return self._access_ids
 
     @property
     def reservations(self) -> ReservationService:
@@ -159,4 +176,5 @@ def build_services(
         reservations=reservations,
         messages=MessageLogService(chargers, MessageLogStore(dynamodb, settings.ocpp_messages_table), clock),
         webhooks=webhooks if isinstance(settings, WebhookSettings) else None,
+        clock=clock,
     )

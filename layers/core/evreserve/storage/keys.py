@@ -9,6 +9,9 @@ Registry table (``pk`` / ``sk``; ``gsi1`` lists things per account):
   ``EXTID#{account}#{externalId}`` / ``EXTID``   unique externalId per account -> charger id
   ``PORT#{id}``     / ``PORT``                   port id -> charger id, port number
   ``COUNTER#{name}`` / ``COUNTER``               integer id sequences
+  ``ACCOUNT#{id}``  / ``IDTAG#{casefolded tag}``   an access ID (driver token), read by the
+                                                 gateway with one GetItem per Authorize
+  ``ACCOUNT#{id}``  / ``ACCESSID#{id}``          access ID number -> its idTag
 Reservations table: ``ACCOUNT#{id}`` / ``RES#{reservationId}``; gsi1 ``CHARGER#{id}`` / ``RES#...``.
 Commands table: ``COMMAND#{commandId}``.
 Webhooks table: ``ACCOUNT#{id}`` / ``WEBHOOK#{webhookId}`` (the subscription);
@@ -137,3 +140,21 @@ def webhook_delivery_sk(at_ms: int, event_id: str, attempt: int) -> str:
 
 def index_attributes(pk: str, sk: str) -> dict[str, str]:
     return {GSI1_PK: pk, GSI1_SK: sk}
+
+
+# -- access IDs (in the account's own partition) -----------------------------------------
+
+ID_TAG_SK_PREFIX = "IDTAG#"
+
+
+def access_ids_pk(account_id: int) -> str:
+    return f"ACCOUNT#{account_id}"
+
+
+def access_id_by_tag(account_id: int, tag_key: str) -> Key:
+    """``tag_key`` is ``access_ids.tag_key(idTag)``: one item per idTag whatever its case."""
+    return _key(access_ids_pk(account_id), ID_TAG_SK_PREFIX + tag_key)
+
+
+def access_id_pointer(account_id: int, access_id: int) -> Key:
+    return _key(access_ids_pk(account_id), f"ACCESSID#{_padded(access_id)}")
