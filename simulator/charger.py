@@ -259,14 +259,18 @@ class SimulatedCharger:
         self._publish(self._state.remove(reservation_id))
 
     async def start_transaction(self, port: int, id_tag: str) -> Transaction:
-        """Authorize `id_tag` (1.6) and start charging on `port`, consuming its reservation if it holds one."""
+        """Authorize `id_tag` and start charging on `port`, consuming the reservation it (or its group) holds."""
         link = self._online_link()
-        parent: str | None = None
+        # The group in the answer is what lets a member of a reservation's group use it.
         if self.version is Version.V16:
             info = (await self._call(link, "Authorize", id_tag=id_tag))["id_tag_info"]
-            if info["status"] != "Accepted":
-                raise Unauthorized(f"{id_tag}: {info['status']}")
             parent = info.get("parent_id_tag")
+        else:
+            token = {"id_token": id_tag, "type": "ISO14443"}
+            info = (await self._call(link, "Authorize", id_token=token))["id_token_info"]
+            parent = (info.get("group_id_token") or {}).get("id_token")
+        if info["status"] != "Accepted":
+            raise Unauthorized(f"{id_tag}: {info['status']}")
         tx, events = self._state.begin_transaction(port, id_tag, parent, self._now())
         self._touch()
         try:

@@ -13,15 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from evreserve import lifecycle
+from evreserve.access_ids import Group, Verdict
 from evreserve.models import BootInfo, IdTokenType, OcppStatus, Reservation
-
-
-@dataclass(frozen=True, slots=True)
-class GroupToken:
-    """The parent idTag (1.6) / groupIdToken (2.0.1) an Authorize answer carries."""
-
-    id_token: str
-    type: str
 
 
 class ChargerEvents(Protocol):
@@ -41,7 +34,8 @@ class ChargerEvents(Protocol):
     def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
         """2.0.1 ReservationStatusUpdate, as the charger sent it."""
 
-    async def group_token_for(self, id_tag: str) -> GroupToken | None: ...
+    async def authorize(self, id_tag: str) -> Verdict:
+        """What the charger is told about a presented token (``access_ids.verdict``)."""
 
     def new_transaction_id(self) -> int: ...
 
@@ -102,15 +96,42 @@ def port_status_v201(payload: dict[str, Any], now: datetime) -> tuple[int, OcppS
     )
 
 
-def group_token(reservations: Iterable[Reservation], id_tag: str, now: datetime) -> GroupToken | None:
-    """The group of an active reservation held for ``id_tag`` (idTags are case-insensitive)."""
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Whether a token holds an active reservation of the charger, and that reservation's group."""
+
+    reserved: bool
+    group: Group | None = None
+
+
+def held_by(reservations: Iterable[Reservation], id_tag: str, now: datetime) -> Held:
+    """What ``id_tag`` holds among the charger's reservations (idTags are case-insensitive).
+
+    The group's 2.0.1 type is the reserved token's own, as the reservation gave it.
+    """
     wanted = id_tag.casefold()
+    reserved = False
     for reservation in reservations:
-        if (
-            reservation.parent_id_tag is not None
-            and lifecycle.is_active(reservation, now)
-            and reservation.id_tag.casefold() == wanted
-        ):
+        if reservation.id_tag.casefold() != wanted or not lifecycle.is_active(reservation, now):
+            continue
+        reserved = True
+        if reservation.parent_id_tag is not None:
             token_type = (reservation.id_token_type or IdTokenType.CENTRAL).value
-            return GroupToken(reservation.parent_id_tag, token_type)
-    return None
+            return Held(True, Group(reservation.parent_id_tag, token_type))
+    return Held(reserved)
+
+
+def id_tag_info_v16(verdict: Verdict) -> dict[str, Any]:
+    """1.6 ``idTagInfo`` (snake_case, for the library's payload classes)."""
+    info: dict[str, Any] = {"status": verdict.status.value}
+    if verdict.group is not None:
+        info["parent_id_tag"] = verdict.group.id_token
+    return info
+
+
+def id_token_info_v201(verdict: Verdict) -> dict[str, Any]:
+    """2.0.1 ``idTokenInfo`` (snake_case, for the library's payload classes)."""
+    info: dict[str, Any] = {"status": verdict.status.value}
+    if verdict.group is not None:
+        info["group_id_token"] = {"id_token": verdict.group.id_token, "type": verdict.group.type}
+    return info

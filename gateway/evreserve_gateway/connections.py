@@ -36,6 +36,7 @@ from .offload import Offload
 from .protocol import OcppSession, new_session
 from .reports import ChargerReports
 from .settings import GatewaySettings
+from .tokens import TokenCache
 from .traffic import MessageLog
 
 log = logging.getLogger("evreserve_gateway")
@@ -72,6 +73,7 @@ class Connections:
         admission_of: Callable[[ServerConnection], Admission | None],
         queue_url: Callable[[], str],
         queue: InstanceQueue,
+        tokens: TokenCache,
         message_log: MessageLog | None = None,
     ) -> None:
         self._settings = settings
@@ -87,6 +89,8 @@ class Connections:
         #: For asking another instance to close a connection this one replaced.
         self._queue = queue
         self._message_log = message_log
+        #: Drivers' tokens, shared by every charger of the instance.
+        self._tokens = tokens
         self._held: dict[str, Held] = {}
         #: False from a failed storage call until the connections are registered again.
         self._storage_ok = True
@@ -132,6 +136,7 @@ class Connections:
             self._io,
             self._background,
             logger,
+            self._tokens,
         )
         session = new_session(
             admission.version,

@@ -33,6 +33,7 @@ from .leases import Leases
 from .logs import quiet_libraries
 from .protocol import use_inline_validation
 from .settings import GatewaySettings
+from .tokens import TokenCache
 from .traffic import MessageLog
 
 log = logging.getLogger("evreserve_gateway")
@@ -102,6 +103,12 @@ class Gateway:
             admission_of=self._handshake.admission,
             queue_url=lambda: self._queue.url,
             queue=deps.queue,
+            tokens=TokenCache(
+                deps.access_ids,
+                deps.io,
+                ttl_s=settings.gateway_access_id_cache_s,
+                max_entries=settings.gateway_access_id_cache_entries,
+            ),
             message_log=self.message_log,
         )
         self._runner = CommandRunner(

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from evreserve import lifecycle
+from evreserve.access_ids import Verdict, verdict
 from evreserve.errors import StaleWrite
 from evreserve.models import INT32_MAX, BootInfo, OcppStatus, utcnow
 from evreserve.storage.registry import RegistryStore
@@ -17,11 +18,11 @@ from evreserve.storage.reservations import ReservationStore
 
 from . import charger_messages as msgs
 from .background import Background
-from .charger_messages import GroupToken
 from .offload import Offload
+from .tokens import TokenCache
 
 #: The Authorize answer may wait this long for the reservations; after that the charger
-#: gets a plain Accepted rather than being left waiting.
+#: is answered without them rather than being left waiting.
 AUTHORIZE_LOOKUP_TIMEOUT_S = 3.0
 
 #: What makes a report a repeat: everything but its timestamp.
@@ -63,6 +64,7 @@ class ChargerReports:
         "_registry",
         "_reservations",
         "_stored",
+        "_tokens",
         "_writing",
     )
 
@@ -75,8 +77,10 @@ class ChargerReports:
         io: Offload,
         background: Background,
         logger: logging.LoggerAdapter[Any],
+        tokens: TokenCache,
     ) -> None:
         self._charger_id = charger_id
+        self._tokens = tokens
         self._account_id = account_id
         self._registry = registry
         self._reservations = reservations
@@ -159,14 +163,18 @@ class ChargerReports:
             extra={"reservationId": reservation_id, "state": transition.to.value},
         )
 
-    async def group_token_for(self, id_tag: str) -> GroupToken | None:
+    async def authorize(self, id_tag: str) -> Verdict:
+        registered, held = await asyncio.gather(self._tokens.lookup(self._account_id, id_tag), self._held_by(id_tag))
+        return verdict(registered, held.group, reserved=held.reserved)
+
+    async def _held_by(self, id_tag: str) -> msgs.Held:
         try:
             async with asyncio.timeout(AUTHORIZE_LOOKUP_TIMEOUT_S):
                 reservations = await self._io(self._reservations.active_for_charger, self._charger_id)
         except Exception:
-            self._logger.exception("could not read reservations for Authorize; answering without a group")
-            return None
-        return msgs.group_token(reservations, id_tag, utcnow())
+            self._logger.exception("could not read reservations for Authorize; answering without them")
+            return msgs.Held(reserved=False)
+        return msgs.held_by(reservations, id_tag, utcnow())
 
     def new_transaction_id(self) -> int:
         # The service keeps no transactions; the id only has to be a positive int32.

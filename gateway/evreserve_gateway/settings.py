@@ -124,6 +124,11 @@ class GatewaySettings(CoreSettings):
 
     #: Per-charger budget of incoming frames (token bucket). A charger sends about one
     #: message a minute at rest and bursts at boot; 0 turns the limit off (benchmarks).
+    #: A change to an access ID reaches this instance's chargers within this long
+    #: (docs/api.md, "Access IDs"); each token is read at most once per period.
+    gateway_access_id_cache_s: float = Field(30.0, ge=0, le=3600)
+    #: Tokens remembered at most (under 1 KB each), least recently presented first out.
+    gateway_access_id_cache_entries: int = Field(20_000, ge=1)
     gateway_charger_frames_per_s: float = Field(20.0, ge=0)
     gateway_charger_frame_burst: int = Field(200, ge=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +14,9 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
 
-from evreserve.models import OcppVersion, ReservationState
+from evreserve.access_ids import AccessId, AuthorizationStatus, TokenType
+from evreserve.models import OcppVersion, ReservationState, utcnow
+from evreserve.storage.access_ids import AccessIdStore
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +186,107 @@ async def test_v201_transaction_event_marks_the_reservation_used(
     await wait_until(
         lambda: reservation_store.get(1, reservation.reservation_id).state is ReservationState.USED, what="Used"
     )
+
+
+# -- drivers' tokens (access IDs), both versions -------------------------------------------
+
+
+@pytest.fixture
+def register_token(gateway_clients, gateway_settings):
+    """Register an access ID as the API would have; tags get a suffix of their own per test."""
+    store = AccessIdStore(gateway_clients.dynamodb, gateway_settings().registry_table)
+    suffix = os.urandom(3).hex()
+
+    def register(account_id: int, tag: str, *, parent: str | None = None, revoked: bool = False) -> str:
+        now = utcnow()
+        tag, parent = f"{tag}-{suffix}", f"{parent}-{suffix}" if parent else None
+        status = AuthorizationStatus.REVOKED if revoked else AuthorizationStatus.AUTHORIZED
+        store.create(
+            AccessId(
+                access_id=store.new_id(),
+                account_id=account_id,
+                ocpp_id_tag=tag,
+                type=TokenType.RFID,
+                authorization_status=status,
+                parent_id_tag=parent,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return tag
+
+    register.suffix = suffix  # type: ignore[attr-defined]
+    return register
+
+
+async def _authorize(cp, version: OcppVersion, tag: str) -> dict:
+    if version is V16:
+        return (await cp.call(call16.Authorize(id_tag=tag))).id_tag_info
+    return (await cp.call(call201.Authorize(id_token={"id_token": tag, "type": "ISO14443"}))).id_token_info
+
+
+async def _start(cp, version: OcppVersion, tag: str, reservation_id: int) -> dict:
+    if version is V16:
+        answer = await cp.call(
+            call16.StartTransaction(
+                connector_id=1, id_tag=tag, meter_start=0, timestamp=NOW, reservation_id=reservation_id
+            )
+        )
+        return answer.id_tag_info
+    answer = await cp.call(
+        call201.TransactionEvent(
+            event_type="Started",
+            timestamp=NOW,
+            trigger_reason="Authorized",
+            seq_no=0,
+            transaction_info={"transaction_id": f"tx-{reservation_id}"},
+            id_token={"id_token": tag, "type": "ISO14443"},
+            evse={"id": 1, "connector_id": 1},
+            reservation_id=reservation_id,
+        )
+    )
+    return answer.id_token_info
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_a_member_of_the_reservations_group_is_told_the_group_and_uses_the_reservation(
+    gateway, seed_charger, seed_reservation, register_token, reservation_store, version
+):
+    """The reservation names FLEET; another token registered in FLEET gets Accepted with FLEET on
+    Authorize and on the start of its transaction, and that start uses the reservation up."""
+    charger = seed_charger()
+    member = register_token(charger.account_id, "MEMBER", parent="FLEET")
+    fleet = f"FLEET-{register_token.suffix}"
+    reservation = seed_reservation(charger, id_tag=f"OWNER-{register_token.suffix}", parent_id_tag=fleet)
+    group = (
+        {"status": "Accepted", "parent_id_tag": fleet}
+        if version is V16
+        else {"status": "Accepted", "group_id_token": {"id_token": fleet, "type": "Central"}}
+    )
+    async with charger_session(gateway, charger, version) as cp:
+        assert await _authorize(cp, version, member.lower()) == group
+        assert await _start(cp, version, member, reservation.reservation_id) == group
+    await wait_until(
+        lambda: reservation_store.get(charger.account_id, reservation.reservation_id).state is ReservationState.USED,
+        what="Used",
+    )
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_a_revoked_token_is_blocked_an_unknown_one_accepted_and_accounts_stay_apart(
+    gateway, seed_charger, seed_reservation, register_token, version
+):
+    """Revoked -> Blocked on Authorize and on a start, even holding a reservation; an unregistered token
+    -> Accepted (the default policy); a token revoked in another account is nothing to this charger."""
+    charger = seed_charger()
+    revoked = register_token(charger.account_id, "LOST", parent="FLEET", revoked=True)
+    seed_reservation(charger, id_tag=revoked, parent_id_tag="FLEET")
+    elsewhere = register_token(charger.account_id + 1000, "THEIRS", revoked=True)
+    async with charger_session(gateway, charger, version) as cp:
+        assert await _authorize(cp, version, revoked) == {"status": "Blocked"}
+        assert await _start(cp, version, revoked, 424242) == {"status": "Blocked"}
+        assert await _authorize(cp, version, f"NOBODY-{register_token.suffix}") == {"status": "Accepted"}
+        assert await _authorize(cp, version, elsewhere) == {"status": "Accepted"}
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,8 @@ class Csms:
         self.stations: dict[str, Any] = {}
         self.connections: dict[str, ServerConnection] = {}
         self.credentials: dict[str, tuple[str, str]] = {}
+        #: Authorize answers: idTag -> its group; "BLOCKED" as a group blocks the tag instead.
+        self.groups: dict[str, str] = {}
         self._changed = asyncio.Event()
 
     def record(self, ocpp_id: str, action: str, payload: dict[str, Any]) -> None:
@@ -90,7 +92,11 @@ def _csms_classes(csms: Csms) -> dict[str, type]:
         @on("Authorize")
         def authorize(self, **kw: Any) -> Any:
             csms.record(self.id, "Authorize", kw)
-            return result16.Authorize(id_tag_info={"status": "Accepted"})
+            group = csms.groups.get(kw["id_tag"])
+            if group == "BLOCKED":
+                return result16.Authorize(id_tag_info={"status": "Blocked"})
+            info = {"status": "Accepted", **({"parent_id_tag": group} if group else {})}
+            return result16.Authorize(id_tag_info=info)
 
         @on("StartTransaction")
         def start_transaction(self, **kw: Any) -> Any:
@@ -117,6 +123,15 @@ def _csms_classes(csms: Csms) -> dict[str, type]:
         def heartbeat(self, **kw: Any) -> Any:
             csms.record(self.id, "Heartbeat", kw)
             return result201.Heartbeat(current_time=_now())
+
+        @on("Authorize")
+        def authorize(self, **kw: Any) -> Any:
+            csms.record(self.id, "Authorize", kw)
+            group = csms.groups.get(kw["id_token"]["id_token"])
+            if group == "BLOCKED":
+                return result201.Authorize(id_token_info={"status": "Blocked"})
+            grouped = {"group_id_token": {"id_token": group, "type": "Central"}} if group else {}
+            return result201.Authorize(id_token_info={"status": "Accepted", **grouped})
 
         @on("TransactionEvent")
         def transaction_event(self, **kw: Any) -> Any:
@@ -194,12 +209,20 @@ async def charger(csms: Csms, version: str) -> AsyncIterator[Factory]:
         await sim.stop()
 
 
-def reserve_now(version: str, rid: int, port: int | None, tag: str = "RFID001", seconds: float = 300) -> Any:
+def reserve_now(
+    version: str, rid: int, port: int | None, tag: str = "RFID001", seconds: float = 300, group: str | None = None
+) -> Any:
     expiry = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
     if version == "1.6":
-        return call16.ReserveNow(connector_id=port or 0, expiry_date=expiry, id_tag=tag, reservation_id=rid)
+        return call16.ReserveNow(
+            connector_id=port or 0, expiry_date=expiry, id_tag=tag, reservation_id=rid, parent_id_tag=group
+        )
     return call201.ReserveNow(
-        id=rid, expiry_date_time=expiry, id_token={"id_token": tag, "type": "ISO14443"}, evse_id=port
+        id=rid,
+        expiry_date_time=expiry,
+        id_token={"id_token": tag, "type": "ISO14443"},
+        evse_id=port,
+        group_id_token={"id_token": group, "type": "Central"} if group else None,
     )
 
 
@@ -379,6 +402,26 @@ async def test_transaction_carries_the_reservation_it_consumes(csms: Csms, charg
         assert started["event_type"] == "Started" and started["reservation_id"] == 1001
         assert started["evse"] == {"id": 1, "connector_id": 1}
         assert started["id_token"]["id_token"] == "RFID001"
+
+
+async def test_a_member_of_the_reservations_group_uses_it_and_a_stranger_cannot(
+    csms: Csms, charger: Factory, version: str
+) -> None:
+    """Port 1 reserved for RFID001 of FLEET: a stranger is refused there; RFID002, which Authorize puts
+    in FLEET, starts with the reservation; a blocked token is refused anywhere."""
+    sim = await charger()
+    csms.groups.update({"RFID002": "FLEET", "RFID009": "OTHER", "LOST": "BLOCKED"})
+    await csms.call(sim.ocpp_id, reserve_now(version, 1001, 1, tag="RFID001", group="FLEET"))
+    with pytest.raises(Exception, match="reserved"):
+        await sim.start_transaction(1, "RFID009")
+    with pytest.raises(Exception, match="Blocked"):
+        await sim.start_transaction(2, "LOST")
+    assert set(sim.reservations) == {1001}
+    tx = await sim.start_transaction(1, "RFID002")
+    assert tx.reservation_id == 1001 and sim.reservations == {}
+    authorized = csms.messages(sim.ocpp_id, "Authorize")
+    tags = [a["id_tag"] if version == "1.6" else a["id_token"]["id_token"] for a in authorized]
+    assert tags == ["RFID009", "LOST", "RFID002"]
 
 
 async def test_stop_transaction_frees_the_port(csms: Csms, charger: Factory, version: str) -> None:

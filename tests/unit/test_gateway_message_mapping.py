@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from evreserve import lifecycle
+from evreserve.access_ids import (
+    AccessId,
+    AuthorizationStatus,
+    Group,
+    TokenStatus,
+    TokenType,
+    UnknownTokenPolicy,
+    Verdict,
+    verdict,
+)
 from evreserve.models import IdTokenType, Reservation, ReservationState
 from evreserve_gateway import charger_messages as msgs
 
@@ -73,16 +85,83 @@ def test_available_ends_nothing():
     assert lifecycle.ended_by_port_status([_reservation(1)], 1, "Available", NOW) == []
 
 
-def test_group_token_matches_id_tag_case_insensitively():
-    """Authorize finds the group of an active reservation for the idTag, ignoring case (CiString)."""
-    token = msgs.group_token([_reservation(id_tag="Card-1", parent="FLEET")], "CARD-1", NOW)
-    assert token == msgs.GroupToken("FLEET", "ISO14443")
+def test_a_reservation_is_held_by_its_id_tag_in_any_case_with_its_group():
+    """Authorize finds the active reservation held by the idTag, ignoring case (CiString), and its group."""
+    held = msgs.held_by([_reservation(id_tag="Card-1", parent="FLEET")], "CARD-1", NOW)
+    assert held == msgs.Held(True, Group("FLEET", "ISO14443"))
+    assert msgs.held_by([_reservation(id_tag="Card-1")], "card-1", NOW) == msgs.Held(True, None)
+    assert msgs.held_by([_reservation(id_tag="Card-1", parent="FLEET")], "Card-2", NOW) == msgs.Held(False)
 
 
-def test_group_token_ignores_ended_and_expired_reservations():
+def test_ended_and_expired_reservations_are_held_by_nobody():
     """Ended or expired reservations give no group."""
     reservations = [
         _reservation(id_tag="T", parent="G1", state=ReservationState.USED),
         _reservation(id_tag="T", parent="G2", expires_in_s=-1),
     ]
-    assert msgs.group_token(reservations, "T", NOW) is None
+    assert msgs.held_by(reservations, "T", NOW) == msgs.Held(False)
+
+
+def _token(status=AuthorizationStatus.AUTHORIZED, parent=None):
+    return AccessId(
+        access_id=1,
+        account_id=7,
+        ocpp_id_tag="T",
+        type=TokenType.RFID,
+        authorization_status=status,
+        parent_id_tag=parent,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("registered", "held", "policy", "expected"),
+    [
+        # Registered: its own status and group; its group before the reservation's.
+        (
+            _token(parent="FLEET"),
+            msgs.Held(False),
+            UnknownTokenPolicy.ACCEPT,
+            Verdict(TokenStatus.ACCEPTED, Group("FLEET")),
+        ),
+        (_token(), msgs.Held(False), UnknownTokenPolicy.REJECT, Verdict(TokenStatus.ACCEPTED)),
+        (
+            _token(parent="FLEET"),
+            msgs.Held(True, Group("OTHER", "ISO14443")),
+            UnknownTokenPolicy.ACCEPT,
+            Verdict(TokenStatus.ACCEPTED, Group("FLEET")),
+        ),
+        (
+            _token(),
+            msgs.Held(True, Group("RES", "ISO14443")),
+            UnknownTokenPolicy.ACCEPT,
+            Verdict(TokenStatus.ACCEPTED, Group("RES", "ISO14443")),
+        ),
+        # Revoked: Blocked, even holding a reservation.
+        (
+            _token(AuthorizationStatus.REVOKED, "FLEET"),
+            msgs.Held(True, Group("RES")),
+            UnknownTokenPolicy.ACCEPT,
+            Verdict(TokenStatus.BLOCKED),
+        ),
+        # Unknown: the policy, unless it holds a reservation.
+        (None, msgs.Held(False), UnknownTokenPolicy.ACCEPT, Verdict(TokenStatus.ACCEPTED)),
+        (None, msgs.Held(False), UnknownTokenPolicy.REJECT, Verdict(TokenStatus.INVALID)),
+        (None, msgs.Held(True, Group("RES")), UnknownTokenPolicy.REJECT, Verdict(TokenStatus.ACCEPTED, Group("RES"))),
+        (None, msgs.Held(True), UnknownTokenPolicy.REJECT, Verdict(TokenStatus.ACCEPTED)),
+    ],
+)
+def test_the_verdict_on_a_token(registered, held, policy, expected):
+    assert verdict(registered, held.group, reserved=held.reserved, policy=policy) == expected
+
+
+def test_verdicts_map_to_each_versions_token_info():
+    blocked, member = Verdict(TokenStatus.BLOCKED), Verdict(TokenStatus.ACCEPTED, Group("FLEET"))
+    assert msgs.id_tag_info_v16(blocked) == {"status": "Blocked"}
+    assert msgs.id_tag_info_v16(member) == {"status": "Accepted", "parent_id_tag": "FLEET"}
+    assert msgs.id_token_info_v201(blocked) == {"status": "Blocked"}
+    assert msgs.id_token_info_v201(member) == {
+        "status": "Accepted",
+        "group_id_token": {"id_token": "FLEET", "type": "Central"},
+    }

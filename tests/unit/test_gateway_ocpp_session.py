@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
+from evreserve.access_ids import Group, TokenStatus, Verdict
 from evreserve.models import OcppVersion
-from evreserve_gateway.charger_messages import GroupToken
 from evreserve_gateway.protocol import (
     CallErrorReply,
     CallResultReply,
@@ -31,12 +31,13 @@ class FakeConnection:
 
 
 class FakeEvents:
-    def __init__(self, group: GroupToken | None = None, lookup_delay_s: float = 0.0) -> None:
+    def __init__(self, group: Group | None = None, lookup_delay_s: float = 0.0, status=TokenStatus.ACCEPTED) -> None:
         self.boots: list = []
         self.statuses: list = []
         self.ended: list = []
-        self._group = group
+        self._verdict = Verdict(status, group)
         self._delay = lookup_delay_s
+        self.presented: list[str] = []
 
     def record_boot(self, boot):
         self.boots.append(boot)
@@ -50,9 +51,10 @@ class FakeEvents:
     def record_reservation_status_update(self, reservation_id, update_status):
         self.ended.append((reservation_id, update_status))
 
-    async def group_token_for(self, id_tag):
+    async def authorize(self, id_tag):
+        self.presented.append(id_tag)
         await asyncio.sleep(self._delay)
-        return self._group
+        return self._verdict
 
     def new_transaction_id(self):
         return 42
@@ -202,7 +204,7 @@ async def test_late_answer_is_ignored():
 
 async def test_slow_authorize_does_not_hold_up_answers_to_our_calls():
     """While Authorize waits on storage, the charger's answer to our CALL is still read."""
-    session, connection = _session(events=FakeEvents(GroupToken("G", "Central"), lookup_delay_s=0.2))
+    session, connection = _session(events=FakeEvents(Group("G", "Central"), lookup_delay_s=0.2))
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
     await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
@@ -241,7 +243,7 @@ async def test_library_frame_lines_stay_out_of_the_log(version, caplog):
     """The ocpp library's per-frame INFO lines (payloads, an Authorize answer's group token) are not
     logged; the session's own INFO lines are, with the charger's identity."""
     caplog.set_level(logging.DEBUG)
-    events = FakeEvents(group=GroupToken("FLEET-SECRET-77", "Central"))
+    events = FakeEvents(group=Group("FLEET-SECRET-77", "Central"))
     connection = FakeConnection()
     logger = logging.LoggerAdapter(logging.getLogger("evreserve_gateway.ocpp"), {"charger": "CP-1"})
     session = new_session(version, "CP-1", connection, events, logger, 60)
@@ -279,3 +281,59 @@ async def test_call_cancelled_while_its_frame_is_written_still_hears_the_late_an
     frame = connection.sent.get_nowait()
     await session.route_message(json.dumps([3, frame[1], {"status": "Accepted"}]))
     assert late == [CallResultReply({"status": "Accepted"})]
+
+
+# -- what a charger is told about a token -----------------------------------------------------
+
+START_16 = '{"connectorId":1,"idTag":"Card-7","meterStart":0,"timestamp":"2026-01-01T00:00:00Z","reservationId":5}'
+EVENT_201 = (
+    '{"eventType":"Started","timestamp":"2026-01-01T00:00:00Z","triggerReason":"Authorized","seqNo":0,'
+    '"transactionInfo":{"transactionId":"t1"},"reservationId":5,"idToken":{"idToken":"Card-7","type":"ISO14443"}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "v16", "v201"),
+    [
+        (
+            Verdict(TokenStatus.ACCEPTED, Group("FLEET", "Central")),
+            {"status": "Accepted", "parentIdTag": "FLEET"},
+            {"status": "Accepted", "groupIdToken": {"idToken": "FLEET", "type": "Central"}},
+        ),
+        (Verdict(TokenStatus.BLOCKED), {"status": "Blocked"}, {"status": "Blocked"}),
+        (Verdict(TokenStatus.INVALID), {"status": "Invalid"}, {"status": "Invalid"}),
+    ],
+)
+async def test_the_tokens_verdict_answers_authorize_and_the_start_of_a_transaction(verdict, v16, v201):
+    """Authorize, 1.6 StartTransaction and 2.0.1 TransactionEvent carry the verdict on the presented token;
+    the reservation the transaction names is used up whatever the verdict (the charger ended it)."""
+    for version, calls, info in (
+        (OcppVersion.V16, [("Authorize", '{"idTag":"Card-7"}'), ("StartTransaction", START_16)], "idTagInfo"),
+        (
+            OcppVersion.V201,
+            [("Authorize", '{"idToken":{"idToken":"Card-7","type":"ISO14443"}}'), ("TransactionEvent", EVENT_201)],
+            "idTokenInfo",
+        ),
+    ):
+        events = FakeEvents(verdict.group, status=verdict.status)
+        session, connection = _session(version, events)
+        for n, (action, payload) in enumerate(calls):
+            await session.route_message(f'[2,"c{n}","{action}",{payload}]')
+            answer = await asyncio.wait_for(connection.sent.get(), 2)
+            assert answer[0] == 3, answer
+            assert answer[2][info] == (v16 if version is OcppVersion.V16 else v201), (version, action)
+        assert events.presented == ["Card-7", "Card-7"]
+        assert events.ended == [(5, "Used")]
+
+
+async def test_a_transaction_event_without_a_token_asks_for_no_verdict():
+    """2.0.1 TransactionEvent Updated/Ended without idToken: an empty answer, no lookup."""
+    events = FakeEvents()
+    session, connection = _session(OcppVersion.V201, events)
+    payload = (
+        '{"eventType":"Updated","timestamp":"2026-01-01T00:00:00Z","triggerReason":"MeterValuePeriodic",'
+        '"seqNo":1,"transactionInfo":{"transactionId":"t1"}}'
+    )
+    await session.route_message(f'[2,"u","TransactionEvent",{payload}]')
+    assert await asyncio.wait_for(connection.sent.get(), 2) == [3, "u", {}]
+    assert events.presented == []

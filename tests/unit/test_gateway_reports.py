@@ -11,6 +11,7 @@ from evreserve.models import OcppStatus
 from evreserve_gateway.background import Background
 from evreserve_gateway.offload import Offload
 from evreserve_gateway.reports import ChargerReports
+from evreserve_gateway.tokens import TokenCache
 
 T0 = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
@@ -46,9 +47,15 @@ class Reservations:
         return []
 
 
+class NoTokens:
+    def by_tag(self, account_id: int, id_tag: str, *, consistent: bool = True) -> None:
+        return None
+
+
 def _reports(registry: SlowRegistry, reservations: Reservations, background: Background, io: Offload):
     logger = logging.LoggerAdapter(logging.getLogger("test"), {})
-    return ChargerReports(7, 1, registry, reservations, io, background, logger)  # type: ignore[arg-type]
+    tokens = TokenCache(NoTokens(), io, ttl_s=30, max_entries=10)  # type: ignore[arg-type]
+    return ChargerReports(7, 1, registry, reservations, io, background, logger, tokens)  # type: ignore[arg-type]
 
 
 async def _settle(background: Background) -> None:

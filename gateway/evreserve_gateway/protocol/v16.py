@@ -42,18 +42,17 @@ class V16Session(OcppSession):
 
     @on("Authorize")
     async def on_authorize(self, id_tag: str, **kwargs: Any) -> Any:
-        info: dict[str, Any] = {"status": "Accepted"}
-        group = await self.events.group_token_for(id_tag)
-        if group is not None:
-            info["parent_id_tag"] = group.id_token
-        return v16_result.Authorize(id_tag_info=info)
+        return v16_result.Authorize(id_tag_info=msgs.id_tag_info_v16(await self.events.authorize(id_tag)))
 
     @on("StartTransaction")
-    def on_start_transaction(self, reservation_id: int | None = None, **kwargs: Any) -> Any:
+    async def on_start_transaction(self, id_tag: str, reservation_id: int | None = None, **kwargs: Any) -> Any:
+        # The charger has ended the reservation by starting with it, whatever the token's
+        # verdict (a Blocked answer stops the transaction, not the reservation's end).
         if reservation_id is not None:
             self.events.record_reservation_used(reservation_id)
+        verdict = await self.events.authorize(id_tag)
         return v16_result.StartTransaction(
-            transaction_id=self.events.new_transaction_id(), id_tag_info={"status": "Accepted"}
+            transaction_id=self.events.new_transaction_id(), id_tag_info=msgs.id_tag_info_v16(verdict)
         )
 
     @on("StopTransaction")

@@ -42,19 +42,19 @@ class V201Session(OcppSession):
 
     @on("Authorize")
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> Any:
-        info: dict[str, Any] = {"status": "Accepted"}
-        group = await self.events.group_token_for(str(id_token.get("id_token", "")))
-        if group is not None:
-            info["group_id_token"] = {"id_token": group.id_token, "type": group.type}
-        return v201_result.Authorize(id_token_info=info)
+        verdict = await self.events.authorize(str(id_token.get("id_token", "")))
+        return v201_result.Authorize(id_token_info=msgs.id_token_info_v201(verdict))
 
     @on("TransactionEvent")
-    def on_transaction_event(
+    async def on_transaction_event(
         self, reservation_id: int | None = None, id_token: dict[str, Any] | None = None, **kwargs: Any
     ) -> Any:
         if reservation_id is not None:
             self.events.record_reservation_used(reservation_id)
-        return v201_result.TransactionEvent(id_token_info={"status": "Accepted"} if id_token is not None else None)
+        if id_token is None:
+            return v201_result.TransactionEvent()
+        verdict = await self.events.authorize(str(id_token.get("id_token", "")))
+        return v201_result.TransactionEvent(id_token_info=msgs.id_token_info_v201(verdict))
 
     @on("ReservationStatusUpdate")
     def on_reservation_status_update(self, reservation_id: int, reservation_update_status: str, **kwargs: Any) -> Any:
