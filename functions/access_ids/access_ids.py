@@ -23,7 +23,8 @@ _OWNER = (
 _ANSWERS = (
     " The gateway answers a charger's Authorize (and the idTag of 1.6 StartTransaction, 2.0.1"
     " TransactionEvent) from these: Authorized -> Accepted with the group (`parentIdTag`), Revoked ->"
-    " Blocked. A change reaches every charger within 60 s."
+    " Blocked; a token not registered gets what the account's `unknownIdTags` says (Accepted by default)."
+    " A change reaches every charger within 30 s (the gateways' cache, GATEWAY_ACCESS_ID_CACHE_S)."
 )
 
 
@@ -94,7 +95,7 @@ def update_access_id(access_id: AccessIdNumber, request: AccessIdUpdate) -> Acce
 @app.delete(
     "/api/access-ids/<id>",
     summary="Delete an access ID",
-    description="The token is then unknown: chargers are told what the account's policy says (Accepted)." + _OWNER,
+    description="The token is then unknown: chargers are told what the account's `unknownIdTags` says." + _OWNER,
     tags=["Access IDs"],
     status_code=204,
     responses=errors(ok=204),

@@ -19,7 +19,7 @@ from evreserve_lambda.responses import (
     ApiKeyView,
     Pagination,
 )
-from evreserve_lambda.schemas import AccountCreate, ApiKeyCreate
+from evreserve_lambda.schemas import AccountCreate, AccountUpdate, ApiKeyCreate
 
 app = create_app()
 
@@ -47,6 +47,36 @@ def list_accounts(limit: Limit = 50, next_page_cursor: Cursor = None) -> Account
         data=[AccountView.of(a) for a in page.items],
         pagination=Pagination(has_next_page=page.next_cursor is not None, next_page_cursor=page.next_cursor),
     )
+
+
+@app.get(
+    "/api/admin/accounts/<accountId>",
+    summary="Get an account",
+    description="Platform admin, or an unlimited key of the same account.",
+    tags=["Admin"],
+    responses=errors(),
+)
+@tracer.capture_method
+def get_account(account_id: AccountId) -> AccountResponse:
+    return AccountResponse(data=AccountView.of(services().accounts.get_account(caller(app), account_id)))
+
+
+@app.patch(
+    "/api/admin/accounts/<accountId>",
+    summary="Change an account",
+    description=(
+        "`unknownIdTags`: what chargers are told about a token the account has not registered as an access ID:"
+        " `Accepted` (the default: anyone may charge) or `Invalid` (only registered tokens, and the reserved"
+        " token of an active reservation, may). The platform admin or an unlimited key of the same account may"
+        " set it; only the admin may rename the account. Chargers follow within 30 s."
+    ),
+    tags=["Admin"],
+    responses=errors(),
+)
+@tracer.capture_method
+def update_account(account_id: AccountId, request: AccountUpdate) -> AccountResponse:
+    account = services().accounts.update_account(caller(app), account_id, request.to_domain())
+    return AccountResponse(data=AccountView.of(account))
 
 
 @app.post(

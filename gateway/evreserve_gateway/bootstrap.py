@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from evreserve import aws
 from evreserve.security import verify_password
 from evreserve.storage.access_ids import AccessIdStore
+from evreserve.storage.accounts import AccountStore
 from evreserve.storage.commands import CommandLedger
 from evreserve.storage.instances import InstanceStore
 from evreserve.storage.messages import MessageLogStore
@@ -57,6 +58,8 @@ class Dependencies:
     verify_password: Callable[[str, str], bool]
     #: Drivers' tokens, which Authorize is answered from (through ``tokens.TokenCache``).
     access_ids: AccessIdStore
+    #: Accounts, for their policy on unregistered tokens.
+    accounts: AccountStore
     #: Where outcomes that could not be stored wait for DynamoDB; ``None``: in memory only.
     spool: OutcomeSpool | None = None
     #: Where the OCPP message log's batches are stored from; ``None``: no message log.
@@ -89,6 +92,7 @@ def bootstrap(
         auth=Offload(settings.gateway_auth_threads, "gw-auth"),
         verify_password=verify_password,
         access_ids=AccessIdStore(dynamodb, settings.registry_table),
+        accounts=AccountStore(dynamodb, settings.registry_table),
         spool=OutcomeSpool(sqs, settings.outcome_spool_url) if settings.outcome_spool_url else None,
         log_writer=_log_writer(settings, injected) if settings.gateway_message_log else None,
     )

@@ -105,6 +105,7 @@ class Gateway:
             queue=deps.queue,
             tokens=TokenCache(
                 deps.access_ids,
+                deps.accounts,
                 deps.io,
                 ttl_s=settings.gateway_access_id_cache_s,
                 max_entries=settings.gateway_access_id_cache_entries,

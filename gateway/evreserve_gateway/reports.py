@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from evreserve import lifecycle
-from evreserve.access_ids import Verdict, verdict
+from evreserve.access_ids import UnknownTokenPolicy, Verdict, verdict
 from evreserve.errors import StaleWrite
 from evreserve.models import INT32_MAX, BootInfo, OcppStatus, utcnow
 from evreserve.storage.registry import RegistryStore
@@ -165,7 +165,13 @@ class ChargerReports:
 
     async def authorize(self, id_tag: str) -> Verdict:
         registered, held = await asyncio.gather(self._tokens.lookup(self._account_id, id_tag), self._held_by(id_tag))
-        return verdict(registered, held.group, reserved=held.reserved)
+        # The policy only decides for a token nobody registered or reserved: read only then.
+        policy = (
+            await self._tokens.policy(self._account_id)
+            if registered is None and not held.reserved
+            else UnknownTokenPolicy.ACCEPT
+        )
+        return verdict(registered, held.group, reserved=held.reserved, policy=policy)
 
     async def _held_by(self, id_tag: str) -> msgs.Held:
         try:

@@ -178,6 +178,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("DELETE", "/api/chargers/{chargerId}/ports/{portId}"): (404, 404, 404),
     ("POST", "/api/admin/accounts"): (403, 403, 201),
     ("GET", "/api/admin/accounts"): (403, 403, 200),
+    ("GET", "/api/admin/accounts/{accountId}"): (403, 403, 200),
+    ("PATCH", "/api/admin/accounts/{accountId}"): (403, 403, 200),
     ("POST", "/api/admin/accounts/{accountId}/api-keys"): (403, 403, 201),
     ("GET", "/api/admin/accounts/{accountId}/api-keys"): (403, 403, 200),
     ("DELETE", "/api/admin/accounts/{accountId}/api-keys/{keyId}"): (403, 403, 204),
@@ -271,6 +273,7 @@ def _body(world: World, method: str, path: str) -> dict[str, Any] | None:
         ("POST", "/api/admin/accounts"): {"name": "intruder"},
         ("POST", "/api/admin/accounts/{accountId}/api-keys"): {"name": "intruder"},
         ("POST", "/api/webhooks"): {"url": "https://intruder.example.com/hooks"},
+        ("PATCH", "/api/admin/accounts/{accountId}"): {"unknownIdTags": "Accepted"},
         ("POST", "/api/access-ids"): {"ocppIdTag": f"INTRUDER-{secrets.token_hex(4)}", "type": "RFID"},
         ("PATCH", "/api/access-ids/{id}"): {"authorizationStatus": "Revoked", "name": "INTRUDER"},
     }

@@ -15,8 +15,9 @@ from ocpp.v201 import call as call201
 from websockets.asyncio.client import ClientConnection, connect
 
 from evreserve.access_ids import AccessId, AuthorizationStatus, TokenType
-from evreserve.models import OcppVersion, ReservationState, utcnow
+from evreserve.models import Account, OcppVersion, ReservationState, UnknownTokenPolicy, utcnow
 from evreserve.storage.access_ids import AccessIdStore
+from evreserve.storage.accounts import AccountStore
 
 pytestmark = pytest.mark.integration
 
@@ -287,6 +288,27 @@ async def test_a_revoked_token_is_blocked_an_unknown_one_accepted_and_accounts_s
         assert await _start(cp, version, revoked, 424242) == {"status": "Blocked"}
         assert await _authorize(cp, version, f"NOBODY-{register_token.suffix}") == {"status": "Accepted"}
         assert await _authorize(cp, version, elsewhere) == {"status": "Accepted"}
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_an_account_that_accepts_registered_tokens_only_refuses_the_others(
+    gateway, seed_charger, seed_reservation, register_token, gateway_clients, gateway_settings, version
+):
+    """unknownIdTags Invalid: an unregistered token is Invalid; a registered one and the reserved one are
+    still Accepted."""
+    accounts = AccountStore(gateway_clients.dynamodb, gateway_settings().registry_table)
+    account_id = accounts.next_id("test-account") + 1_000_000
+    accounts.create_account(
+        Account(id=account_id, name="strict", created_at=utcnow(), unknown_id_tags=UnknownTokenPolicy.REJECT)
+    )
+    charger = seed_charger(account_id=account_id)
+    known = register_token(account_id, "KNOWN")
+    reserved = f"GUEST-{register_token.suffix}"
+    seed_reservation(charger, id_tag=reserved)
+    async with charger_session(gateway, charger, version) as cp:
+        assert await _authorize(cp, version, f"STRANGER-{register_token.suffix}") == {"status": "Invalid"}
+        assert await _authorize(cp, version, known) == {"status": "Accepted"}
+        assert await _authorize(cp, version, reserved.lower()) == {"status": "Accepted"}
 
 
 @pytest.mark.parametrize(

@@ -420,6 +420,35 @@ def test_account_keys_cannot_administer_other_accounts(stack: Stack, fn: dict[st
     assert invoke(fn["admin"].handler, event("list-api-keys.json", context=acct))[0] == 200
 
 
+def test_an_accounts_policy_for_unknown_tokens_is_set_by_its_owner_or_the_admin(stack: Stack, fn: dict[str, Any]):
+    """unknownIdTags starts Accepted; the owner sets Invalid (not the name); the admin may rename; a limited
+    key, another account and a null get nothing changed."""
+    seed(stack)
+    stack.services.account_store.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
+    h = fn["admin"].handler
+    owner = principal_context(ACCOUNT_ID)
+    status, shown = invoke(h, event("get-account.json", context=owner))
+    assert status == 200 and shown["data"]["unknownIdTags"] == "Accepted" and shown["data"]["id"] == ACCOUNT_ID
+    for context, body, code in (
+        (principal_context(charger_ids=[12]), None, 403),
+        (principal_context(OTHER_ACCOUNT_ID), None, 403),
+        (owner, {"name": "Renamed"}, 403),
+        (owner, {"unknownIdTags": None}, 400),
+        (owner, {"unknownIdTags": "Blocked"}, 400),
+        (owner, {"id": 9}, 400),
+    ):
+        status, body_ = invoke(h, event("update-account.json", context=context, body=body))
+        assert status == code, (context, body, body_)
+    assert invoke(h, event("get-account.json"))[1]["data"]["unknownIdTags"] == "Accepted"
+    status, changed = invoke(h, event("update-account.json", context=owner))
+    assert status == 200 and changed["data"]["unknownIdTags"] == "Invalid"
+    assert stack.services.account_store.get_account(ACCOUNT_ID).unknown_id_tags.value == "Invalid"
+    status, renamed = invoke(h, event("update-account.json", body={"name": "Renamed"}))
+    assert status == 200 and renamed["data"] == {**changed["data"], "name": "Renamed"}
+    missing = event("get-account.json", pathParameters={"accountId": "999"}, path="/api/admin/accounts/999")
+    assert invoke(h, missing)[0] == 404
+
+
 def test_authorizer_allows_the_whole_stage_with_context(stack: Stack, fn: dict[str, Any]):
     """A known key: Allow on {apiId}/{stage}/*/* and the principal's context."""
     seed(stack)

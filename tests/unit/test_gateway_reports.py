@@ -48,13 +48,18 @@ class Reservations:
 
 
 class NoTokens:
+    """No access IDs and no accounts: every token unknown, the default policy."""
+
     def by_tag(self, account_id: int, id_tag: str, *, consistent: bool = True) -> None:
+        return None
+
+    def get_account(self, account_id: int) -> None:
         return None
 
 
 def _reports(registry: SlowRegistry, reservations: Reservations, background: Background, io: Offload):
     logger = logging.LoggerAdapter(logging.getLogger("test"), {})
-    tokens = TokenCache(NoTokens(), io, ttl_s=30, max_entries=10)  # type: ignore[arg-type]
+    tokens = TokenCache(NoTokens(), NoTokens(), io, ttl_s=30, max_entries=10)  # type: ignore[arg-type]
     return ChargerReports(7, 1, registry, reservations, io, background, logger, tokens)  # type: ignore[arg-type]
 
 

@@ -17,7 +17,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from .models import Model
+from .models import Model, UnknownTokenPolicy
+
+__all__ = ["UnknownTokenPolicy"]  # the account's setting, judged here
 
 MAX_NAME_LENGTH: Final = 100
 
@@ -35,15 +37,6 @@ class TokenType(StrEnum):
 class AuthorizationStatus(StrEnum):
     AUTHORIZED = "Authorized"
     REVOKED = "Revoked"
-
-
-class UnknownTokenPolicy(StrEnum):
-    """What a charger is told about a token the account has not registered."""
-
-    #: Today's behaviour and the default: anyone may charge; groups come from reservations only.
-    ACCEPT = "Accepted"
-    #: Only registered tokens (and the reserved token of an active reservation) may charge.
-    REJECT = "Invalid"
 
 
 class AccessId(Model):

@@ -96,10 +96,20 @@ class ReservationState(StrEnum):
     REMOVED = "Removed"
 
 
+class UnknownTokenPolicy(StrEnum):
+    """What a charger is told about a token its account has not registered as an access ID."""
+
+    #: Today's behaviour and the default: anyone may charge; groups come from reservations only.
+    ACCEPT = "Accepted"
+    #: Only registered tokens (and the reserved token of an active reservation) may charge.
+    REJECT = "Invalid"
+
+
 class Account(Model):
     id: int
     name: str
     created_at: datetime
+    unknown_id_tags: UnknownTokenPolicy = UnknownTokenPolicy.ACCEPT
 
 
 class ApiKey(Model):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .access_ids import AuthorizationStatus, TokenType
-from .models import IdTokenType, OcppVersion
+from .models import IdTokenType, OcppVersion, UnknownTokenPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,14 @@ class PortChanges:
 @dataclass(frozen=True, slots=True)
 class NewAccount:
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanges:
+    """``None``: unchanged."""
+
+    name: str | None = None
+    unknown_id_tags: UnknownTokenPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from evreserve.models import (
     Reservation,
     ReservationState,
     ReserveStatus,
+    UnknownTokenPolicy,
 )
 from evreserve.ocpp_mapping import ocpp_datetime
 from evreserve.webhooks import DeliveryRecord, DeliveryStatus, Webhook
@@ -197,10 +198,14 @@ class AccountView(ApiModel):
     id: int
     name: str
     created_at: datetime
+    #: What chargers are told about a token the account has not registered.
+    unknown_id_tags: UnknownTokenPolicy
 
     @classmethod
     def of(cls, account: Account) -> AccountView:
-        return cls(id=account.id, name=account.name, created_at=account.created_at)
+        return cls(
+            id=account.id, name=account.name, created_at=account.created_at, unknown_id_tags=account.unknown_id_tags
+        )
 
 
 class ApiKeyView(ApiModel):

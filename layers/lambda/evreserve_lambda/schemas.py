@@ -35,6 +35,7 @@ from evreserve.models import (
     OCPP_ID_PATTERN,
     IdTokenType,
     OcppVersion,
+    UnknownTokenPolicy,
     utcnow,
 )
 from evreserve.webhooks import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH, NewWebhook
@@ -215,6 +216,23 @@ class AccountCreate(ApiModel):
 
     def to_domain(self) -> requests.NewAccount:
         return requests.NewAccount(name=self.name)
+
+
+class AccountUpdate(ApiModel):
+    """Absent fields stay; neither may be cleared."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    unknown_id_tags: UnknownTokenPolicy | None = None
+
+    @field_validator("name", "unknown_id_tags", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be changed but not cleared")
+        return value
+
+    def to_domain(self) -> requests.AccountChanges:
+        return requests.AccountChanges(name=self.name, unknown_id_tags=self.unknown_id_tags)
 
 
 class ApiKeyCreate(ApiModel):

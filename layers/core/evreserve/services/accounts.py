@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ..errors import AlreadyExists, InvalidRequest, NotFound, QuotaExceeded, Unauthorized
 from ..models import Account, ApiKey, utcnow
-from ..requests import NewAccount, NewApiKey
+from ..requests import AccountChanges, NewAccount, NewApiKey
 from ..security import api_key_matches, generate_api_key, hash_api_key
 from ..storage.accounts import AccountStore
 from ..storage.paging import Page
@@ -87,6 +87,19 @@ class AccountService:
     def list_accounts(self, principal: Principal, limit: int, cursor: str | None) -> Page[Account]:
         principal.require_admin()
         return self._accounts.page_accounts(limit=limit, cursor=cursor)
+
+    def get_account(self, principal: Principal, account_id: int) -> Account:
+        return self._account(principal, account_id)
+
+    def update_account(self, principal: Principal, account_id: int, changes: AccountChanges) -> Account:
+        """Rename (the admin only) or set the policy for unregistered tokens (the admin or the owner)."""
+        self._account(principal, account_id)
+        if changes.name is not None:
+            principal.require_admin()
+        updated = self._accounts.update_account(account_id, name=changes.name, unknown_id_tags=changes.unknown_id_tags)
+        if updated is None:
+            raise NotFound("Account not found")
+        return updated
 
     def _account(self, principal: Principal, account_id: int) -> Account:
         principal.require_admin_or_owner(account_id)

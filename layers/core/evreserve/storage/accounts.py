@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from botocore.exceptions import ClientError
+
 from ..aws import unavailable_on_transport_errors
-from ..models import Account, ApiKey
+from ..models import Account, ApiKey, UnknownTokenPolicy
 from . import keys
+from .base import is_condition_failure
 from .items import account_from, account_item, api_key_from, api_key_item
 from .paging import Page
 from .registry_table import RegistryTable
@@ -23,6 +26,33 @@ class AccountStore(RegistryTable):
 
     def create_account(self, account: Account) -> None:
         self._put_new(account_item(account))
+
+    def update_account(
+        self, account_id: int, *, name: str | None = None, unknown_id_tags: UnknownTokenPolicy | None = None
+    ) -> Account | None:
+        """Change the fields given; ``None``: no such account."""
+        values = {"#name": ("name", name), "#unknown": ("unknownIdTags", unknown_id_tags)}
+        given = {alias: pair for alias, pair in values.items() if pair[1] is not None}
+        if not given:
+            return self.get_account(account_id)
+        try:
+            with unavailable_on_transport_errors(self.service):
+                answer = self._client.update_item(
+                    TableName=self._table,
+                    Key=keys.account(account_id),
+                    UpdateExpression="SET " + ", ".join(f"{alias} = :{alias[1:]}" for alias in given),
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeNames={alias: attribute for alias, (attribute, _) in given.items()},
+                    ExpressionAttributeValues={
+                        f":{alias[1:]}": {"S": str(value)} for alias, (_, value) in given.items()
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
+        return account_from(answer["Attributes"])
 
     def put_api_key(self, key: ApiKey) -> None:
         self._put_new(api_key_item(key))

@@ -22,6 +22,7 @@ from ..models import (
     Port,
     Reservation,
     ReservationState,
+    UnknownTokenPolicy,
 )
 from ..resources import ACTIVE_ON, EXPIRES_IN, EXPIRY_SHARDS, GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE
 from . import keys
@@ -55,12 +56,19 @@ def account_item(account: Account) -> dict[str, Any]:
         "id": account.id,
         "name": account.name,
         "createdAt": iso(account.created_at),
+        "unknownIdTags": account.unknown_id_tags.value,
     }
 
 
 def account_from(item: dict[str, Any]) -> Account:
     data = from_item(item)
-    return Account(id=data["id"], name=data["name"], created_at=data["createdAt"])
+    return Account(
+        id=data["id"],
+        name=data["name"],
+        created_at=data["createdAt"],
+        # Accounts stored before the setting existed keep the behaviour they had.
+        unknown_id_tags=data.get("unknownIdTags", UnknownTokenPolicy.ACCEPT.value),
+    )
 
 
 def api_key_item(key: ApiKey) -> dict[str, Any]:
