@@ -29,6 +29,30 @@ async def test_reservation_used_by_a_transaction(api: Api, chargers: ChargerFact
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+async def test_a_member_of_the_reservations_group_uses_it_and_a_stranger_or_a_revoked_member_cannot(
+    api: Api, chargers: ChargerFactory, version: str
+):
+    """Access IDs over HTTP: a reservation for one driver of a fleet; a stranger and a revoked member of
+    the fleet are turned away by the charger, another member starts on the port and uses it up."""
+    cp = await chargers(version)
+    fleet, rid = f"FLEET-{next_id()}", next_id()
+    for tag, status in ((f"M{rid}", "Authorized"), (f"X{rid}", "Revoked")):
+        body = {"ocppIdTag": tag, "type": "RFID", "parentIdTag": fleet, "authorizationStatus": status}
+        created = await api.http.post("/api/access-ids", json=body, headers=api.headers)
+        assert created.status_code == 201, created.text
+    assert answer_of(await api.reserve(cp.port_ids[1], rid, id_tag=f"O{rid}", parentIdTag=fleet)) == (200, "Accepted")
+    with pytest.raises(Exception, match="reserved for another"):
+        await cp.sim.start_transaction(1, f"S{rid}")
+    with pytest.raises(Exception, match="Blocked"):
+        await cp.sim.start_transaction(1, f"X{rid}")
+    assert (await api.reservation(rid))["status"] == "Accepted"
+    tx = await cp.sim.start_transaction(1, f"m{rid}")  # idTags compare without regard to case
+    assert tx.reservation_id == rid
+    record = await api.wait_listed(cp.id, rid, "Used")
+    assert record["active"] is False
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 async def test_reservation_expires(api: Api, chargers: ChargerFactory, version: str):
     """A reservation reaching its expiryDate lists as Expired, inactive, and the charger frees the port."""
     cp = await chargers(version)
