@@ -8,8 +8,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from evreserve_lambda.app import caller, create_app, lambda_handler, no_content, services, tracer
 from evreserve_lambda.openapi import errors
 from evreserve_lambda.params import Cursor, Limit
-from evreserve_lambda.responses import (
-    Pagination,
+from evreserve_lambda.responses import Pagination
+from evreserve_lambda.schemas import WebhookCreate
+from evreserve_lambda.webhook_responses import (
     WebhookCreated,
     WebhookCreatedResponse,
     WebhookDeliveryList,
@@ -18,7 +19,6 @@ from evreserve_lambda.responses import (
     WebhookResponse,
     WebhookView,
 )
-from evreserve_lambda.schemas import WebhookCreate
 
 app = create_app()
 

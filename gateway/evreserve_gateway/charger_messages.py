@@ -88,11 +88,12 @@ def port_status_v16(payload: dict[str, Any], now: datetime) -> tuple[int, OcppSt
 def port_status_v201(payload: dict[str, Any], now: datetime) -> tuple[int, OcppStatus]:
     """(evseId, status) from a validated StatusNotificationRequest payload (camelCase, as sent).
 
-    A port is an EVSE, so the last report of any of its connectors wins.
+    A port is an EVSE; each of its connectors keeps its own report (``connector_id``).
     """
     return int(payload["evseId"]), OcppStatus(
         status=payload["connectorStatus"],
         timestamp=parse_timestamp(payload.get("timestamp"), now),
+        connector_id=int(payload["connectorId"]),
     )
 
 

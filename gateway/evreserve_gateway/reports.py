@@ -27,6 +27,8 @@ AUTHORIZE_LOOKUP_TIMEOUT_S = 3.0
 
 #: What makes a report a repeat: everything but its timestamp.
 Signature = tuple[str, str | None, str | None, str | None]
+#: Where a report is stored: the port, and on 2.0.1 the connector of the EVSE.
+Slot = tuple[int, int | None]
 
 
 def _signature(status: OcppStatus) -> Signature:
@@ -87,35 +89,38 @@ class ChargerReports:
         self._io = io
         self._background = background
         self._logger = logger
-        #: Per port, the last report this session stored (its signature): a repeat of it
+        #: Per slot, the last report this session stored (its signature): a repeat of it
         #: is not written again. A tuple, not the model: this lives as long as the socket.
-        self._stored: dict[int, Signature] = {}
-        #: Ports with a write in flight, and the reports waiting behind it (see _enqueue):
-        #: one write at a time per port, so a burst costs two writes and no boto3 work
-        #: piles up behind a slow table.
-        self._writing: dict[int, list[OcppStatus]] | None = None
+        self._stored: dict[Slot, Signature] = {}
+        #: Slots with a write in flight, and the reports waiting behind it (see _enqueue):
+        #: one write at a time per slot, so a burst costs two writes and no boto3 work
+        #: piles up behind a slow table. Per slot, not per port: one connector's report
+        #: must not replace another's waiting one.
+        self._writing: dict[Slot, list[OcppStatus]] | None = None
 
     def record_boot(self, boot: BootInfo) -> None:
         write = self._io(self._registry.record_boot, self._charger_id, boot)
         self._background.spawn(write, "record boot", self._logger)
 
     def record_port_status(self, port_number: int, status: OcppStatus) -> None:
-        queue = self._writing.get(port_number) if self._writing is not None else None
+        slot = (port_number, status.connector_id)
+        queue = self._writing.get(slot) if self._writing is not None else None
         if queue is not None:
             _enqueue(queue, status)
             return
-        if not _ends(status) and self._stored.get(port_number) == _signature(status):
+        if not _ends(status) and self._stored.get(slot) == _signature(status):
             return  # the stored report stands, with the timestamp of when this status began
         if self._writing is None:
             # Only while a write is in flight: a connection's ports are idle nearly always.
             self._writing = {}
-        self._writing[port_number] = [status]
-        self._background.spawn(self._write_port(port_number), "record port status", self._logger)
+        self._writing[slot] = [status]
+        self._background.spawn(self._write_port(slot), "record port status", self._logger)
 
-    async def _write_port(self, port_number: int) -> None:
+    async def _write_port(self, slot: Slot) -> None:
         assert self._writing is not None  # set by record_port_status
         writing = self._writing
-        queue = writing[port_number]
+        queue = writing[slot]
+        port_number = slot[0]
         try:
             while queue:
                 status = queue.pop(0)
@@ -123,12 +128,12 @@ class ChargerReports:
                     await self._port_status(port_number, status)
                 except Exception:
                     # Logged and dropped, as a lone write would be; the next report is still written.
-                    self._stored.pop(port_number, None)
+                    self._stored.pop(slot, None)
                     self._logger.exception("could not store a port status", extra={"port": port_number})
                     continue
-                self._stored[port_number] = _signature(status)
+                self._stored[slot] = _signature(status)
         finally:
-            del writing[port_number]
+            del writing[slot]
             if not writing and self._writing is writing:
                 self._writing = None
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from fixtures.gateway_fixtures import charger_session, charger_url, wait_until
@@ -154,6 +155,27 @@ async def test_v201_heartbeat_and_status_notification(gateway, seed_charger, reg
         await cp.call(call201.StatusNotification(timestamp=NOW, connector_status="Occupied", evse_id=1, connector_id=1))
     port = await wait_until(lambda: registry.get_charger(charger.id).port_by_number(1).ocpp_status, what="status")
     assert port.status == "Occupied"
+
+
+async def test_v201_each_connector_of_an_evse_keeps_its_own_status(gateway, seed_charger, registry):
+    """EVSE 1 with two connectors: each keeps its latest report (an older one never overwrites it); the
+    port's status is the latest of any connector; 1.6 ports have no connector list."""
+    charger = seed_charger()
+    later = "2030-01-01T00:00:05.000Z"
+    async with charger_session(gateway, charger, V201) as cp:
+        for stamp, connector, state in ((NOW, 1, "Occupied"), (later, 2, "Unavailable"), (NOW, 2, "Available")):
+            await cp.call(
+                call201.StatusNotification(timestamp=stamp, connector_status=state, evse_id=1, connector_id=connector)
+            )
+
+    def both() -> Any:
+        port = registry.get_charger(charger.id).port_by_number(1)
+        return port if len(port.connectors) == 2 else None
+
+    port = await wait_until(both, what="two connectors")
+    assert [(c.connector_id, c.status) for c in port.connectors] == [(1, "Occupied"), (2, "Unavailable")]
+    assert (port.ocpp_status.status, port.ocpp_status.connector_id) == ("Unavailable", 2)
+    assert registry.get_charger(charger.id).port_by_number(2).connectors == ()
 
 
 async def test_v201_authorize_carries_the_group_id_token(gateway, seed_charger, seed_reservation):

@@ -11,6 +11,7 @@ from evreserve.models import (
     CommandOutcome,
     Connection,
     ConnectionState,
+    OcppStatus,
     OcppVersion,
     OutcomeKind,
     Port,
@@ -63,6 +64,35 @@ def test_charger_round_trip_with_live_fields():
     assert back.ports[0].maximum_power_kw == 150.0
     assert back.boot is not None and back.boot.vendor == "V"
     assert back.model_copy(update={"connection": None, "boot": None, "ports": charger.ports}) == charger
+
+
+def test_a_201_evses_connectors_read_back_each_with_its_report_and_the_latest_as_the_ports():
+    """portStatus "1:1", "1:2" (2.0.1 connectors) beside a report stored before connectors were kept ("1")."""
+    charger = Charger(
+        id=12,
+        account_id=3,
+        ocpp_id="CP-1",
+        ports=(Port(id=34, port_number=1), Port(id=35, port_number=2)),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    data = items.charger_item(charger)
+
+    def report(state: str, seconds: int, connector: int | None) -> dict:
+        return items.ocpp_status_data(
+            OcppStatus(status=state, timestamp=NOW + timedelta(seconds=seconds), connector_id=connector)
+        )
+
+    data["portStatus"] = {
+        "1": report("Available", 0, None),
+        items.port_status_key(1, 2): report("Unavailable", 20, 2),
+        items.port_status_key(1, 1): report("Occupied", 10, 1),
+        items.port_status_key(12, 1): report("Faulted", 30, 1),  # port 12 is not port 1's prefix match
+    }
+    first, second = items.charger_from(to_item(data)).ports
+    assert [(c.connector_id, c.status) for c in first.connectors] == [(1, "Occupied"), (2, "Unavailable")]
+    assert first.ocpp_status is not None and first.ocpp_status.status == "Unavailable"
+    assert second.connectors == () and second.ocpp_status is None
 
 
 def test_iso_is_fixed_width_utc_so_string_order_is_time_order():

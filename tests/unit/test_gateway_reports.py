@@ -154,3 +154,22 @@ async def test_reports_that_arrive_before_the_write_starts_are_one_write():
     await _settle(background)
     assert registry.written == [(1, "Reserved")]
     io.shutdown()
+
+
+async def test_each_connector_of_an_evse_has_its_own_writes_and_repeats():
+    """2.0.1: while connector 1's write is in flight, connector 2's report waits beside (not behind) connector
+    1's next one, so neither replaces the other; a repeat is judged per connector."""
+    registry, background, io = SlowRegistry(), Background(), Offload(2, "t")
+    reports = _reports(registry, Reservations(), background, io)
+    reports.record_port_status(1, status("Occupied", connector_id=1))
+    await asyncio.to_thread(registry.entered.wait, 5)
+    reports.record_port_status(1, status("Preparing", 1, connector_id=2))
+    reports.record_port_status(1, status("Available", 2, connector_id=1))
+    registry.release.set()
+    await _settle(background)
+    assert sorted(registry.written) == sorted([(1, "Occupied"), (1, "Preparing"), (1, "Available")])
+    reports.record_port_status(1, status("Preparing", 3, connector_id=2))  # connector 2's repeat
+    reports.record_port_status(1, status("Preparing", 3, connector_id=1))  # connector 1's change
+    await _settle(background)
+    assert len(registry.written) == 4 and registry.written[-1] == (1, "Preparing")
+    io.shutdown()

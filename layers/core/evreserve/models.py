@@ -142,6 +142,8 @@ class OcppStatus(Model):
     error_code: str | None = None
     vendor_error_code: str | None = None
     info: str | None = None
+    #: 2.0.1: the connector of the EVSE (the port) that reported; ``None`` for 1.6.
+    connector_id: int | None = None
 
 
 class ConnectionState(StrEnum):
@@ -181,7 +183,11 @@ class Port(Model):
     name: str | None = None
     connector_type: str | None = None
     maximum_power_kw: float | None = None
+    #: The latest report for the port: 1.6's connector, or whichever of a 2.0.1 EVSE's
+    #: connectors reported last.
     ocpp_status: OcppStatus | None = None
+    #: 2.0.1: each connector of the EVSE with its own latest report, by connector id.
+    connectors: tuple[OcppStatus, ...] = ()
 
 
 class Charger(Model):

@@ -13,7 +13,6 @@ from pydantic import ConfigDict, Field, field_serializer
 
 from evreserve import lifecycle
 from evreserve.access_ids import AccessId, AuthorizationStatus, TokenType
-from evreserve.events import EventType
 from evreserve.messagelog import DIRECTION_NAMES, LoggedMessage
 from evreserve.models import (
     Account,
@@ -21,6 +20,7 @@ from evreserve.models import (
     CancelStatus,
     Charger,
     IdTokenType,
+    OcppStatus,
     OcppVersion,
     Port,
     Reservation,
@@ -29,7 +29,6 @@ from evreserve.models import (
     UnknownTokenPolicy,
 )
 from evreserve.ocpp_mapping import ocpp_datetime
-from evreserve.webhooks import DeliveryRecord, DeliveryStatus, Webhook
 
 from .schemas import ApiModel
 
@@ -114,6 +113,26 @@ class OcppStatusView(ApiModel):
     vendor_error_code: str | None
     info: str | None
 
+    @classmethod
+    def of(cls, status: OcppStatus) -> OcppStatusView:
+        return cls(
+            status=status.status,
+            timestamp=status.timestamp,
+            error_code=status.error_code,
+            vendor_error_code=status.vendor_error_code,
+            info=status.info,
+        )
+
+
+class ConnectorStatusView(OcppStatusView):
+    """One connector of a 2.0.1 EVSE, with its own latest report."""
+
+    connector_id: int
+
+    @classmethod
+    def of_connector(cls, status: OcppStatus) -> ConnectorStatusView:
+        return cls(**OcppStatusView.of(status).model_dump(), connector_id=status.connector_id or 0)
+
 
 class ConnectionStatusView(ApiModel):
     status: Literal["Connected", "Disconnected"]
@@ -127,7 +146,10 @@ class PortView(ApiModel):
     name: str | None
     connector_type: str | None
     maximum_power_kw: float | None
+    #: The latest report for the port (on 2.0.1, from whichever connector reported last).
     ocpp_status: OcppStatusView | None
+    #: 2.0.1: each connector of the EVSE with its own latest report; empty for 1.6.
+    connectors: list[ConnectorStatusView]
 
     @classmethod
     def of(cls, charger: Charger, port: Port) -> PortView:
@@ -139,17 +161,8 @@ class PortView(ApiModel):
             name=port.name,
             connector_type=port.connector_type,
             maximum_power_kw=port.maximum_power_kw,
-            ocpp_status=(
-                OcppStatusView(
-                    status=status.status,
-                    timestamp=status.timestamp,
-                    error_code=status.error_code,
-                    vendor_error_code=status.vendor_error_code,
-                    info=status.info,
-                )
-                if status
-                else None
-            ),
+            ocpp_status=OcppStatusView.of(status) if status else None,
+            connectors=[ConnectorStatusView.of_connector(c) for c in port.connectors],
         )
 
 
@@ -328,77 +341,6 @@ class OcppMessageView(ApiModel):
 
 
 class OcppMessageList(Page[OcppMessageView]):
-    pass
-
-
-# -- webhooks -----------------------------------------------------------------------------------
-
-
-class WebhookView(ApiModel):
-    """A webhook; never its secret, which only its creation shows."""
-
-    id: str
-    url: str
-    events: list[EventType]
-    description: str | None
-    created_at: datetime
-
-    @classmethod
-    def of(cls, webhook: Webhook) -> WebhookView:
-        return cls(
-            id=webhook.webhook_id,
-            url=webhook.url,
-            events=list(webhook.events),
-            description=webhook.description,
-            created_at=webhook.created_at,
-        )
-
-
-class WebhookCreated(WebhookView):
-    """The new webhook; ``secret`` signs its deliveries and is shown this once."""
-
-    secret: str
-
-
-class WebhookDeliveryView(ApiModel):
-    """One delivery attempt: ``retrying`` (failed, will be tried again), ``delivered`` or ``failed`` (given up)."""
-
-    event_id: str
-    type: str
-    attempt: int
-    status: DeliveryStatus
-    #: The receiver's HTTP status; null when none came (timeout, connection refused, address not allowed).
-    response_status: int | None
-    #: Why the attempt failed; null when it was delivered.
-    error: str | None
-    at: datetime
-
-    @classmethod
-    def of(cls, record: DeliveryRecord) -> WebhookDeliveryView:
-        return cls(
-            event_id=record.event_id,
-            type=record.event_type,
-            attempt=record.attempt,
-            status=record.status,
-            response_status=record.response_status,
-            error=record.error,
-            at=record.at,
-        )
-
-
-class WebhookResponse(Data[WebhookView]):
-    pass
-
-
-class WebhookCreatedResponse(Data[WebhookCreated]):
-    pass
-
-
-class WebhookList(Page[WebhookView]):
-    pass
-
-
-class WebhookDeliveryList(Page[WebhookDeliveryView]):
     pass
 
 

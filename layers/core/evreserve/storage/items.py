@@ -116,7 +116,29 @@ def ocpp_status_data(status: OcppStatus) -> dict[str, Any]:
         "errorCode": status.error_code,
         "vendorErrorCode": status.vendor_error_code,
         "info": status.info,
+        "connectorId": status.connector_id,
     }
+
+
+def port_status_key(port_number: int, connector_id: int | None) -> str:
+    """A report's key in the charger item's ``portStatus`` map: ``"3"`` (1.6), ``"3:1"`` (2.0.1 EVSE 3, connector 1).
+
+    Each 2.0.1 connector has an entry of its own, each guarded by its own timestamp, so one
+    connector's report never hides another's.
+    """
+    return str(port_number) if connector_id is None else f"{port_number}:{connector_id}"
+
+
+def _port_statuses(statuses: dict[str, Any], port_number: int) -> tuple[OcppStatus | None, tuple[OcppStatus, ...]]:
+    """A port's latest report (of any connector) and its connectors' own, in connector order."""
+    prefix = f"{port_number}:"
+    connectors = sorted(
+        (status for key, data in statuses.items() if key.startswith(prefix) and (status := _ocpp_status_from(data))),
+        key=lambda status: status.connector_id or 0,
+    )
+    candidates = [s for s in (_ocpp_status_from(statuses.get(str(port_number))), *connectors) if s is not None]
+    latest = max(candidates, key=lambda status: status.timestamp) if candidates else None
+    return latest, tuple(connectors)
 
 
 def _ocpp_status_from(data: dict[str, Any] | None) -> OcppStatus | None:
@@ -128,6 +150,7 @@ def _ocpp_status_from(data: dict[str, Any] | None) -> OcppStatus | None:
         error_code=data.get("errorCode"),
         vendor_error_code=data.get("vendorErrorCode"),
         info=data.get("info"),
+        connector_id=data.get("connectorId"),
     )
 
 
@@ -197,9 +220,11 @@ def charger_from(item: dict[str, Any]) -> Charger:
             name=p.get("name"),
             connector_type=p.get("connectorType"),
             maximum_power_kw=p.get("maximumPowerKw"),
-            ocpp_status=_ocpp_status_from(statuses.get(str(p["portNumber"]))),
+            ocpp_status=latest,
+            connectors=connectors,
         )
         for p in data.get("ports", [])
+        for latest, connectors in (_port_statuses(statuses, p["portNumber"]),)
     )
     conn = data.get("connection")
     boot = data.get("boot")

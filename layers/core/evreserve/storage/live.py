@@ -19,7 +19,7 @@ from ..resources import BY_INSTANCE, CONNECTED_TO
 from . import keys
 from .base import is_condition_failure
 from .codec import from_item, serialize
-from .items import boot_data, connection_data, connection_from, iso, ocpp_status_data
+from .items import boot_data, connection_data, connection_from, iso, ocpp_status_data, port_status_key
 from .registry_table import RegistryTable
 
 
@@ -106,7 +106,7 @@ class LiveChargerState(RegistryTable):
                 keys.charger(charger_id),
                 "SET portStatus.#n = :s",
                 "attribute_exists(pk) AND (attribute_not_exists(portStatus.#n) OR portStatus.#n.#t <= :t)",
-                ExpressionAttributeNames={"#n": str(port_number), "#t": "timestamp"},
+                ExpressionAttributeNames={"#n": port_status_key(port_number, status.connector_id), "#t": "timestamp"},
                 ExpressionAttributeValues={
                     ":s": serialize(ocpp_status_data(status)),
                     ":t": {"S": iso(status.timestamp)},
