@@ -48,7 +48,12 @@ _CHARGER_ERRORS = errors(
 @app.post(
     "/api/ocpp/reservations",
     summary="Reserve a charging port",
-    description="Sends ReserveNow to the port's charger and answers with the charger's status.",
+    description=(
+        "Sends ReserveNow to the port's charger and answers with the charger's status. Extension: `chargerId`"
+        " instead of `portId` (exactly one of the two, else 400) reserves the charger as a whole (1.6"
+        " connectorId 0, 2.0.1 ReserveNow without evseId); the record shows `portId: null` until the charger"
+        " marks a port Reserved for it or a transaction uses it on a port."
+    ),
     tags=["Reservations"],
     responses=_CHARGER_ERRORS,
 )

@@ -28,11 +28,15 @@ class ChargerEvents(Protocol):
 
     def record_port_status(self, port_number: int, status: OcppStatus) -> None: ...
 
-    def record_reservation_used(self, reservation_id: int) -> None:
-        """A transaction started with this reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent)."""
+    def record_reservation_used(self, reservation_id: int, port_number: int | None = None) -> None:
+        """A transaction started with this reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent),
+        on ``port_number`` (the connector / EVSE it reported)."""
 
     def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
         """2.0.1 ReservationStatusUpdate, as the charger sent it."""
+
+    def expect_placement(self) -> None:
+        """A whole-charger ReserveNow is being sent: a port reported Reserved may be where it lands."""
 
     async def authorize(self, id_tag: str) -> Verdict:
         """What the charger is told about a presented token (``access_ids.verdict``)."""

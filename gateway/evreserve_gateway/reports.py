@@ -63,6 +63,7 @@ class ChargerReports:
         "_charger_id",
         "_io",
         "_logger",
+        "_placing",
         "_registry",
         "_reservations",
         "_stored",
@@ -97,6 +98,9 @@ class ChargerReports:
         #: piles up behind a slow table. Per slot, not per port: one connector's report
         #: must not replace another's waiting one.
         self._writing: dict[Slot, list[OcppStatus]] | None = None
+        #: A whole-charger reservation was sent on this session and may still be unplaced:
+        #: only then does a Reserved report cost a read of the charger's reservations.
+        self._placing = False
 
     def record_boot(self, boot: BootInfo) -> None:
         write = self._io(self._registry.record_boot, self._charger_id, boot)
@@ -140,6 +144,8 @@ class ChargerReports:
     async def _port_status(self, port_number: int, status: OcppStatus) -> None:
         with contextlib.suppress(StaleWrite):  # a newer report is stored already
             await self._io(self._registry.record_port_status, self._charger_id, port_number, status)
+        if status.status == "Reserved" and self._placing:
+            await self._place(port_number)
         transition = lifecycle.port_status_reported(status.status, self._charger_id)
         if transition is None:
             return
@@ -147,8 +153,45 @@ class ChargerReports:
         for reservation in lifecycle.ended_by_port_status(reservations, port_number, status.status, utcnow()):
             await self._apply(reservation.reservation_id, transition)
 
-    def record_reservation_used(self, reservation_id: int) -> None:
-        self._record(reservation_id, lifecycle.transaction_started(self._charger_id))
+    def expect_placement(self) -> None:
+        self._placing = True
+
+    async def _place(self, port_number: int) -> None:
+        """A port reported Reserved: the whole-charger reservation it now holds, if certain, records it."""
+        reservations = await self._io(self._reservations.active_for_charger, self._charger_id)
+        if not any(r.port_number is None for r in reservations):
+            self._placing = False  # none left to place
+        placed = lifecycle.placed_by_port_status(reservations, port_number, "Reserved", utcnow())
+        port = await self._port(port_number) if placed is not None else None
+        if placed is None or port is None:
+            return
+        recorded = await self._io(
+            self._reservations.place, self._account_id, placed.reservation_id, self._charger_id, port, utcnow()
+        )
+        if recorded:
+            self._logger.info(
+                "whole-charger reservation placed", extra={"reservationId": placed.reservation_id, "port": port_number}
+            )
+
+    async def _port(self, port_number: int) -> tuple[int, int] | None:
+        """(port id, number) of the charger's port with this number, as registered now."""
+        charger = await self._io(self._registry.get_charger, self._charger_id)
+        port = charger.port_by_number(port_number) if charger is not None else None
+        return (port.id, port.port_number) if port is not None else None
+
+    def record_reservation_used(self, reservation_id: int, port_number: int | None = None) -> None:
+        if port_number is None:
+            self._record(reservation_id, lifecycle.transaction_started(self._charger_id))
+            return
+        if not 0 <= reservation_id <= INT32_MAX:
+            self._logger.warning("ignored an out-of-range reservationId", extra={"reservationId": reservation_id})
+            return
+        self._background.spawn(self._used_on(reservation_id, port_number), "end reservation", self._logger)
+
+    async def _used_on(self, reservation_id: int, port_number: int) -> None:
+        # The port is recorded only where the reservation had none (a whole-charger one).
+        port = await self._port(port_number)
+        await self._apply(reservation_id, lifecycle.transaction_started(self._charger_id, port))
 
     def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
         transition = lifecycle.status_updated(update_status, self._charger_id)

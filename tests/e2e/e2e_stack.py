@@ -105,14 +105,14 @@ class Api:
 
     async def reserve(
         self,
-        port_id: int,
+        port_id: int | None,
         reservation_id: int,
         id_tag: str = "RFID001",
         expires_in_s: float = 3600,
         **extra: Any,
     ) -> httpx.Response:
         body = {
-            "portId": port_id,
+            **({"portId": port_id} if port_id is not None else {}),
             "expiryDate": in_seconds(expires_in_s),
             "idTag": id_tag,
             "reservationId": reservation_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from e2e_stack import Api, ChargerFactory, answer_of, next_id
 
-from simulator import PortStatus
+from simulator import Behaviour, PortStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,24 @@ async def test_a_member_of_the_reservations_group_uses_it_and_a_stranger_or_a_re
     assert tx.reservation_id == rid
     record = await api.wait_listed(cp.id, rid, "Used")
     assert record["active"] is False
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_whole_charger_reservation_lands_on_the_port_the_driver_uses(
+    api: Api, chargers: ChargerFactory, version: str
+):
+    """chargerId instead of portId: the charger accepts a reservation of itself as a whole (1.6 connector 0,
+    2.0.1 without an EVSE), the record lists with portId null, and the driver's transaction on port 2 uses it
+    up and gives it that port."""
+    unspecific = Behaviour(reserve_connector_zero=True, non_evse_specific=True)
+    cp = await chargers(version, behaviour=unspecific)
+    rid = next_id()
+    assert answer_of(await api.reserve(None, rid, id_tag="RFID-ANY", chargerId=cp.id)) == (200, "Accepted")
+    assert (await api.reservation(rid))["portId"] is None and set(cp.sim.reservations) == {rid}
+    tx = await cp.sim.start_transaction(2, "RFID-ANY")
+    assert tx.reservation_id == rid
+    record = await api.wait_listed(cp.id, rid, "Used")
+    assert (record["portId"], record["portNumber"]) == (cp.port_ids[2], 2)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

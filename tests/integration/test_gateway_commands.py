@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
+from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
 
 from evreserve.channel import CommandEnvelope
 from evreserve.models import CommandAction, OcppVersion, OutcomeKind, ReservationRef, ReservationState
@@ -63,6 +66,96 @@ async def test_reserve_now_answer_updates_the_reservation(
         outcome = await commands.execute(command, gateway.queue_url)
     assert outcome.kind is OutcomeKind.RESULT
     assert reservation_store.get(1, reservation.reservation_id).state is ReservationState.ACCEPTED
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_a_whole_charger_reservation_takes_the_port_the_charger_marks_reserved(
+    gateway, seed_charger, seed_reservation, registry, commands, reservation_store, version
+):
+    """ReserveNow for the whole charger (1.6 connectorId 0, 2.0.1 no evseId) is accepted; when the charger then
+    marks port 2 Reserved, the record takes port 2 (its id and number) and stays Accepted."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger, None, state=ReservationState.PENDING)
+    async with charger_session(gateway, charger, version) as cp:
+        await wait_held(gateway, charger, registry)
+        payload = reserve_now_payload(
+            version,
+            reservation_id=reservation.reservation_id,
+            port_number=None,
+            expiry_date=reservation.expiry_date,
+            id_tag="TAG-1",
+        )
+        command = commands.command(charger, version, CommandAction.RESERVE_NOW, payload).model_copy(
+            update={
+                "command_id": reservation.command_id,
+                "reservation": ReservationRef(account_id=1, reservation_id=reservation.reservation_id),
+            }
+        )
+        outcome = await commands.execute(command, gateway.queue_url)
+        assert outcome.payload == {"status": "Accepted"}
+        sent = cp.behaviour.received[-1][1]
+        assert sent.get("connector_id", 0) == 0 and "evse_id" not in sent
+        await _report(cp, version, 2, "Reserved")
+
+    def placed() -> Any:
+        record = reservation_store.get(1, reservation.reservation_id)
+        return record if record.port_number is not None else None
+
+    record = await wait_until(placed, what="the reservation's port")
+    assert (record.port_id, record.port_number, record.state) == (
+        charger.port_by_number(2).id,
+        2,
+        ReservationState.ACCEPTED,
+    )
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+async def test_a_whole_charger_reservation_used_on_a_port_records_that_port(
+    gateway, seed_charger, seed_reservation, registry, reservation_store, version
+):
+    """The transaction that uses a whole-charger reservation names the port: the record ends Used on it."""
+    charger = seed_charger()
+    reservation = seed_reservation(charger, None)
+    async with charger_session(gateway, charger, version) as cp:
+        await wait_held(gateway, charger, registry)
+        if version is V16:
+            await cp.call(
+                call16.StartTransaction(
+                    connector_id=2,
+                    id_tag="TAG-1",
+                    meter_start=0,
+                    timestamp="2030-01-01T00:00:00Z",
+                    reservation_id=reservation.reservation_id,
+                )
+            )
+        else:
+            await cp.call(
+                call201.TransactionEvent(
+                    event_type="Started",
+                    timestamp="2030-01-01T00:00:00Z",
+                    trigger_reason="Authorized",
+                    seq_no=0,
+                    transaction_info={"transaction_id": "tx-w"},
+                    evse={"id": 2, "connector_id": 1},
+                    reservation_id=reservation.reservation_id,
+                )
+            )
+    record = await wait_until(
+        lambda: (r := reservation_store.get(1, reservation.reservation_id)).state is ReservationState.USED and r,
+        what="Used",
+    )
+    assert (record.port_id, record.port_number) == (charger.port_by_number(2).id, 2)
+
+
+async def _report(cp: Any, version: OcppVersion, port: int, status: str) -> None:
+    if version is V16:
+        await cp.call(call16.StatusNotification(connector_id=port, error_code="NoError", status=status))
+    else:
+        await cp.call(
+            call201.StatusNotification(
+                timestamp="2030-01-01T00:00:00Z", connector_status=status, evse_id=port, connector_id=1
+            )
+        )
 
 
 async def test_call_error_is_the_outcome(gateway, seed_charger, registry, commands):

@@ -95,6 +95,65 @@ def test_reserve_sends_the_version_mapping(stack: Stack, fn: dict[str, Any]):
     assert payload["groupIdToken"] == {"idToken": "FLEET", "type": "ISO14443"}
 
 
+def whole_charger_body(**changes: Any) -> dict[str, Any]:
+    body = reserve_body(**changes)
+    body.pop("portId")
+    return {"chargerId": 12, **body}
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+def test_a_whole_charger_reservation_is_sent_without_a_port_and_recorded_without_one(
+    stack: Stack, fn: dict[str, Any], version: OcppVersion
+):
+    """chargerId instead of portId: 1.6 ReserveNow connectorId 0, 2.0.1 without evseId; the record has portId
+    null, and lists like any other."""
+    seed(stack, version=version)
+    assert invoke(fn["reservations"].handler, event("reserve.json", body=whole_charger_body())) == (
+        200,
+        {"data": {"status": "Accepted"}},
+    )
+    payload = stack.gateway.sent[0].payload
+    if version is OcppVersion.V16:
+        assert payload["connectorId"] == 0
+    else:
+        assert "evseId" not in payload and payload["id"] == 1001
+    status, shown = invoke(fn["reservations"].handler, event("get-reservation.json"))
+    assert status == 200 and (shown["data"]["portId"], shown["data"]["portNumber"]) == (None, None)
+    assert shown["data"]["chargerId"] == 12 and shown["data"]["status"] == "Accepted"
+    listed = invoke(fn["reservations"].handler, event("list-reservations.json"))[1]["data"]
+    assert [r["reservationId"] for r in listed] == [1001]
+    # The same reservationId again on a port of the charger: refused while the whole-charger one holds.
+    status, answer = invoke(fn["reservations"].handler, event("reserve.json"))
+    assert (status, answer["code"]) == (409, "RESERVATION_ID_CONFLICT")
+    # ... and again for the whole charger: the charger replaces it, as OCPP says.
+    assert invoke(fn["reservations"].handler, event("reserve.json", body=whole_charger_body()))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({**reserve_body(), "chargerId": 12}, 400, "INVALID_REQUEST"),
+        ({**reserve_body(), "portId": None}, 400, "INVALID_REQUEST"),
+        (whole_charger_body(chargerId=0), 400, "INVALID_REQUEST"),
+        (whole_charger_body(chargerId="12"), 400, "INVALID_REQUEST"),
+        (whole_charger_body(chargerId=99), 404, "NOT_FOUND"),
+    ],
+)
+def test_a_reservation_names_exactly_one_place_that_is_the_callers(stack: Stack, fn, body, status, code):
+    seed(stack)
+    answer = invoke(fn["reservations"].handler, event("reserve.json", body=body))
+    assert (answer[0], answer[1]["code"]) == (status, code), answer
+    assert stack.gateway.sent == []
+
+
+def test_a_whole_charger_reservation_is_refused_outside_the_keys_scope(stack: Stack, fn):
+    seed(stack)
+    for context in (principal_context(charger_ids=[999]), principal_context(OTHER_ACCOUNT_ID)):
+        request = event("reserve.json", body=whole_charger_body(), context=context)
+        assert invoke(fn["reservations"].handler, request)[1]["code"] == "NOT_FOUND"
+    assert stack.gateway.sent == []
+
+
 @pytest.mark.parametrize("code", ["NotImplemented", "NotSupported"])
 def test_reserve_without_reservation_support_is_rejected(stack: Stack, fn: dict[str, Any], code: str):
     """A charger answering CALLERROR NotImplemented/NotSupported yields Rejected."""

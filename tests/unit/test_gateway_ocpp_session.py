@@ -38,6 +38,7 @@ class FakeEvents:
         self._verdict = Verdict(status, group)
         self._delay = lookup_delay_s
         self.presented: list[str] = []
+        self.used_on: list[int | None] = []
 
     def record_boot(self, boot):
         self.boots.append(boot)
@@ -45,8 +46,9 @@ class FakeEvents:
     def record_port_status(self, port_number, status):
         self.statuses.append((port_number, status))
 
-    def record_reservation_used(self, reservation_id):
+    def record_reservation_used(self, reservation_id, port_number=None):
         self.ended.append((reservation_id, "Used"))
+        self.used_on.append(port_number)
 
     def record_reservation_status_update(self, reservation_id, update_status):
         self.ended.append((reservation_id, update_status))
@@ -288,7 +290,7 @@ async def test_call_cancelled_while_its_frame_is_written_still_hears_the_late_an
 START_16 = '{"connectorId":1,"idTag":"Card-7","meterStart":0,"timestamp":"2026-01-01T00:00:00Z","reservationId":5}'
 EVENT_201 = (
     '{"eventType":"Started","timestamp":"2026-01-01T00:00:00Z","triggerReason":"Authorized","seqNo":0,'
-    '"transactionInfo":{"transactionId":"t1"},"reservationId":5,"idToken":{"idToken":"Card-7","type":"ISO14443"}}'
+    '"transactionInfo":{"transactionId":"t1"},"reservationId":5,"evse":{"id":1,"connectorId":1},"idToken":{"idToken":"Card-7","type":"ISO14443"}}'
 )
 
 
@@ -323,7 +325,7 @@ async def test_the_tokens_verdict_answers_authorize_and_the_start_of_a_transacti
             assert answer[0] == 3, answer
             assert answer[2][info] == (v16 if version is OcppVersion.V16 else v201), (version, action)
         assert events.presented == ["Card-7", "Card-7"]
-        assert events.ended == [(5, "Used")]
+        assert events.ended == [(5, "Used")] and events.used_on == [1]  # the connector / EVSE it started on
 
 
 async def test_a_transaction_event_without_a_token_asks_for_no_verdict():

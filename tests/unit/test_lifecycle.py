@@ -244,7 +244,9 @@ def test_final_and_active_states_partition_every_state() -> None:
     assert lifecycle.FINAL_STATES == ALL_STATES - ACTIVE
 
 
-def _reservation(state: ReservationState, *, port_id: int = 34, port_number: int = 1, **fields: Any) -> Reservation:
+def _reservation(
+    state: ReservationState, *, port_id: int | None = 34, port_number: int | None = 1, **fields: Any
+) -> Reservation:
     values: dict[str, Any] = {
         "account_id": 7,
         "reservation_id": 1001,
@@ -334,7 +336,42 @@ STALE_BEFORE = NOW - timedelta(seconds=30)
 )
 def test_replaceable(existing: Reservation | None, port_id: int, allowed: bool) -> None:
     """The same reservationId replaces the record on its port, elsewhere only once the old one holds nothing."""
-    assert lifecycle.replaceable(existing, port_id, NOW, STALE_BEFORE) is allowed
+    assert lifecycle.replaceable(existing, port_id, CHARGER, NOW, STALE_BEFORE) is allowed
+
+
+@pytest.mark.parametrize(
+    ("existing", "port_id", "charger_id", "allowed"),
+    [
+        # A whole-charger reservation is in the same place only for the same charger as a whole.
+        (_reservation(S.ACCEPTED, port_id=None, port_number=None), None, CHARGER, True),
+        (_reservation(S.ACCEPTED, port_id=None, port_number=None), None, CHARGER + 1, False),
+        (_reservation(S.ACCEPTED, port_id=None, port_number=None), 34, CHARGER, False),
+        (_reservation(S.ACCEPTED), None, CHARGER, False),
+        (_reservation(S.CANCELLED, port_id=None, port_number=None), 34, CHARGER, True),
+    ],
+)
+def test_replaceable_for_whole_charger_reservations(existing, port_id, charger_id, allowed) -> None:
+    assert lifecycle.replaceable(existing, port_id, charger_id, NOW, STALE_BEFORE) is allowed
+
+
+def test_a_port_reported_reserved_places_the_one_whole_charger_reservation_only():
+    whole = _reservation(S.ACCEPTED, port_id=None, port_number=None)
+    other_whole = _reservation(S.ACCEPTED, port_id=None, port_number=None, reservation_id=1002)
+    on_port_1 = _reservation(S.ACCEPTED, reservation_id=1003)
+    assert lifecycle.placed_by_port_status([whole], 2, "Reserved", NOW) == whole
+    assert lifecycle.placed_by_port_status([whole], 2, "Occupied", NOW) is None
+    assert lifecycle.placed_by_port_status([whole], 0, "Reserved", NOW) is None
+    assert lifecycle.placed_by_port_status([whole, other_whole], 2, "Reserved", NOW) is None  # which one?
+    assert lifecycle.placed_by_port_status([whole, on_port_1], 1, "Reserved", NOW) is None  # port 1's own
+    assert lifecycle.placed_by_port_status([whole, on_port_1], 2, "Reserved", NOW) == whole
+    expired = _reservation(S.ACCEPTED, port_id=None, port_number=None, expiry_date=NOW)
+    assert lifecycle.placed_by_port_status([expired], 2, "Reserved", NOW) is None
+
+
+def test_only_connector_zero_ends_a_whole_charger_reservation():
+    whole = _reservation(S.ACCEPTED, port_id=None, port_number=None)
+    assert lifecycle.ended_by_port_status([whole], 1, "Faulted", NOW) == []
+    assert lifecycle.ended_by_port_status([whole], 0, "Unavailable", NOW) == [whole]
 
 
 # -- a Pending record nobody waits for any more ----------------------------------------------------

@@ -26,7 +26,7 @@ from evreserve import lifecycle
 from evreserve.channel import CloseSession, ControlEnvelope, read_message
 from evreserve.errors import DependencyUnavailable, InvalidRequest
 from evreserve.models import Command, CommandAction, CommandOutcome, OutcomeKind, utcnow
-from evreserve.ocpp_mapping import cancel_reservation_payload
+from evreserve.ocpp_mapping import cancel_reservation_payload, reserves_whole_charger
 from evreserve.storage.commands import CommandLedger
 from evreserve.storage.reservations import ReservationStore
 
@@ -185,6 +185,8 @@ class CommandRunner:
             if isinstance(reply, CallResultReply):
                 self._reconcile(delivery, self._outcome(OutcomeKind.RESULT, payload=reply.payload), None)
 
+        if command.action is CommandAction.RESERVE_NOW and reserves_whole_charger(command.payload):
+            session.events.expect_placement()
         try:
             async with asyncio.timeout(remaining):
                 reply = await session.send_call(command.action.value, command.payload, on_late)

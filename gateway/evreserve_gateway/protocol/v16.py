@@ -45,11 +45,13 @@ class V16Session(OcppSession):
         return v16_result.Authorize(id_tag_info=msgs.id_tag_info_v16(await self.events.authorize(id_tag)))
 
     @on("StartTransaction")
-    async def on_start_transaction(self, id_tag: str, reservation_id: int | None = None, **kwargs: Any) -> Any:
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, reservation_id: int | None = None, **kwargs: Any
+    ) -> Any:
         # The charger has ended the reservation by starting with it, whatever the token's
         # verdict (a Blocked answer stops the transaction, not the reservation's end).
         if reservation_id is not None:
-            self.events.record_reservation_used(reservation_id)
+            self.events.record_reservation_used(reservation_id, connector_id or None)
         verdict = await self.events.authorize(id_tag)
         return v16_result.StartTransaction(
             transaction_id=self.events.new_transaction_id(), id_tag_info=msgs.id_tag_info_v16(verdict)

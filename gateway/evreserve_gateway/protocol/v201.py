@@ -47,10 +47,14 @@ class V201Session(OcppSession):
 
     @on("TransactionEvent")
     async def on_transaction_event(
-        self, reservation_id: int | None = None, id_token: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        reservation_id: int | None = None,
+        id_token: dict[str, Any] | None = None,
+        evse: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> Any:
         if reservation_id is not None:
-            self.events.record_reservation_used(reservation_id)
+            self.events.record_reservation_used(reservation_id, (evse or {}).get("id") or None)
         if id_token is None:
             return v201_result.TransactionEvent()
         verdict = await self.events.authorize(str(id_token.get("id_token", "")))

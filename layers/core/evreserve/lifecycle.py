@@ -29,7 +29,7 @@ Only ``Pending`` and ``Accepted`` are active; every other state is final.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import ocpp_mapping
@@ -71,6 +71,9 @@ class Transition:
     #: Applies only to a reservation on this charger: a charger reporting another
     #: charger's reservationId cannot end it.
     charger_id: int | None = None
+    #: The port (id, number) the charger reported it on: recorded for a whole-charger
+    #: reservation, which had none; a reservation's own port never changes.
+    port: tuple[int, int] | None = None
 
 
 def _to(
@@ -114,9 +117,12 @@ def cancel_answered(outcome: CommandOutcome) -> Transition | None:
 # -- what the charger reports -----------------------------------------------------------
 
 
-def transaction_started(charger_id: int) -> Transition:
-    """A transaction started with the reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent): used."""
-    return _to(S.USED, ACTIVE_STATES, charger_id=charger_id)
+def transaction_started(charger_id: int, port: tuple[int, int] | None = None) -> Transition:
+    """A transaction started with the reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent): used.
+
+    ``port``: (id, number) of the port the transaction is on, for a whole-charger reservation.
+    """
+    return replace(_to(S.USED, ACTIVE_STATES, charger_id=charger_id), port=port)
 
 
 def status_updated(update_status: str, charger_id: int) -> Transition | None:
@@ -143,6 +149,25 @@ def ended_by_port_status(
         for r in reservations
         if r.state is S.ACCEPTED and is_active(r, now) and (port_number == 0 or r.port_number == port_number)
     ]
+
+
+def placed_by_port_status(
+    reservations: Iterable[Reservation], port_number: int, status: str, now: datetime
+) -> Reservation | None:
+    """The whole-charger reservation a port reported Reserved now holds, if that is certain.
+
+    A charger holding a whole-charger reservation marks a port Reserved once that port is
+    the one it keeps for the token (2.0.1 H01: the last available EVSE). The port is the
+    reservation's when exactly one accepted whole-charger reservation is active and no
+    reservation of that port is: otherwise the report says nothing certain.
+    """
+    if status != "Reserved" or port_number == 0:
+        return None
+    active = [r for r in reservations if r.state is S.ACCEPTED and is_active(r, now)]
+    if any(r.port_number == port_number for r in active):
+        return None
+    whole = [r for r in active if r.port_number is None]
+    return whole[0] if len(whole) == 1 else None
 
 
 # -- time -----------------------------------------------------------------------------------
@@ -224,15 +249,24 @@ def undo_needed(record: Reservation | None, command_id: str) -> bool:
 # -- replacing a reservation by id --------------------------------------------------------
 
 
-def replaceable(existing: Reservation | None, port_id: int, now: datetime, pending_stale_before: datetime) -> bool:
+def same_place(existing: Reservation, port_id: int | None, charger_id: int) -> bool:
+    """Whether a new request targets what the record holds: its port, or the same charger as a whole."""
+    if port_id is not None:
+        return existing.port_id == port_id
+    return existing.port_id is None and existing.charger_id == charger_id
+
+
+def replaceable(
+    existing: Reservation | None, port_id: int | None, charger_id: int, now: datetime, pending_stale_before: datetime
+) -> bool:
     """Whether a new request for the same reservationId may replace the record.
 
-    Always on the same port (the charger replaces it too). On another port only when
-    the old one holds nothing: ended, accepted but expired, or pending so long that
-    the request behind it died mid-wait. ``ReservationStore.create_request`` writes
-    this rule as its condition.
+    Always in the same place (the same port, or the same charger as a whole: the charger
+    replaces it too). Elsewhere only when the old one holds nothing: ended, accepted but
+    expired, or pending so long that the request behind it died mid-wait.
+    ``ReservationStore.create_request`` writes this rule as its condition.
     """
-    if existing is None or existing.port_id == port_id:
+    if existing is None or same_place(existing, port_id, charger_id):
         return True
     if existing.state is S.ACCEPTED:
         return existing.expiry_date <= now

@@ -223,9 +223,12 @@ class Reservation(Model):
     account_id: int
     reservation_id: int = Field(ge=0, le=INT32_MAX)
     charger_id: int
-    port_id: int
-    #: The connectorId (1.6) / evseId (2.0.1) it was sent for.
-    port_number: int
+    #: ``None``: a whole-charger reservation (1.6 connectorId 0, 2.0.1 without evseId) until
+    #: the charger says which port holds it (marks one Reserved, or a transaction uses it).
+    port_id: int | None
+    #: The connectorId (1.6) / evseId (2.0.1) it was sent for or, for a whole-charger
+    #: reservation, the one the charger reported.
+    port_number: int | None
     id_tag: str
     parent_id_tag: str | None = None
     id_token_type: IdTokenType | None = None

@@ -44,16 +44,20 @@ def reserve_now_payload(
     version: OcppVersion,
     *,
     reservation_id: int,
-    port_number: int,
+    port_number: int | None,
     expiry_date: datetime,
     id_tag: str,
     parent_id_tag: str | None = None,
     id_token_type: IdTokenType | None = None,
 ) -> dict[str, Any]:
-    """The ReserveNow payload for the charger's version, camelCase as on the wire."""
+    """The ReserveNow payload for the charger's version, camelCase as on the wire.
+
+    ``port_number`` ``None`` reserves the charger as a whole: 1.6 connectorId 0, 2.0.1
+    without ``evseId`` (the station keeps one EVSE free for the token).
+    """
     if version is OcppVersion.V16:
         payload: dict[str, Any] = {
-            "connectorId": port_number,
+            "connectorId": port_number or 0,
             "expiryDate": ocpp_datetime(expiry_date),
             "idTag": id_tag,
             "reservationId": reservation_id,
@@ -66,11 +70,19 @@ def reserve_now_payload(
         "id": reservation_id,
         "expiryDateTime": ocpp_datetime(expiry_date),
         "idToken": {"idToken": id_tag, "type": token_type},
-        "evseId": port_number,
     }
+    if port_number is not None:
+        payload["evseId"] = port_number
     if parent_id_tag is not None:
         payload["groupIdToken"] = {"idToken": parent_id_tag, "type": token_type}
     return payload
+
+
+def reserves_whole_charger(payload: dict[str, Any]) -> bool:
+    """Whether a ReserveNow payload (either version) reserves the charger as a whole."""
+    if "connectorId" in payload:
+        return bool(payload["connectorId"] == 0)
+    return "evseId" not in payload
 
 
 def cancel_reservation_payload(reservation_id: int) -> dict[str, Any]:

@@ -17,12 +17,15 @@ from .models import IdTokenType, OcppVersion, UnknownTokenPolicy
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
-    port_id: int
+    """``port_id`` reserves that port; ``charger_id`` (instead) the charger as a whole."""
+
+    port_id: int | None
     expiry_date: datetime
     id_tag: str
     reservation_id: int
     parent_id_tag: str | None = None
     id_token_type: IdTokenType | None = None
+    charger_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,9 @@ class ReservationView(ApiModel):
 
     reservation_id: int
     charger_id: int
-    port_id: int
-    port_number: int
+    #: ``null`` for a whole-charger reservation until the charger says which port holds it.
+    port_id: int | None
+    port_number: int | None
     id_tag: str
     parent_id_tag: str | None
     id_token_type: IdTokenType | None

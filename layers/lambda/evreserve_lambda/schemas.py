@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from evreserve import requests
@@ -72,7 +72,14 @@ class ApiModel(BaseModel):
 
 
 class ReserveRequest(ApiModel):
-    port_id: Int32Id
+    """The spec's body; ``chargerId`` instead of ``portId`` reserves the charger as a whole (an extension).
+
+    ``portId`` stays required as the spec has it (a body with neither names it missing); a
+    body with ``chargerId`` may leave it out or send it ``null``.
+    """
+
+    port_id: Int32Id | None
+    charger_id: Int32Id | None = None
     expiry_date: IsoInstant
     id_tag: IdTagField
     reservation_id: ReservationIdField
@@ -92,9 +99,23 @@ class ReserveRequest(ApiModel):
             raise ValueError("must be in the future")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _charger_instead_of_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "chargerId" in data and "portId" not in data:
+            return {**data, "portId": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ReserveRequest:
+        if (self.port_id is None) == (self.charger_id is None):
+            raise ValueError("give exactly one of portId (a port) and chargerId (the charger as a whole)")
+        return self
+
     def to_domain(self) -> requests.ReserveRequest:
         return requests.ReserveRequest(
             port_id=self.port_id,
+            charger_id=self.charger_id,
             expiry_date=self.expiry_date,
             id_tag=self.id_tag,
             reservation_id=self.reservation_id,

@@ -256,14 +256,19 @@ class ReservationService:
             raise InvalidRequest(
                 f"expiryDate must be within {self._rules.reservation_max_days} days from now", field="expiryDate"
             )
-        charger, port = self._charger_with_port(principal, request.port_id)
-        if not charger.is_connected:
-            raise ChargerOffline("The charger is not connected")
+        port: Port | None
+        if request.port_id is not None:
+            charger, port = self._charger_with_port(principal, request.port_id)
+            if not charger.is_connected:
+                raise ChargerOffline("The charger is not connected")
+        else:
+            assert request.charger_id is not None  # exactly one of the two: the request's rule
+            charger, port = self._connected_charger(principal, request.charger_id, "Charger not found"), None
         assert charger.connection is not None
         payload = ocpp_mapping.reserve_now_payload(
             self._version(charger),
             reservation_id=request.reservation_id,
-            port_number=port.port_number,
+            port_number=port.port_number if port is not None else None,
             expiry_date=request.expiry_date,
             id_tag=request.id_tag,
             parent_id_tag=request.parent_id_tag,
@@ -279,8 +284,8 @@ class ReservationService:
                 account_id=account_id,
                 reservation_id=request.reservation_id,
                 charger_id=charger.id,
-                port_id=port.id,
-                port_number=port.port_number,
+                port_id=port.id if port is not None else None,
+                port_number=port.port_number if port is not None else None,
                 id_tag=request.id_tag,
                 parent_id_tag=request.parent_id_tag,
                 id_token_type=request.id_token_type,

@@ -43,6 +43,11 @@ def transition_update(account_id: int, reservation_id: int, transition: Transiti
     if transition.failure_code is not None:
         values[":fc"] = {"S": transition.failure_code}
         sets.append("failureCode = :fc")
+    if transition.port is not None:
+        # Only where it had none: a whole-charger reservation learns its port.
+        values[":pid"] = {"N": str(transition.port[0])}
+        values[":pn"] = {"N": str(transition.port[1])}
+        sets.append("portId = if_not_exists(portId, :pid), portNumber = if_not_exists(portNumber, :pn)")
     removes = ""
     if transition.ends:
         sets.append("endedAt = :at")
@@ -90,6 +95,31 @@ class ReservationStore(DynamoStore):
         try:
             with unavailable_on_transport_errors(self.service):
                 self._client.update_item(TableName=self._table, **update)
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def place(self, account_id: int, reservation_id: int, charger_id: int, port: tuple[int, int], at: datetime) -> bool:
+        """Record the port (id, number) an accepted whole-charger reservation turned out to hold."""
+        try:
+            with unavailable_on_transport_errors(self.service):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=keys.reservation(account_id, reservation_id),
+                    UpdateExpression="SET portId = :pid, portNumber = :pn, updatedAt = :at",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(portId) AND chargerId = :ch"
+                    " AND #s = :accepted",
+                    ExpressionAttributeNames={"#s": "state"},
+                    ExpressionAttributeValues={
+                        ":pid": {"N": str(port[0])},
+                        ":pn": {"N": str(port[1])},
+                        ":at": {"S": iso(at)},
+                        ":ch": {"N": str(charger_id)},
+                        ":accepted": {"S": ReservationState.ACCEPTED.value},
+                    },
+                )
         except ClientError as exc:
             if is_condition_failure(exc):
                 return False
@@ -153,19 +183,25 @@ class ReservationStore(DynamoStore):
         that died mid-wait and holds nothing). On the same port it replaces the record,
         as the charger replaces a reservation sent again with the same id (OCPP).
         """
+        # lifecycle.same_place: the same port, or the same charger as a whole.
+        if reservation.port_id is not None:
+            same_place, place = "portId = :port", {":port": {"N": str(reservation.port_id)}}
+        else:
+            same_place = "(attribute_not_exists(portId) AND chargerId = :charger)"
+            place = {":charger": {"N": str(reservation.charger_id)}}
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": to_item(reservation_item(reservation, ttl=self._expires_at(reservation))),
                 "ConditionExpression": (
-                    "attribute_not_exists(pk) OR portId = :port"
+                    f"attribute_not_exists(pk) OR {same_place}"
                     " OR (#s = :accepted AND expiryDate <= :now)"
                     " OR (#s = :pending AND updatedAt < :stale)"
                     " OR NOT #s IN (:accepted, :pending)"
                 ),
                 "ExpressionAttributeNames": {"#s": "state"},
                 "ExpressionAttributeValues": {
-                    ":port": {"N": str(reservation.port_id)},
+                    **place,
                     ":accepted": {"S": ReservationState.ACCEPTED.value},
                     ":pending": {"S": ReservationState.PENDING.value},
                     ":now": {"S": iso(now)},
