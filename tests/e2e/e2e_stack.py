@@ -43,7 +43,13 @@ COMMAND_GRACE_S = 1.0
 #: The longest any command request may take before the test calls it a hang.
 ANSWER_BOUND_S = COMMAND_TIMEOUT_S + COMMAND_GRACE_S + 5.0
 #: What the e2e gateways run with: a short drain keeps SIGTERM tests quick.
-GATEWAY_ENV = {"GATEWAY_DRAIN_TIMEOUT_S": "1.5", "GATEWAY_QUEUE_WAIT_S": "5", "LOG_LEVEL": "INFO"}
+# The message log is flushed every second, so that a test reads what a charger just said.
+GATEWAY_ENV = {
+    "GATEWAY_DRAIN_TIMEOUT_S": "1.5",
+    "GATEWAY_QUEUE_WAIT_S": "5",
+    "GATEWAY_MESSAGE_LOG_FLUSH_S": "1",
+    "LOG_LEVEL": "INFO",
+}
 PASSWORD = "e2e-charger-password"
 LOG_ROOT = REPO_ROOT / ".cache" / "test-logs"
 
