@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from pathlib import Path
 from types import TracebackType
 
 from websockets.asyncio.server import Server, serve
@@ -138,6 +139,8 @@ class Gateway:
             register_again=self._connections.register_again,
         )
         self._server: Server | None = None
+        #: Security profile 3's listener (TLS with client certificates), when configured.
+        self._mtls_server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -197,24 +200,9 @@ class Gateway:
             except Exception:
                 log.exception("the message log's writer did not start; it is retried with the first batch")
         s = self.settings
-        self._server = await serve(
-            self._connections.handle,
-            s.gateway_host,
-            s.gateway_port,
-            process_request=self._handshake.process_request,
-            select_subprotocol=self._handshake.select_subprotocol,
-            ping_interval=s.gateway_ping_interval_s,
-            ping_timeout=s.gateway_ping_timeout_s,
-            max_size=s.gateway_max_frame_bytes,
-            compression="deflate" if s.gateway_compression else None,
-            ssl=self._ssl_context(),
-            # Past our own handshake budget the charger is answered 503; websockets'
-            # timeout only catches what never reached it (a peer that sends no request).
-            open_timeout=2 * s.gateway_handshake_timeout_s,
-            backlog=LISTEN_BACKLOG,
-            server_header=None,
-            logger=logging.getLogger("websockets.server"),
-        )
+        self._server = await self._listen(s.gateway_port, self._ssl_context())
+        if s.gateway_mtls_port is not None:
+            self._mtls_server = await self._listen(s.gateway_mtls_port, self._mtls_context())
         loop = asyncio.get_running_loop()
         self._poller = loop.create_task(self._queue.poll(self._runner.on_message, self._connections.queue_moved))
         self._watcher = loop.create_task(self._connections.watch_storage())
@@ -249,15 +237,15 @@ class Gateway:
             return
         self._stopping.set()
         log.info("gateway stopping", extra={"instanceId": self.instance_id, "chargers": self.charger_count})
-        server = self._server
+        servers = [server for server in (self._server, self._mtls_server) if server is not None]
         try:
-            if server is not None:
+            for server in servers:
                 # Refuses new connections at once; open ones keep running to finish their commands.
                 server.server.close()
             if not await self._runner.join(limit_s=self.settings.gateway_drain_timeout_s):
                 log.warning("closing chargers with commands still in flight; they end offline")
             self._connections.close_sessions()
-            if server is not None:
+            for server in servers:
                 server.close(close_connections=True, code=CloseCode.SERVICE_RESTART, reason="gateway restarting")
                 try:
                     # websockets closes each connection within its close timeout, then aborts it;
@@ -306,11 +294,53 @@ class Gateway:
                 self._stopped.set_result(None)
             log.info("gateway stopped", extra={"instanceId": self.instance_id})
 
+    async def _listen(self, port: int, context: ssl.SSLContext | None) -> Server:
+        s = self.settings
+        return await serve(
+            self._connections.handle,
+            s.gateway_host,
+            port,
+            process_request=self._handshake.process_request,
+            select_subprotocol=self._handshake.select_subprotocol,
+            ping_interval=s.gateway_ping_interval_s,
+            ping_timeout=s.gateway_ping_timeout_s,
+            max_size=s.gateway_max_frame_bytes,
+            compression="deflate" if s.gateway_compression else None,
+            ssl=context,
+            # Past our own handshake budget the charger is answered 503; websockets'
+            # timeout only catches what never reached it (a peer that sends no request).
+            open_timeout=2 * s.gateway_handshake_timeout_s,
+            backlog=LISTEN_BACKLOG,
+            server_header=None,
+            logger=logging.getLogger("websockets.server"),
+        )
+
+    def _mtls_context(self) -> ssl.SSLContext:
+        """TLS that requires a client certificate chaining to a trusted CA, within its validity."""
+        s = self.settings
+        assert s.gateway_mtls_cert_file and s.gateway_mtls_key_file and s.gateway_tls_client_ca_file  # settings
+        context = _tls(s.gateway_mtls_cert_file, s.gateway_mtls_key_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=self.settings.gateway_tls_client_ca_file)
+        return context
+
+    @property
+    def mtls_port(self) -> int | None:
+        """The port of the security profile 3 listener, if any."""
+        if self._mtls_server is None:
+            return None
+        port: int = self._mtls_server.sockets[0].getsockname()[1]
+        return port
+
     def _ssl_context(self) -> ssl.SSLContext | None:
         cert, key = self.settings.gateway_tls_cert_file, self.settings.gateway_tls_key_file
         if cert is None or key is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
-        context.load_cert_chain(cert, key)
-        return context
+        return _tls(cert, key)
+
+
+def _tls(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profiles 2 and 3
+    context.load_cert_chain(cert, key)
+    return context

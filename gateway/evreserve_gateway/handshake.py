@@ -32,8 +32,9 @@ from websockets.headers import parse_authorization_basic, parse_subprotocol
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from evreserve import client_certs
 from evreserve.errors import DependencyUnavailable
-from evreserve.models import Charger
+from evreserve.models import Charger, utcnow
 from evreserve.storage.registry import RegistryStore
 
 from .admission import Admission, HandshakeGate, LoginThrottle, address_key, choose_version, identity_from_path
@@ -179,7 +180,11 @@ class Handshake:
             log.info("refused an unknown charger", extra={"charger": identity})
             self._throttle.unknown_identity(address)
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charger.\n")
-        verdict = await self._authenticated(charger, request.headers.get_all("Authorization"))
+        if charger.security_profile == 3:
+            # The certificate, never a password: a profile 3 charger cannot log in with one.
+            verdict: bool | None = self._certified(connection, charger)
+        else:
+            verdict = await self._authenticated(charger, request.headers.get_all("Authorization"))
         if verdict is None:
             # The same identity's password is being checked (an earlier attempt of this
             # charger, or a guesser): no second scrypt in parallel.
@@ -198,6 +203,19 @@ class Handshake:
         version = choose_version(offered, charger.ocpp_version)
         self._admissions[connection] = Admission(charger.id, charger.account_id, charger.ocpp_id, version)
         return None
+
+    # -- the certificate check (security profile 3) ----------------------------------------
+
+    def _certified(self, connection: ServerConnection, charger: Charger) -> bool:
+        """Whether the TLS client certificate (verified by the handshake: chain, dates) is this charger's."""
+        if charger.client_certificate is None:
+            return False  # a profile 3 entry without its rule admits nobody
+        ssl_object = connection.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        reason = client_certs.refusal(charger.ocpp_id, charger.client_certificate, der, utcnow())
+        if reason is not None:
+            log.warning("refused a charger's certificate", extra={"charger": charger.ocpp_id, "reason": reason})
+        return reason is None
 
     # -- the password check -------------------------------------------------------------
 

@@ -60,6 +60,16 @@ class GatewaySettings(CoreSettings):
     #: Terminate TLS here instead of at the load balancer (both or neither).
     gateway_tls_cert_file: Path | None = None
     gateway_tls_key_file: Path | None = None
+    #: Security profile 3: a second listener, TLS with client certificates (a load balancer
+    #: passes its TCP through: a TLS listener there cannot check client certificates).
+    #: ``None``: off; 0 picks a free port (tests). Needs its own certificate and key (the
+    #: main listener usually has none: the load balancer terminates its TLS) and the CA file.
+    gateway_mtls_port: int | None = Field(None, ge=0, le=65535)
+    gateway_mtls_cert_file: Path | None = None
+    gateway_mtls_key_file: Path | None = None
+    #: The CAs (PEM bundle) that issue chargers' certificates; each profile 3 charger's own
+    #: CA, from its registry entry, is checked on top of the chain the TLS handshake verified.
+    gateway_tls_client_ca_file: Path | None = None
 
     #: WebSocket keepalive. Some chargers never answer pings, so this is generous.
     gateway_ping_interval_s: float | None = Field(60.0, gt=0)
@@ -154,6 +164,14 @@ class GatewaySettings(CoreSettings):
     def _tls_pair(self) -> GatewaySettings:
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
             raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
+        if self.gateway_mtls_port is not None and None in (
+            self.gateway_mtls_cert_file,
+            self.gateway_mtls_key_file,
+            self.gateway_tls_client_ca_file,
+        ):
+            raise ValueError(
+                "GATEWAY_MTLS_PORT needs GATEWAY_MTLS_CERT_FILE, GATEWAY_MTLS_KEY_FILE and GATEWAY_TLS_CLIENT_CA_FILE"
+            )
         return self
 
     @model_validator(mode="after")

@@ -31,8 +31,10 @@ from api_harness import (
     seed,
     start_stack,
 )
+from fixtures.certs import issue, make_ca
 from fixtures.functions import load_function
 
+from evreserve.client_certs import fingerprint
 from evreserve.models import Account, OcppVersion, OutcomeKind
 from evreserve.security import verify_password
 from evreserve.storage.messages import Batch, MessageLogStore
@@ -424,6 +426,64 @@ def test_charger_crud_and_ports(stack: Stack, fn: dict[str, Any]):
     assert invoke(h, event("delete-charger.json")) == (204, None)
     assert invoke(h, event("get-charger.json"))[0] == 404
     assert stack.services.registry.charger_id_for_ocpp_id("CP-12") is None
+
+
+# -- security profile 3 ----------------------------------------------------------------------
+
+
+def register_body(**changes: Any) -> dict[str, Any]:
+    return {"ocppId": "CP-TLS-1", "ports": [{"portNumber": 1}], **changes}
+
+
+def test_a_profile_3_charger_is_registered_with_its_ca_and_no_password(stack: Stack, fn):
+    """securityProfile 3 with clientCertificate: stored with the CA (and fingerprint, normalized), shown
+    back; no password is generated; moving it to profile 2 needs a password."""
+    seed(stack)
+    ca = make_ca("Operator CA")
+    device = issue(ca, "serial-1")
+    colons = ":".join(fingerprint(device.der)[i : i + 2] for i in range(0, 64, 2)).upper()
+    body = register_body(
+        securityProfile=3, clientCertificate={"caCertificate": ca.pem, "certificateFingerprint": colons}
+    )
+    status, created = invoke(fn["chargers"].handler, event("register-charger.json", body=body))
+    assert status == 201, created
+    data = created["data"]
+    assert data["securityProfile"] == 3 and data.get("password") is None
+    assert data["clientCertificate"] == {"caCertificate": ca.pem, "certificateFingerprint": fingerprint(device.der)}
+    stored = stack.services.registry.get_charger(data["id"])
+    assert stored.password_hash is None and stored.client_certificate.fingerprint_sha256 == fingerprint(device.der)
+    patch = event("update-charger.json", body={"securityProfile": 2})
+    patch["pathParameters"], patch["path"] = {"chargerId": str(data["id"])}, f"/api/chargers/{data['id']}"
+    status, refused = invoke(fn["chargers"].handler, patch)
+    assert (status, refused["code"]) == (400, "INVALID_REQUEST")
+    patch["body"] = json.dumps({"securityProfile": 2, "password": "a-new-password-16"})
+    status, moved = invoke(fn["chargers"].handler, patch)
+    assert status == 200 and (moved["data"]["securityProfile"], moved["data"]["clientCertificate"]) == (2, None)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"securityProfile": 3},
+        {"securityProfile": 2, "clientCertificate": {"caCertificate": "CA"}},
+        {"securityProfile": 3, "clientCertificate": {"caCertificate": "not a certificate"}},
+        {"securityProfile": 3, "clientCertificate": {"caCertificate": "LEAF"}},
+        {"securityProfile": 3, "clientCertificate": {"caCertificate": "CA", "certificateFingerprint": "ab" * 31}},
+        {"securityProfile": 3, "clientCertificate": {"caCertificate": "CA"}, "password": "p" * 16},
+        {"securityProfile": 4},
+        {"securityProfile": "3"},
+    ],
+)
+def test_a_security_profile_that_breaks_the_rules_is_400(stack: Stack, fn, changes: dict[str, Any]):
+    seed(stack)
+    ca = make_ca("Operator CA")
+    pems = {"CA": ca.pem, "LEAF": issue(ca, "x").pem}
+    certificate = changes.get("clientCertificate")
+    if certificate is not None:
+        certificate["caCertificate"] = pems.get(certificate["caCertificate"], certificate["caCertificate"])
+    status, body = invoke(fn["chargers"].handler, event("register-charger.json", body=register_body(**changes)))
+    assert (status, body["code"]) == (400, "INVALID_REQUEST"), body
+    assert stack.services.registry.get_charger_by_ocpp_id("CP-TLS-1") is None
 
 
 def test_other_accounts_charger_is_404_everywhere(stack: Stack, fn: dict[str, Any]):

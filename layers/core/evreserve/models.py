@@ -190,6 +190,16 @@ class Port(Model):
     connectors: tuple[OcppStatus, ...] = ()
 
 
+class ClientCertificate(Model):
+    """What a security profile 3 charger must present (``evreserve.client_certs``)."""
+
+    #: The CA that must have issued the charger's certificate (PEM).
+    ca_pem: str
+    #: Lowercase hex SHA-256 of the one certificate admitted; ``None``: any certificate of
+    #: the CA whose subject CN is the charger's ocppId.
+    fingerprint_sha256: str | None = None
+
+
 class Charger(Model):
     id: int = Field(ge=1, le=INT32_MAX)
     account_id: int
@@ -202,6 +212,10 @@ class Charger(Model):
     password_hash: str | None = None
     #: OCPP security profile 0 (no Basic auth), only when registered so explicitly.
     allow_no_password: bool = False
+    #: OCPP security profile: 1 and 2 authenticate with the password (2: over TLS, which
+    #: the load balancer terminates), 3 with a TLS client certificate (``client_certificate``).
+    security_profile: int = Field(2, ge=1, le=3)
+    client_certificate: ClientCertificate | None = None
     ports: tuple[Port, ...] = ()
     connection: Connection | None = None
     boot: BootInfo | None = None

@@ -51,6 +51,15 @@ class NewCharger:
     password: str | None = None
     external_id: str | None = None
     serial_number: str | None = None
+    security_profile: int = 2
+    #: Security profile 3: the CA (PEM) and, optionally, the one certificate's SHA-256.
+    client_certificate: ClientCertificateInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificateInput:
+    ca_certificate: str
+    certificate_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,8 @@ class ChargerChanges:
     """Only the fields named in ``given`` change; ``None`` there clears an optional one."""
 
     given: frozenset[str]
+    security_profile: int | None = None
+    client_certificate: ClientCertificateInput | None = None
     ocpp_version: OcppVersion | None = None
     password: str | None = None
     external_id: str | None = None

@@ -167,12 +167,20 @@ class PortView(ApiModel):
         )
 
 
+class ClientCertificateView(ApiModel):
+    ca_certificate: str
+    certificate_fingerprint: str | None
+
+
 class ChargerView(ApiModel):
     id: int
     ocpp_id: str
     ocpp_version: OcppVersion | None
     external_id: str | None
     serial_number: str | None
+    security_profile: int
+    #: Security profile 3: what the charger's TLS client certificate must be.
+    client_certificate: ClientCertificateView | None
     #: ``null`` until the charger first connects.
     connection_status: ConnectionStatusView | None
     #: The OCPP version of the current (or last) connection.
@@ -191,6 +199,15 @@ class ChargerView(ApiModel):
             ocpp_version=charger.ocpp_version,
             external_id=charger.external_id,
             serial_number=charger.serial_number or (charger.boot.serial_number if charger.boot else None),
+            security_profile=charger.security_profile,
+            client_certificate=(
+                ClientCertificateView(
+                    ca_certificate=charger.client_certificate.ca_pem,
+                    certificate_fingerprint=charger.client_certificate.fingerprint_sha256,
+                )
+                if charger.client_certificate is not None
+                else None
+            ),
             connection_status=(
                 ConnectionStatusView(status=conn.state.value, timestamp=conn.timestamp) if conn else None
             ),

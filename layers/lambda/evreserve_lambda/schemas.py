@@ -22,7 +22,7 @@ Validation decisions the upstream spec leaves open:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -185,15 +185,34 @@ def _unique_port_numbers(ports: list[PortInput]) -> list[PortInput]:
     return ports
 
 
+SecurityProfile = Literal[1, 2, 3]
+
+
+class ClientCertificateInput(ApiModel):
+    """Security profile 3: the CA that issues the charger's certificate, and optionally the one certificate."""
+
+    #: PEM; checked to be one CA certificate by the service.
+    ca_certificate: Annotated[str, Field(min_length=1, max_length=16_384)]
+    #: SHA-256 of the one certificate admitted (hex, colons allowed); omitted: any
+    #: certificate of the CA whose subject CN is the charger's ocppId.
+    certificate_fingerprint: Annotated[str, Field(min_length=64, max_length=95)] | None = None
+
+    def to_domain(self) -> requests.ClientCertificateInput:
+        return requests.ClientCertificateInput(self.ca_certificate, self.certificate_fingerprint)
+
+
 class ChargerCreate(ApiModel):
     ocpp_id: Annotated[str, Field(pattern=OCPP_ID_PATTERN)]
     ocpp_version: OcppVersion | None = None
     #: OCPP's Basic-auth password (16-40 characters). Omitted: one is generated and
-    #: returned once in the response.
+    #: returned once in the response (not for security profile 3, which has none).
     password: Password | None = None
     external_id: ExternalId | None = None
     serial_number: SerialNumber | None = None
     ports: Annotated[list[PortInput], Field(min_length=1, max_length=64)]
+    #: 1 or 2: the password (2: over TLS); 3: a TLS client certificate (clientCertificate).
+    security_profile: SecurityProfile = 2
+    client_certificate: ClientCertificateInput | None = None
 
     _ports_unique = field_validator("ports")(_unique_port_numbers)
 
@@ -205,6 +224,8 @@ class ChargerCreate(ApiModel):
             password=self.password,
             external_id=self.external_id,
             serial_number=self.serial_number,
+            security_profile=self.security_profile,
+            client_certificate=self.client_certificate.to_domain() if self.client_certificate else None,
         )
 
 
@@ -218,6 +239,8 @@ class ChargerUpdate(ApiModel):
     password: Password | None = None
     external_id: ExternalId | None = None
     serial_number: SerialNumber | None = None
+    security_profile: SecurityProfile | None = None
+    client_certificate: ClientCertificateInput | None = None
 
     def to_domain(self) -> requests.ChargerChanges:
         return requests.ChargerChanges(
@@ -226,6 +249,8 @@ class ChargerUpdate(ApiModel):
             password=self.password,
             external_id=self.external_id,
             serial_number=self.serial_number,
+            security_profile=self.security_profile,
+            client_certificate=self.client_certificate.to_domain() if self.client_certificate else None,
         )
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import DependencyUnavailable, InvalidRequest, NotFound
-from ..models import Charger, ConnectionState, Port, utcnow
-from ..requests import ChargerChanges, NewCharger, NewPort, PortChanges
+from ..models import Charger, ClientCertificate, ConnectionState, Port, utcnow
+from ..requests import ChargerChanges, ClientCertificateInput, NewCharger, NewPort, PortChanges
 from ..security import generate_password, hash_password
 from ..storage.paging import Page
 from ..storage.registry import RegistryStore
@@ -75,9 +75,11 @@ class ChargerService:
 
     def register(self, principal: Principal, request: NewCharger) -> Registered:
         account_id = principal.require_whole_account()
-        generated = generate_password() if request.password is None else None
+        certificate = _certificate_rule(request.security_profile, request.client_certificate)
+        if certificate is not None and request.password is not None:
+            raise InvalidRequest("a security profile 3 charger authenticates with its certificate", field="password")
+        generated = generate_password() if request.password is None and certificate is None else None
         password = request.password or generated
-        assert password is not None
         now = self._clock()
         charger = Charger(
             id=self._registry.next_id("charger"),
@@ -86,7 +88,9 @@ class ChargerService:
             external_id=request.external_id,
             serial_number=request.serial_number,
             ocpp_version=request.ocpp_version,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password) if password is not None else None,
+            security_profile=request.security_profile,
+            client_certificate=certificate,
             ports=tuple(self._port(p) for p in request.ports),
             created_at=now,
             updated_at=now,
@@ -156,10 +160,25 @@ class ChargerService:
             if request.password is None:
                 raise InvalidRequest("password cannot be cleared; send a new one", field="password")
             changes["password_hash"] = hash_password(request.password)
+        credentials = {"password", "security_profile", "client_certificate"} & given
+        if {"security_profile", "client_certificate"} & given:
+            profile = request.security_profile if "security_profile" in given else charger.security_profile
+            if profile is None:
+                raise InvalidRequest("securityProfile cannot be cleared", field="securityProfile")
+            given_rule = request.client_certificate if "client_certificate" in given else None
+            if profile == 3 and given_rule is None and "client_certificate" not in given:
+                rule = charger.client_certificate  # keeps the one registered
+                if rule is None:
+                    raise InvalidRequest("security profile 3 needs clientCertificate", field="clientCertificate")
+            else:
+                rule = _certificate_rule(profile, given_rule)
+            changes["security_profile"], changes["client_certificate"] = profile, rule
+            if profile != 3 and "password_hash" not in changes and charger.password_hash is None:
+                raise InvalidRequest("security profiles 1 and 2 need a password; send one", field="password")
         updated = charger.model_copy(update=changes)
         self._registry.update_charger(charger, updated)
-        if "password" in given:
-            self._end_session(charger, "the charger's password changed")
+        if credentials:
+            self._end_session(charger, "the charger's credentials changed")
         return updated
 
     def delete(self, principal: Principal, charger_id: int) -> None:
@@ -212,3 +231,24 @@ class ChargerService:
             raise NotFound("Port not found")
         ports = tuple(p for p in charger.ports if p.id != port_id)
         self._registry.update_charger(charger, charger.model_copy(update={"ports": ports, "updated_at": self._clock()}))
+
+
+def _certificate_rule(profile: int, given: ClientCertificateInput | None) -> ClientCertificate | None:
+    """The stored rule for a profile: 3 needs a client certificate's CA, 1 and 2 take none."""
+    if profile != 3:
+        if given is not None:
+            raise InvalidRequest("clientCertificate is for security profile 3 only", field="clientCertificate")
+        return None
+    if given is None:
+        raise InvalidRequest("security profile 3 needs clientCertificate", field="clientCertificate")
+    # Imported here: only registrations of profile 3 chargers load cryptography.
+    from .. import client_certs
+
+    return ClientCertificate(
+        ca_pem=client_certs.check_ca(given.ca_certificate),
+        fingerprint_sha256=(
+            client_certs.normalize_fingerprint(given.certificate_fingerprint)
+            if given.certificate_fingerprint is not None
+            else None
+        ),
+    )

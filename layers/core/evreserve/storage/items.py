@@ -15,6 +15,7 @@ from ..models import (
     ApiKey,
     BootInfo,
     Charger,
+    ClientCertificate,
     Command,
     CommandOutcome,
     Connection,
@@ -202,12 +203,33 @@ def charger_item(charger: Charger) -> dict[str, Any]:
         "ocppVersion": charger.ocpp_version.value if charger.ocpp_version else None,
         "passwordHash": charger.password_hash,
         "allowNoPassword": charger.allow_no_password,
+        "securityProfile": charger.security_profile,
+        "clientCertificate": (
+            {"caPem": charger.client_certificate.ca_pem, "fingerprint": charger.client_certificate.fingerprint_sha256}
+            if charger.client_certificate is not None
+            else None
+        ),
         "ports": [port_data(p) for p in charger.ports],
         # Exists from the start so the gateway can SET portStatus.#n without a read.
         "portStatus": {},
         "createdAt": iso(charger.created_at),
         "updatedAt": iso(charger.updated_at),
     }
+
+
+#: The attributes of a charger item that the API changes (``RegistryStore.update_charger``);
+#: the others are its keys and the live ones the gateway writes.
+CHARGER_REGISTRY_FIELDS = (
+    "externalId",
+    "serialNumber",
+    "ocppVersion",
+    "passwordHash",
+    "allowNoPassword",
+    "securityProfile",
+    "clientCertificate",
+    "ports",
+    "updatedAt",
+)
 
 
 def charger_from(item: dict[str, Any]) -> Charger:
@@ -237,6 +259,13 @@ def charger_from(item: dict[str, Any]) -> Charger:
         ocpp_version=data.get("ocppVersion"),
         password_hash=data.get("passwordHash"),
         allow_no_password=data.get("allowNoPassword", False),
+        # Chargers stored before profiles were recorded authenticate with their password.
+        security_profile=data.get("securityProfile", 2),
+        client_certificate=(
+            ClientCertificate(ca_pem=cert["caPem"], fingerprint_sha256=cert.get("fingerprint"))
+            if (cert := data.get("clientCertificate"))
+            else None
+        ),
         ports=ports,
         connection=connection_from(conn) if conn else None,
         boot=(

@@ -17,10 +17,10 @@ from . import keys
 from .base import ConditionsFailed, transact
 from .codec import from_item, serialize, to_item
 from .items import (
+    CHARGER_REGISTRY_FIELDS,
     charger_from,
     charger_item,
     iso,
-    port_data,
 )
 from .live import LiveChargerState
 from .paging import Page
@@ -156,15 +156,8 @@ class RegistryStore(LiveChargerState):
         charger is safe. Pointers for a changed externalId and added/removed ports move
         in the same transaction. Raises ``StaleWrite`` or ``AlreadyExists``.
         """
-        registry_fields: dict[str, Any] = {
-            "externalId": after.external_id,
-            "serialNumber": after.serial_number,
-            "ocppVersion": after.ocpp_version.value if after.ocpp_version else None,
-            "passwordHash": after.password_hash,
-            "allowNoPassword": after.allow_no_password,
-            "ports": [port_data(p) for p in after.ports],
-            "updatedAt": iso(after.updated_at),
-        }
+        item = charger_item(after)
+        registry_fields: dict[str, Any] = {name: item.get(name) for name in CHARGER_REGISTRY_FIELDS}
         names: dict[str, str] = {}
         values: dict[str, Any] = {":prev": {"S": iso(before.updated_at)}}
         sets: list[str] = []
