@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import random
+import ssl
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -117,6 +118,7 @@ class SimulatedCharger:
         response_timeout: float = 30.0,
         open_timeout: float = 10.0,
         clock: Callable[[], datetime] = _utcnow,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if ":" in ocpp_id:
             # HTTP Basic cannot carry a username with a colon (OCPP A00.FR.204).
@@ -132,6 +134,8 @@ class SimulatedCharger:
         self.behaviour = behaviour or Behaviour()
         self._port_behaviour: dict[int, Behaviour] = dict(port_behaviour or {})
         self._password = password
+        #: For wss://: the server CA to trust and, for security profile 3, the charger's certificate.
+        self._tls = tls
         self._heartbeat_override = heartbeat_interval
         self._vendor, self._model = vendor, model
         self._reconnect_min, self._reconnect_max = reconnect_delay
@@ -463,6 +467,7 @@ class SimulatedCharger:
                     additional_headers=headers,
                     open_timeout=self._open_timeout,
                     close_timeout=2,
+                    ssl=self._tls if self.url.startswith("wss:") else None,
                 ) as ws:
                     if ws.subprotocol != self.version.subprotocol:
                         self.last_disconnect = f"server did not accept subprotocol {self.version.subprotocol}"

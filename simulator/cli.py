@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", required=True, help="gateway endpoint, e.g. ws://127.0.0.1:9000/ocpp")
     parser.add_argument("--id", default="CP-1", help="charger identity (the first one with --count)")
     parser.add_argument("--password", help="HTTP Basic password (username = identity); none if omitted")
+    parser.add_argument("--ca", help="wss://: the CA (PEM) that issued the gateway's certificate")
+    parser.add_argument("--cert", help="security profile 3: the charger's client certificate (PEM)")
+    parser.add_argument("--key", help="security profile 3: the key of --cert (PEM)")
     parser.add_argument("--version", choices=["1.6", "2.0.1"], default="1.6")
     parser.add_argument("--ports", type=int, default=2, help="connectors (1.6) / EVSEs (2.0.1) per charger")
     parser.add_argument("--count", type=int, default=1, help="run N chargers, ids counting up from --id")
@@ -65,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-live", action="store_true", help="plain log lines even on a terminal")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: a line per frame, -vv: full JSON")
     return parser
+
+
+def tls_from(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for wss:// URLs: --ca to trust the gateway, --cert/--key for profile 3."""
+    if (args.cert is None) != (args.key is None):
+        raise ValueError("--cert and --key go together")
+    if args.ca is None and args.cert is None:
+        return None
+    context = ssl.create_default_context(cafile=args.ca)
+    if args.cert is not None:
+        context.load_cert_chain(args.cert, args.key)
+    return context
 
 
 def behaviour_from(args: argparse.Namespace) -> Behaviour:
@@ -279,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fleet_ids(args.id, args.count),
             args.url,
             password=args.password,
+            tls=tls_from(args),
             version=args.version,
             ports=args.ports,
             behaviour=behaviour_from(args),

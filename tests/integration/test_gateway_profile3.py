@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from evreserve.client_certs import fingerprint
 from evreserve.models import ClientCertificate, OcppVersion
+from simulator import SimulatedCharger
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,13 @@ async def test_a_profile_2_charger_cannot_skip_its_password_with_a_certificate(m
         await open_mtls(mtls_gateway, pki, charger.ocpp_id, certificate)
     assert refused.value.response.status_code == 401
     await open_mtls(mtls_gateway, pki, charger.ocpp_id, certificate, password=PASSWORD)
+
+
+async def test_the_simulator_plays_a_profile_3_charger(mtls_gateway, seed_charger, registry, pki):
+    """The simulated charger with its certificate (as --ca/--cert/--key give it) boots on the profile 3 listener."""
+    charger = profile3(seed_charger, registry, pki)
+    context = pki.client_context(issue(pki.charger_ca, charger.ocpp_id))
+    url = f"wss://127.0.0.1:{mtls_gateway.mtls_port}/ocpp"
+    async with SimulatedCharger(charger.ocpp_id, url, version="1.6", tls=context) as sim:
+        await sim.wait_for(lambda c: c.sent["StatusNotification"] >= 2, timeout=10)
+        assert sim.sent["BootNotification"] == 1 and mtls_gateway.holds(charger.ocpp_id)
