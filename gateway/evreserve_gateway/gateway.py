@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -318,10 +319,22 @@ class Gateway:
     def _mtls_context(self) -> ssl.SSLContext:
         """TLS that requires a client certificate chaining to a trusted CA, within its validity."""
         s = self.settings
-        assert s.gateway_mtls_cert_file and s.gateway_mtls_key_file and s.gateway_tls_client_ca_file  # settings
-        context = _tls(s.gateway_mtls_cert_file, s.gateway_mtls_key_file)
+        if s.gateway_mtls_cert_file is not None and s.gateway_mtls_key_file is not None:
+            context = _tls(s.gateway_mtls_cert_file, s.gateway_mtls_key_file)
+        else:
+            assert s.gateway_mtls_cert_pem is not None and s.gateway_mtls_key_pem is not None  # settings check
+            # ssl loads a certificate chain from files only: a private directory, gone at once.
+            with tempfile.TemporaryDirectory(prefix="evreserve-mtls-") as directory:
+                cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+                cert.write_text(s.gateway_mtls_cert_pem.get_secret_value())
+                key.touch(mode=0o600)
+                key.write_text(s.gateway_mtls_key_pem.get_secret_value())
+                context = _tls(cert, key)
         context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cafile=self.settings.gateway_tls_client_ca_file)
+        if s.gateway_tls_client_ca_file is not None:
+            context.load_verify_locations(cafile=s.gateway_tls_client_ca_file)
+        else:
+            context.load_verify_locations(cadata=s.gateway_tls_client_ca_pem)
         return context
 
     @property

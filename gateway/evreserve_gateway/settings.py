@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from evreserve.settings import CoreSettings
 
@@ -70,6 +70,25 @@ class GatewaySettings(CoreSettings):
     #: The CAs (PEM bundle) that issue chargers' certificates; each profile 3 charger's own
     #: CA, from its registry entry, is checked on top of the chain the TLS handshake verified.
     gateway_tls_client_ca_file: Path | None = None
+    #: The same three as PEM text instead of files (ECS passes secrets as variables).
+    gateway_mtls_cert_pem: SecretStr | None = None
+    gateway_mtls_key_pem: SecretStr | None = None
+    gateway_tls_client_ca_pem: str | None = None
+
+    @field_validator(
+        "gateway_mtls_port",
+        "gateway_mtls_cert_file",
+        "gateway_mtls_key_file",
+        "gateway_tls_client_ca_file",
+        "gateway_mtls_cert_pem",
+        "gateway_mtls_key_pem",
+        "gateway_tls_client_ca_pem",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # template.yaml sets these to "" where security profile 3 is not deployed.
+        return None if value == "" else value
 
     #: WebSocket keepalive. Some chargers never answer pings, so this is generous.
     gateway_ping_interval_s: float | None = Field(60.0, gt=0)
@@ -165,12 +184,13 @@ class GatewaySettings(CoreSettings):
         if (self.gateway_tls_cert_file is None) != (self.gateway_tls_key_file is None):
             raise ValueError("set both GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE, or neither")
         if self.gateway_mtls_port is not None and None in (
-            self.gateway_mtls_cert_file,
-            self.gateway_mtls_key_file,
-            self.gateway_tls_client_ca_file,
+            self.gateway_mtls_cert_file or self.gateway_mtls_cert_pem,
+            self.gateway_mtls_key_file or self.gateway_mtls_key_pem,
+            self.gateway_tls_client_ca_file or self.gateway_tls_client_ca_pem,
         ):
             raise ValueError(
-                "GATEWAY_MTLS_PORT needs GATEWAY_MTLS_CERT_FILE, GATEWAY_MTLS_KEY_FILE and GATEWAY_TLS_CLIENT_CA_FILE"
+                "GATEWAY_MTLS_PORT needs the gateway's certificate and key (GATEWAY_MTLS_CERT_FILE and"
+                " GATEWAY_MTLS_KEY_FILE, or _PEM) and the chargers' CAs (GATEWAY_TLS_CLIENT_CA_FILE or _PEM)"
             )
         return self
 

@@ -157,3 +157,15 @@ async def test_the_simulator_plays_a_profile_3_charger(mtls_gateway, seed_charge
     async with SimulatedCharger(charger.ocpp_id, url, version="1.6", tls=context) as sim:
         await sim.wait_for(lambda c: c.sent["StatusNotification"] >= 2, timeout=10)
         assert sim.sent["BootNotification"] == 1 and mtls_gateway.holds(charger.ocpp_id)
+
+
+async def test_the_profile_3_listener_takes_its_certificates_as_pem_text(start_gateway, seed_charger, registry, pki):
+    """As ECS passes secrets: GATEWAY_MTLS_CERT_PEM, _KEY_PEM and GATEWAY_TLS_CLIENT_CA_PEM instead of files."""
+    gateway = await start_gateway(
+        gateway_mtls_port=0,
+        gateway_mtls_cert_pem=pki.server_cert.read_text(),
+        gateway_mtls_key_pem=pki.server_key.read_text(),
+        gateway_tls_client_ca_pem=pki.client_cas.read_text(),
+    )
+    charger = profile3(seed_charger, registry, pki)
+    await open_mtls(gateway, pki, charger.ocpp_id, issue(pki.charger_ca, charger.ocpp_id))

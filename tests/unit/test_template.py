@@ -152,15 +152,37 @@ def test_gateway_gets_the_dead_letter_queue_and_the_functions_queue_prefix():
     assert prefixes == {GATEWAY_QUEUE_PREFIX_SUB}
 
 
+def _branches(value: Any) -> tuple[Any, Any]:
+    """(with profile 3, without) of an ``!If [HasProfile3, ...]``."""
+    assert isinstance(value, Intrinsic) and value.fn in ("If", "Fn::If") and value.args[0] == "HasProfile3"
+    return value.args[1], value.args[2]
+
+
 def test_gateway_listens_where_the_load_balancer_sends():
-    """GATEWAY_HOST binds every interface; GATEWAY_PORT = container port = target group port."""
+    """GATEWAY_HOST binds every interface; GATEWAY_PORT = container port = target group port; with
+    profile 3's certificates, GATEWAY_MTLS_PORT likewise for its TCP listener on 8443."""
     environment = gateway_environment()
     assert environment["GATEWAY_HOST"] == "0.0.0.0"
-    (mapping,) = gateway_container()["PortMappings"]
+    with_profile3, without = _branches(gateway_container()["PortMappings"])
+    (mapping,) = without
     assert int(environment["GATEWAY_PORT"]) == mapping["ContainerPort"] == props("GatewayTargetGroup")["Port"]
-    service = props("GatewayService")
-    (balancer,) = service["LoadBalancers"]
-    assert (balancer["ContainerName"], balancer["ContainerPort"]) == (GATEWAY_CONTAINER, mapping["ContainerPort"])
+    assert with_profile3[0] == mapping
+    mtls = with_profile3[1]["ContainerPort"]
+    assert _branches(environment["GATEWAY_MTLS_PORT"]) == (str(mtls), "")
+    assert mtls == props("Profile3TargetGroup")["Port"]
+    listener = props("Profile3Listener")
+    assert (listener["Protocol"], listener["Port"]) == ("TCP", 8443)
+    balancers_3, balancers = _branches(props("GatewayService")["LoadBalancers"])
+    assert [(b["ContainerName"], b["ContainerPort"]) for b in balancers] == [
+        (GATEWAY_CONTAINER, mapping["ContainerPort"])
+    ]
+    assert [b["ContainerPort"] for b in balancers_3] == [mapping["ContainerPort"], mtls]
+    secrets, _ = _branches(gateway_container()["Secrets"])
+    assert {s["Name"] for s in secrets} == {
+        "GATEWAY_MTLS_CERT_PEM",
+        "GATEWAY_MTLS_KEY_PEM",
+        "GATEWAY_TLS_CLIENT_CA_PEM",
+    }
 
 
 # -- permissions -----------------------------------------------------------------------
