@@ -35,6 +35,7 @@ from websockets.typing import Subprotocol
 from evreserve import client_certs
 from evreserve.errors import DependencyUnavailable
 from evreserve.models import Charger, utcnow
+from evreserve.security import hash_password, needs_rehash
 from evreserve.storage.registry import RegistryStore
 
 from .admission import Admission, HandshakeGate, LoginThrottle, address_key, choose_version, identity_from_path
@@ -122,6 +123,8 @@ class Handshake:
         #: checked before the first failure is counted.
         self._verifying: set[str] = set()
         self._checks: set[asyncio.Task[bool]] = set()
+        #: Password hashes being upgraded after a login (``_upgrade``).
+        self._upgrades: set[asyncio.Task[None]] = set()
         self._gate = HandshakeGate(settings.gateway_max_handshakes, settings.gateway_handshake_timeout_s)
         self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
 
@@ -256,7 +259,22 @@ class Handshake:
             self._verifying.discard(charger.ocpp_id)
         if ok:
             self._passwords.remember(charger, password)
+            if needs_rehash(password_hash):
+                upgrade = asyncio.get_running_loop().create_task(self._upgrade(charger, password, password_hash))
+                self._upgrades.add(upgrade)
+                upgrade.add_done_callback(self._upgrades.discard)
         return ok
+
+    async def _upgrade(self, charger: Charger, password: str, old: str) -> None:
+        """Store the verified password's hash in the current scheme (Argon2id) in place of an older one."""
+        try:
+            new = await self._auth(hash_password, password)
+            upgraded = await self._io(self._registry.upgrade_password_hash, charger.id, old, new)
+        except Exception:
+            log.exception("could not upgrade a charger's password hash", extra={"charger": charger.ocpp_id})
+            return
+        if upgraded:
+            log.info("upgraded a charger's password hash to Argon2id", extra={"charger": charger.ocpp_id})
 
     # -- answers --------------------------------------------------------------------------
 

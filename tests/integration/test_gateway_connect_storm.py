@@ -126,7 +126,7 @@ async def test_handshake_over_its_budget_gets_503_not_a_dropped_connection(
 
 
 async def test_password_check_outlives_a_handshake_out_of_time(start_gateway, seed_charger):
-    """A scrypt check still running when its handshake runs out of time completes, and the charger's retry is
+    """A password hash check still running when its handshake runs out of time completes, and the charger's retry is
     admitted without a second check."""
     checks: list[str] = []
     finished = threading.Event()

@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from fixtures.gateway_fixtures import PASSWORD, Behaviour, charger_session, charger_url, wait_held
+from fixtures.gateway_fixtures import PASSWORD, Behaviour, charger_session, charger_url, wait_held, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from evreserve.errors import AlreadyExists
 from evreserve.models import Charger, OcppVersion, OutcomeKind
-from evreserve.security import hash_password, verify_password
+from evreserve.security import hash_password, needs_rehash, scrypt_hash, verify_password
 from evreserve.storage import keys
 from evreserve.storage.codec import to_item
 from evreserve.storage.registry import RegistryStore
@@ -26,6 +26,7 @@ from evreserve_gateway import Dependencies
 pytestmark = pytest.mark.integration
 
 OTHER_PASSWORD = "other-account-password-42"
+V16 = OcppVersion.V16.subprotocol
 
 
 async def _refusal(url: str) -> InvalidStatus:
@@ -39,8 +40,8 @@ async def _status(url: str) -> int:
     return (await _refusal(url)).response.status_code
 
 
-class ScryptCalls(list[str]):
-    """A gateway's password check that counts its scrypt checks (the costly part of a login)."""
+class HashChecks(list[str]):
+    """A gateway's password check that counts its password hash checks (the costly part of a login)."""
 
     def __call__(self, password: str, stored: str) -> bool:
         self.append(password)
@@ -63,9 +64,9 @@ class RecordedLookups(RegistryStore):
 
 
 @pytest.fixture
-def scrypt_calls() -> ScryptCalls:
-    """Counts the gateway's scrypt checks; inject it with ``start_gateway(inject=scrypt_calls.inject)``."""
-    return ScryptCalls()
+def hash_checks() -> HashChecks:
+    """Counts the gateway's password hash checks; inject it with ``start_gateway(inject=hash_checks.inject)``."""
+    return HashChecks()
 
 
 # -- identities that cannot be a charger ----------------------------------------------------
@@ -149,10 +150,12 @@ async def test_command_for_another_account_never_reaches_the_charger(gateway, se
 # -- throttled guessing -----------------------------------------------------------------------
 
 
-async def test_repeated_failures_lock_the_identity_without_scrypt(start_gateway, seed_charger, registry, scrypt_calls):
-    """After the free failures an identity answers 429 + Retry-After, even to the right password, with no scrypt."""
+async def test_repeated_failures_lock_the_identity_without_a_hash_check(
+    start_gateway, seed_charger, registry, hash_checks
+):
+    """After the free failures an identity answers 429 + Retry-After, even to the right password, with no hash check."""
     gateway = await start_gateway(
-        inject=scrypt_calls.inject,
+        inject=hash_checks.inject,
         gateway_login_failures_per_identity=2,
         gateway_login_lockout_base_s=1.0,
         gateway_login_failures_per_address=0,
@@ -160,11 +163,11 @@ async def test_repeated_failures_lock_the_identity_without_scrypt(start_gateway,
     charger = seed_charger()
     for _ in range(3):  # the two free failures, and the one that starts the lock
         assert await _status(charger_url(gateway, charger.ocpp_id, "wrong-password-123")) == 401
-    assert len(scrypt_calls) == 3
+    assert len(hash_checks) == 3
     locked = await _refusal(charger_url(gateway, charger.ocpp_id, PASSWORD))
     assert locked.response.status_code == 429
     assert locked.response.headers["Retry-After"] == "1"
-    assert len(scrypt_calls) == 3
+    assert len(hash_checks) == 3
     await asyncio.sleep(1.1)
     async with charger_session(gateway, charger):
         await wait_held(gateway, charger, registry)
@@ -185,32 +188,32 @@ async def test_lockout_grows_with_each_further_failure(start_gateway, seed_charg
     assert await _status(charger_url(gateway, charger.ocpp_id, PASSWORD)) == 429
 
 
-async def test_parallel_guesses_get_one_scrypt_at_a_time(start_gateway, seed_charger, scrypt_calls):
+async def test_parallel_guesses_get_one_hash_check_at_a_time(start_gateway, seed_charger, hash_checks):
     """Guesses fired in parallel at one identity cannot all be checked before the lock starts."""
     gateway = await start_gateway(
-        inject=scrypt_calls.inject, gateway_login_failures_per_identity=3, gateway_login_failures_per_address=0
+        inject=hash_checks.inject, gateway_login_failures_per_identity=3, gateway_login_failures_per_address=0
     )
     charger = seed_charger()
     statuses = await asyncio.gather(
         *(_status(charger_url(gateway, charger.ocpp_id, f"guess-{n:04d}-password")) for n in range(20))
     )
     assert set(statuses) <= {401, 429}
-    assert len(scrypt_calls) <= 4  # the three free failures and the one that locks
+    assert len(hash_checks) <= 4  # the three free failures and the one that locks
 
 
-async def test_failures_from_one_address_lock_the_address(start_gateway, seed_charger, scrypt_calls):
+async def test_failures_from_one_address_lock_the_address(start_gateway, seed_charger, hash_checks):
     """Unknown identities and wrong passwords from one address lock it, for every identity."""
     gateway = await start_gateway(
-        inject=scrypt_calls.inject, gateway_login_failures_per_address=3, gateway_login_lockout_base_s=5.0
+        inject=hash_checks.inject, gateway_login_failures_per_address=3, gateway_login_lockout_base_s=5.0
     )
     first, second = seed_charger(), seed_charger()
     assert await _status(f"ws://x:y@127.0.0.1:{gateway.port}/ocpp/NOPE-{first.id}") == 404
     assert await _status(f"ws://x:y@127.0.0.1:{gateway.port}/ocpp/NOPE-{second.id}") == 404
     assert await _status(charger_url(gateway, first.ocpp_id, "wrong-password-123")) == 401
     assert await _status(charger_url(gateway, second.ocpp_id, "wrong-password-456")) == 401  # the fourth locks
-    checked = len(scrypt_calls)
+    checked = len(hash_checks)
     assert await _status(charger_url(gateway, second.ocpp_id, PASSWORD)) == 429
-    assert len(scrypt_calls) == checked
+    assert len(hash_checks) == checked
 
 
 # -- secrets stay out of the logs ---------------------------------------------------------------
@@ -251,3 +254,19 @@ async def test_two_authorization_headers_are_refused_and_counted(start_gateway, 
     assert refused.value.response.status_code == 401
     assert await _status(url.replace("ws://", f"ws://{charger.ocpp_id}:wrong-password-123@")) == 401  # locks
     assert await _status(charger_url(gateway, charger.ocpp_id, PASSWORD)) == 429
+
+
+async def test_a_former_scrypt_hash_becomes_argon2id_at_the_next_login(gateway, seed_charger, registry):
+    """A charger whose password was stored with scrypt logs in; its hash is then Argon2id, and it still logs in
+    (OWASP's current guidance, reached without asking operators to reset passwords)."""
+    charger = seed_charger(password_hash=scrypt_hash(PASSWORD))
+    async with connect(charger_url(gateway, charger.ocpp_id), subprotocols=[V16]):  # type: ignore[list-item]
+        pass
+    stored = await wait_until(
+        lambda: (h := registry.get_charger(charger.id).password_hash).startswith("$argon2id$") and h,
+        what="the Argon2id hash",
+    )
+    assert verify_password(PASSWORD, stored) and not needs_rehash(stored)
+    # The remembered login was bound to the old hash: this one checks the new hash itself.
+    async with connect(charger_url(gateway, charger.ocpp_id), subprotocols=[V16]):  # type: ignore[list-item]
+        pass

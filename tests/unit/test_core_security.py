@@ -6,14 +6,17 @@ from evreserve.security import (
     generate_api_key,
     generate_password,
     hash_password,
+    needs_rehash,
+    scrypt_hash,
     verify_password,
 )
 
 
 def test_password_hash_verifies_only_the_right_password():
-    """A scrypt hash accepts its password and nothing else, and never contains it."""
+    """An Argon2id hash (OWASP's parameters) accepts its password and nothing else, and never contains it."""
     password = generate_password()
     stored = hash_password(password)
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and not needs_rehash(stored)
     assert password not in stored
     assert verify_password(password, stored)
     assert not verify_password(password + "x", stored)
@@ -27,6 +30,15 @@ def test_same_password_hashes_differently():
 def test_garbage_hash_never_verifies():
     """A malformed stored hash is a refusal, not an exception."""
     assert not verify_password("anything", "not-a-hash")
+    assert not verify_password("anything", "$argon2id$v=19$m=19456,t=2,p=1$broken")
+
+
+def test_a_former_scrypt_hash_still_verifies_and_asks_to_be_rehashed():
+    stored = scrypt_hash("correct horse battery")
+    assert verify_password("correct horse battery", stored) and not verify_password("wrong", stored)
+    assert needs_rehash(stored)
+    weaker = "$argon2id$v=19$m=8192,t=1,p=1$" + hash_password("x").rsplit("$", 2)[1] + "$" + "A" * 43
+    assert needs_rehash(weaker)
 
 
 def test_api_key_is_random_and_matches_its_hash():

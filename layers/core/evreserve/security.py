@@ -1,6 +1,10 @@
 """Secrets: charger passwords (slow salted hashes) and API keys (random, stored hashed).
 
-Charger passwords may be short and human-chosen, so they are stored as scrypt hashes.
+Charger passwords may be short and human-chosen, so they are stored as Argon2id hashes
+with OWASP's parameters (19 MiB, 2 passes, 1 lane). Hashes made before, with scrypt at
+N=2^14, still verify, and ``needs_rehash`` tells the gateway to store an Argon2id one in
+their place at the charger's next successful login.
+
 API keys are 256-bit random strings: a plain SHA-256 is enough to make a stolen table
 useless, and lets the authorizer find a key by its hash in one read.
 """
@@ -12,6 +16,14 @@ import hashlib
 import hmac
 import secrets
 
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+#: OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+_ARGON2 = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
+_ARGON2_PREFIX = "$argon2id$"
+
+# The former scheme, still verified.
 _SCRYPT_N = 2**14
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -31,13 +43,25 @@ def _unb64(text: str) -> bytes:
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN)
-    return f"{_PREFIX}${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    return _ARGON2.hash(password)
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether a stored hash is of an older scheme or weaker parameters than ``hash_password`` makes now."""
+    return not stored.startswith(_ARGON2_PREFIX) or _ARGON2.check_needs_rehash(stored)
 
 
 def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against a ``hash_password`` result."""
+    """Constant-time check of ``password`` against a ``hash_password`` result (or a former scrypt one)."""
+    if stored.startswith(_ARGON2_PREFIX):
+        try:
+            return _ARGON2.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+    return _verify_scrypt(password, stored)
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
     try:
         prefix, n, r, p, salt, digest = stored.split("$")
         if prefix != _PREFIX:
@@ -47,6 +71,13 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def scrypt_hash(password: str) -> str:
+    """A hash of the former scheme: for tests and benchmarks of the upgrade, never stored by the service."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN)
+    return f"{_PREFIX}${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
 def generate_password() -> str:

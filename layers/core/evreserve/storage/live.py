@@ -117,6 +117,24 @@ class LiveChargerState(RegistryTable):
                 raise
             raise StaleWrite("a newer status is stored", charger_id=charger_id, port_number=port_number) from exc
 
+    def upgrade_password_hash(self, charger_id: int, old: str, new: str) -> bool:
+        """Replace a charger's password hash by a stronger one of the same password, unless it changed meanwhile.
+
+        Not a registry change (``updatedAt`` stays): the same password, stored better.
+        """
+        try:
+            self._update(
+                keys.charger(charger_id),
+                "SET passwordHash = :new",
+                "attribute_exists(pk) AND passwordHash = :old",
+                ExpressionAttributeValues={":new": {"S": new}, ":old": {"S": old}},
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            return False
+        return True
+
     def record_boot(self, charger_id: int, boot: BootInfo) -> None:
         try:
             self._update(
