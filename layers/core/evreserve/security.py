@@ -15,13 +15,23 @@ import base64
 import hashlib
 import hmac
 import secrets
+from functools import cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
-#: OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
-_ARGON2 = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
 _ARGON2_PREFIX = "$argon2id$"
+
+
+@cache
+def _argon2() -> PasswordHasher:
+    # Imported on first use (~20 ms): the authorizer and most functions never hash a password.
+    from argon2 import PasswordHasher, Type
+
+    # OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
+
 
 # The former scheme, still verified.
 _SCRYPT_N = 2**14
@@ -43,19 +53,21 @@ def _unb64(text: str) -> bytes:
 
 
 def hash_password(password: str) -> str:
-    return _ARGON2.hash(password)
+    return _argon2().hash(password)
 
 
 def needs_rehash(stored: str) -> bool:
     """Whether a stored hash is of an older scheme or weaker parameters than ``hash_password`` makes now."""
-    return not stored.startswith(_ARGON2_PREFIX) or _ARGON2.check_needs_rehash(stored)
+    return not stored.startswith(_ARGON2_PREFIX) or _argon2().check_needs_rehash(stored)
 
 
 def verify_password(password: str, stored: str) -> bool:
     """Constant-time check of ``password`` against a ``hash_password`` result (or a former scrypt one)."""
     if stored.startswith(_ARGON2_PREFIX):
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         try:
-            return _ARGON2.verify(stored, password)
+            return _argon2().verify(stored, password)
         except (VerificationError, InvalidHashError):
             return False
     return _verify_scrypt(password, stored)
