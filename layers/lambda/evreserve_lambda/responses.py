@@ -167,6 +167,15 @@ class PortView(ApiModel):
         )
 
 
+class BootView(ApiModel):
+    """What the charger said about itself in its last BootNotification."""
+
+    vendor: str | None
+    model: str | None
+    firmware_version: str | None
+    timestamp: datetime
+
+
 class ClientCertificateView(ApiModel):
     ca_certificate: str
     certificate_fingerprint: str | None
@@ -181,6 +190,8 @@ class ChargerView(ApiModel):
     security_profile: int
     #: Security profile 3: what the charger's TLS client certificate must be.
     client_certificate: ClientCertificateView | None
+    #: ``null`` until the charger first boots.
+    boot: BootView | None
     #: ``null`` until the charger first connects.
     connection_status: ConnectionStatusView | None
     #: The OCPP version of the current (or last) connection.
@@ -200,6 +211,16 @@ class ChargerView(ApiModel):
             external_id=charger.external_id,
             serial_number=charger.serial_number or (charger.boot.serial_number if charger.boot else None),
             security_profile=charger.security_profile,
+            boot=(
+                BootView(
+                    vendor=charger.boot.vendor,
+                    model=charger.boot.model,
+                    firmware_version=charger.boot.firmware_version,
+                    timestamp=charger.boot.timestamp,
+                )
+                if charger.boot is not None
+                else None
+            ),
             client_certificate=(
                 ClientCertificateView(
                     ca_certificate=charger.client_certificate.ca_pem,
