@@ -51,7 +51,7 @@ format: $(STAMP)  ## Format the code
 	$(BIN)/ruff format .
 
 types: $(STAMP)  ## mypy (strict) on the core, gateway, functions and tools
-	$(BIN)/mypy layers/core layers/lambda gateway/evreserve_gateway devstack simulator $(wildcard functions/*/*.py)
+	$(BIN)/mypy layers/core layers/lambda gateway/evreserve_gateway devstack simulator admin $(wildcard functions/*/*.py)
 
 cfn-lint: $(STAMP)  ## Lint template.yaml
 	$(BIN)/cfn-lint template.yaml

@@ -131,6 +131,10 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
         f"    .venv/bin/python -m devstack.webhook_echo --api {api_url} --key {demo.account_key}",
         "  Webhooks here may be http://127.0.0.1; retries start at 2 s (30 s deployed).",
         "",
+        "  The operators' command line (chargers, ports, access IDs, webhooks; --json for scripts):",
+        f"    export EVRESERVE_URL={api_url} EVRESERVE_API_KEY={demo.account_key}",
+        "    .venv/bin/evreserve-admin chargers list",
+        "",
         "  Ctrl-C stops everything.",
         "",
     ]

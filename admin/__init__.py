@@ -1,0 +1,1 @@
+"""The operators' command line for the API (``evreserve-admin``, ``admin.cli``)."""
