@@ -42,6 +42,23 @@ async def test_command_is_answered(gateway, seed_charger, registry, commands, ve
     assert commands.ledger.get(command.command_id).outcome == outcome
 
 
+def reserve_command(commands: Any, charger: Any, version: OcppVersion, reservation: Any) -> Any:
+    """The ReserveNow the API would send for a stored Pending reservation (its port, or the whole charger)."""
+    payload = reserve_now_payload(
+        version,
+        reservation_id=reservation.reservation_id,
+        port_number=reservation.port_number,
+        expiry_date=reservation.expiry_date,
+        id_tag=reservation.id_tag,
+    )
+    return commands.command(charger, version, CommandAction.RESERVE_NOW, payload).model_copy(
+        update={
+            "command_id": reservation.command_id,
+            "reservation": ReservationRef(account_id=reservation.account_id, reservation_id=reservation.reservation_id),
+        }
+    )
+
+
 async def test_reserve_now_answer_updates_the_reservation(
     gateway, seed_charger, seed_reservation, registry, commands, reservation_store
 ):
@@ -50,20 +67,7 @@ async def test_reserve_now_answer_updates_the_reservation(
     reservation = seed_reservation(charger, state=ReservationState.PENDING)
     async with charger_session(gateway, charger, V201):
         await wait_held(gateway, charger, registry)
-        payload = reserve_now_payload(
-            V201,
-            reservation_id=reservation.reservation_id,
-            port_number=1,
-            expiry_date=reservation.expiry_date,
-            id_tag="TAG-1",
-        )
-        command = commands.command(charger, V201, CommandAction.RESERVE_NOW, payload).model_copy(
-            update={
-                "command_id": reservation.command_id,
-                "reservation": ReservationRef(account_id=1, reservation_id=reservation.reservation_id),
-            }
-        )
-        outcome = await commands.execute(command, gateway.queue_url)
+        outcome = await commands.execute(reserve_command(commands, charger, V201, reservation), gateway.queue_url)
     assert outcome.kind is OutcomeKind.RESULT
     assert reservation_store.get(1, reservation.reservation_id).state is ReservationState.ACCEPTED
 
@@ -78,20 +82,7 @@ async def test_a_whole_charger_reservation_takes_the_port_the_charger_marks_rese
     reservation = seed_reservation(charger, None, state=ReservationState.PENDING)
     async with charger_session(gateway, charger, version) as cp:
         await wait_held(gateway, charger, registry)
-        payload = reserve_now_payload(
-            version,
-            reservation_id=reservation.reservation_id,
-            port_number=None,
-            expiry_date=reservation.expiry_date,
-            id_tag="TAG-1",
-        )
-        command = commands.command(charger, version, CommandAction.RESERVE_NOW, payload).model_copy(
-            update={
-                "command_id": reservation.command_id,
-                "reservation": ReservationRef(account_id=1, reservation_id=reservation.reservation_id),
-            }
-        )
-        outcome = await commands.execute(command, gateway.queue_url)
+        outcome = await commands.execute(reserve_command(commands, charger, version, reservation), gateway.queue_url)
         assert outcome.payload == {"status": "Accepted"}
         sent = cp.behaviour.received[-1][1]
         assert sent.get("connector_id", 0) == 0 and "evse_id" not in sent
