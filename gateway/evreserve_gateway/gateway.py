@@ -18,21 +18,22 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import tempfile
-from pathlib import Path
 from types import TracebackType
 
-from websockets.asyncio.server import Server, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
+from . import tls
 from .background import Background
 from .bootstrap import Dependencies
 from .commands import CommandQueue, CommandRunner
 from .commands.spool import SpoolWriter
 from .connections import Connections
-from .handshake import Handshake
+from .handshake import Handshake, is_health_check
 from .leases import Leases
 from .logs import quiet_libraries
+from .metrics import GatewayMetrics
 from .protocol import use_inline_validation
 from .settings import GatewaySettings
 from .tokens import TokenCache
@@ -114,6 +115,10 @@ class Gateway:
             ),
             message_log=self.message_log,
         )
+        self.metrics = GatewayMetrics(
+            settings.instance_id, lambda: self._connections.charger_count, settings.gateway_metrics_interval_s
+        )
+        self._metrics_task: asyncio.Task[None] | None = None
         self._runner = CommandRunner(
             deps.ledger,
             deps.reservations,
@@ -124,6 +129,7 @@ class Gateway:
             keep_poison_messages=settings.command_dlq_url is not None,
             spool=deps.spool,
             control=self._connections.close_charger,
+            on_completed=self.metrics.command,
         )
         self._spool_writer = (
             SpoolWriter(deps.spool, deps.ledger, deps.io, self._stopping) if deps.spool is not None else None
@@ -201,9 +207,9 @@ class Gateway:
             except Exception:
                 log.exception("the message log's writer did not start; it is retried with the first batch")
         s = self.settings
-        self._server = await self._listen(s.gateway_port, self._ssl_context())
+        self._server = await self._listen(s.gateway_port, tls.listener_context(s))
         if s.gateway_mtls_port is not None:
-            self._mtls_server = await self._listen(s.gateway_mtls_port, self._mtls_context())
+            self._mtls_server = await self._listen(s.gateway_mtls_port, tls.client_certificate_context(s))
         loop = asyncio.get_running_loop()
         self._poller = loop.create_task(self._queue.poll(self._runner.on_message, self._connections.queue_moved))
         self._watcher = loop.create_task(self._connections.watch_storage())
@@ -212,6 +218,7 @@ class Gateway:
             self._spool_task = loop.create_task(self._spool_writer.run())
         if self.message_log is not None:
             self._log_task = loop.create_task(self.message_log.run(self._stopping))
+        self._metrics_task = loop.create_task(self.metrics.run(self._stopping))
         self._stopped = loop.create_future()
         log.info(
             "gateway started",
@@ -265,6 +272,7 @@ class Gateway:
                 (self._heartbeat, "the lease heartbeat"),
                 (self._spool_task, "the spool writer"),
                 (self._log_task, "the message log writer"),
+                (self._metrics_task, "the metrics reporter"),
             ):
                 await _finish(task, what, STOP_TASK_LIMIT_S)
             try:
@@ -298,10 +306,10 @@ class Gateway:
     async def _listen(self, port: int, context: ssl.SSLContext | None) -> Server:
         s = self.settings
         return await serve(
-            self._connections.handle,
+            self._handle,
             s.gateway_host,
             port,
-            process_request=self._handshake.process_request,
+            process_request=self._process_request,
             select_subprotocol=self._handshake.select_subprotocol,
             ping_interval=s.gateway_ping_interval_s,
             ping_timeout=s.gateway_ping_timeout_s,
@@ -316,26 +324,18 @@ class Gateway:
             logger=logging.getLogger("websockets.server"),
         )
 
-    def _mtls_context(self) -> ssl.SSLContext:
-        """TLS that requires a client certificate chaining to a trusted CA, within its validity."""
-        s = self.settings
-        if s.gateway_mtls_cert_file is not None and s.gateway_mtls_key_file is not None:
-            context = _tls(s.gateway_mtls_cert_file, s.gateway_mtls_key_file)
-        else:
-            assert s.gateway_mtls_cert_pem is not None and s.gateway_mtls_key_pem is not None  # settings check
-            # ssl loads a certificate chain from files only: a private directory, gone at once.
-            with tempfile.TemporaryDirectory(prefix="evreserve-mtls-") as directory:
-                cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-                cert.write_text(s.gateway_mtls_cert_pem.get_secret_value())
-                key.touch(mode=0o600)
-                key.write_text(s.gateway_mtls_key_pem.get_secret_value())
-                context = _tls(cert, key)
-        context.verify_mode = ssl.CERT_REQUIRED
-        if s.gateway_tls_client_ca_file is not None:
-            context.load_verify_locations(cafile=s.gateway_tls_client_ca_file)
-        else:
-            context.load_verify_locations(cadata=s.gateway_tls_client_ca_pem)
-        return context
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        response = await self._handshake.process_request(connection, request)
+        if response is not None and response.status_code >= 400 and not is_health_check(request):
+            self.metrics.refused(response.status_code)
+        return response
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        self.metrics.connected()
+        try:
+            await self._connections.handle(websocket)
+        finally:
+            self.metrics.disconnected()
 
     @property
     def mtls_port(self) -> int | None:
@@ -344,16 +344,3 @@ class Gateway:
             return None
         port: int = self._mtls_server.sockets[0].getsockname()[1]
         return port
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        cert, key = self.settings.gateway_tls_cert_file, self.settings.gateway_tls_key_file
-        if cert is None or key is None:
-            return None
-        return _tls(cert, key)
-
-
-def _tls(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profiles 2 and 3
-    context.load_cert_chain(cert, key)
-    return context

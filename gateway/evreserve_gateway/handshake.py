@@ -133,7 +133,7 @@ class Handshake:
         return self._admissions.pop(connection, None)
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path == HEALTH_PATH:
+        if is_health_check(request):
             return self._health(connection)
         identity = identity_from_path(request.path)
         if identity is None:
@@ -314,6 +314,10 @@ class Handshake:
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
+
+
+def is_health_check(request: Request) -> bool:
+    return urlsplit(request.path).path == HEALTH_PATH
 
 
 def _too_many(connection: ServerConnection, wait_s: float) -> Response:

@@ -158,6 +158,8 @@ class GatewaySettings(CoreSettings):
     gateway_access_id_cache_s: float = Field(30.0, ge=0, le=3600)
     #: Tokens remembered at most (under 1 KB each), least recently presented first out.
     gateway_access_id_cache_entries: int = Field(20_000, ge=1)
+    #: How often the gateway's own metrics are logged (CloudWatch embedded metric format).
+    gateway_metrics_interval_s: float = Field(60.0, gt=0, le=3600)
     gateway_charger_frames_per_s: float = Field(20.0, ge=0)
     gateway_charger_frame_burst: int = Field(200, ge=1)
 

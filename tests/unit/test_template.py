@@ -666,3 +666,42 @@ def test_one_tenant_cannot_take_the_whole_service():
     (container,) = props("GatewayTaskDefinition")["ContainerDefinitions"]
     gateway_env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert int(gateway_env["GATEWAY_LOGIN_FAILURES_PER_ADDRESS"]) > 0
+
+
+def _gateway_metric_names() -> set[str]:
+    from evreserve_gateway import metrics
+
+    return {
+        metrics.CHARGERS,
+        metrics.CONNECTS,
+        metrics.DISCONNECTS,
+        metrics.REFUSED,
+        metrics.COMMANDS,
+        metrics.COMMAND_LATENCY,
+        *(f"{metrics.REFUSED}.{status}" for status in metrics.REFUSAL_STATUSES),
+        *(f"{metrics.COMMANDS}.{outcome}" for outcome in metrics.OUTCOMES),
+    }
+
+
+def test_the_dashboard_and_the_gateway_alarms_read_metrics_the_gateway_emits():
+    """The dashboard's body is JSON once its ${...} are filled in, and every EvReserve/Gateway metric it or an
+    alarm names is one gateway/evreserve_gateway/metrics.py reports."""
+    from evreserve_gateway.metrics import NAMESPACE
+
+    body, variables = props("Dashboard")["DashboardBody"].args
+    filled = re.sub(r"\$\{[^}]+\}", "X", body)
+    widgets = json.loads(filled)["widgets"]
+    named: set[str] = set()
+    for widget in widgets:
+        namespace = None
+        for row in widget["properties"]["metrics"]:
+            names = [item for item in row if isinstance(item, str)]
+            namespace = names[0] if names and names[0] not in (".", "...") else namespace
+            if namespace == NAMESPACE and len(names) > 1:
+                named.add(names[1])
+    assert named and named <= _gateway_metric_names(), named - _gateway_metric_names()
+    alarms = [r["Properties"] for r in template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    gateway_alarms = [a for a in alarms if a.get("Namespace") == NAMESPACE]
+    assert len(gateway_alarms) >= 2
+    assert {a["MetricName"] for a in gateway_alarms} <= _gateway_metric_names()
+    assert set(variables) == {"ApiName"}

@@ -95,7 +95,10 @@ class CommandRunner:
         keep_poison_messages: bool,
         spool: OutcomeSpool | None = None,
         control: Callable[[CloseSession], None] = lambda _request: None,
+        on_completed: Callable[[str, float], None] = lambda _outcome, _seconds: None,
     ) -> None:
+        #: (outcome, seconds since the command arrived) of each command whose outcome was stored.
+        self._on_completed = on_completed
         self._ledger = ledger
         self._reservations = reservations
         self._deletions = deletions
@@ -224,6 +227,7 @@ class CommandRunner:
             log.warning("command outcome was already written by %s", stored.completed_by, extra=extra)
             self._reconcile(delivery, outcome, stored)
         log.info("command completed", extra={**extra, "outcome": stored.kind.value, "errorCode": stored.error_code})
+        self._on_completed(stored.kind.value, time.monotonic() - delivery.seen_at)
         self._delete_delivery(delivery)
 
     async def _keep(self, delivery: _Delivery, outcome: CommandOutcome, extra: dict[str, str]) -> None:
