@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import sys
+from dataclasses import replace
 from typing import Any
 
 from evreserve import lifecycle
@@ -180,29 +181,24 @@ class ChargerReports:
         return (port.id, port.port_number) if port is not None else None
 
     def record_reservation_used(self, reservation_id: int, port_number: int | None = None) -> None:
-        if port_number is None:
-            self._record(reservation_id, lifecycle.transaction_started(self._charger_id))
-            return
-        if not 0 <= reservation_id <= INT32_MAX:
-            self._logger.warning("ignored an out-of-range reservationId", extra={"reservationId": reservation_id})
-            return
-        self._background.spawn(self._used_on(reservation_id, port_number), "end reservation", self._logger)
-
-    async def _used_on(self, reservation_id: int, port_number: int) -> None:
-        # The port is recorded only where the reservation had none (a whole-charger one).
-        port = await self._port(port_number)
-        await self._apply(reservation_id, lifecycle.transaction_started(self._charger_id, port))
+        self._record(reservation_id, lifecycle.transaction_started(self._charger_id), port_number)
 
     def record_reservation_status_update(self, reservation_id: int, update_status: str) -> None:
         transition = lifecycle.status_updated(update_status, self._charger_id)
         if transition is not None:
             self._record(reservation_id, transition)
 
-    def _record(self, reservation_id: int, transition: lifecycle.Transition) -> None:
+    def _record(self, reservation_id: int, transition: lifecycle.Transition, port_number: int | None = None) -> None:
         if not 0 <= reservation_id <= INT32_MAX:
             self._logger.warning("ignored an out-of-range reservationId", extra={"reservationId": reservation_id})
             return
-        self._background.spawn(self._apply(reservation_id, transition), "end reservation", self._logger)
+        self._background.spawn(self._apply_on(reservation_id, transition, port_number), "end reservation", self._logger)
+
+    async def _apply_on(self, reservation_id: int, transition: lifecycle.Transition, port_number: int | None) -> None:
+        if port_number is not None:
+            # The port is recorded only where the reservation had none (a whole-charger one).
+            transition = replace(transition, port=await self._port(port_number))
+        await self._apply(reservation_id, transition)
 
     async def _apply(self, reservation_id: int, transition: lifecycle.Transition) -> None:
         changed = await self._io(self._reservations.transition, self._account_id, reservation_id, transition, utcnow())

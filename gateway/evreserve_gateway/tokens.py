@@ -52,8 +52,6 @@ class _Cache(Generic[K, V]):
         self._clock = clock
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._reading: dict[K, asyncio.Task[V]] = {}
-        #: Reads made (not answered from the cache).
-        self.reads = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -75,7 +73,6 @@ class _Cache(Generic[K, V]):
 
     async def _read(self, key: K, load: Callable[[], Awaitable[V]], fallback: V) -> V:
         try:
-            self.reads += 1
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
                 found = await load()
         except Exception as exc:
@@ -113,10 +110,6 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._tokens)
-
-    @property
-    def reads(self) -> int:
-        return self._tokens.reads + self._policies.reads
 
     async def lookup(self, account_id: int, id_tag: str) -> AccessId | None:
         """The account's access ID for ``id_tag`` (any case); ``None``: not registered, or not known."""

@@ -29,7 +29,7 @@ Only ``Pending`` and ``Accepted`` are active; every other state is final.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from . import ocpp_mapping
@@ -117,12 +117,9 @@ def cancel_answered(outcome: CommandOutcome) -> Transition | None:
 # -- what the charger reports -----------------------------------------------------------
 
 
-def transaction_started(charger_id: int, port: tuple[int, int] | None = None) -> Transition:
-    """A transaction started with the reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent): used.
-
-    ``port``: (id, number) of the port the transaction is on, for a whole-charger reservation.
-    """
-    return replace(_to(S.USED, ACTIVE_STATES, charger_id=charger_id), port=port)
+def transaction_started(charger_id: int) -> Transition:
+    """A transaction started with the reservation's id (1.6 StartTransaction, 2.0.1 TransactionEvent): used."""
+    return _to(S.USED, ACTIVE_STATES, charger_id=charger_id)
 
 
 def status_updated(update_status: str, charger_id: int) -> Transition | None:

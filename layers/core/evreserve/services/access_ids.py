@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from ..access_ids import AccessId
+from ..access_ids import AccessId, tag_key
 from ..errors import NotFound
 from ..requests import AccessIdChanges, NewAccessId
 from ..storage.access_ids import AccessIdStore
@@ -55,7 +55,7 @@ class AccessIdService:
             entry = self._store.by_tag(account_id, ocpp_id_tag)
             matches = entry is not None and (
                 parent_id_tag is None
-                or (entry.parent_id_tag is not None and entry.parent_id_tag.casefold() == parent_id_tag.casefold())
+                or (entry.parent_id_tag is not None and tag_key(entry.parent_id_tag) == tag_key(parent_id_tag))
             )
             return Page([entry] if matches and entry is not None else [], None)
         return self._store.page(account_id, limit=limit, cursor=cursor, parent_id_tag=parent_id_tag)

@@ -165,13 +165,12 @@ class ChargerService:
             profile = request.security_profile if "security_profile" in given else charger.security_profile
             if profile is None:
                 raise InvalidRequest("securityProfile cannot be cleared", field="securityProfile")
-            given_rule = request.client_certificate if "client_certificate" in given else None
-            if profile == 3 and given_rule is None and "client_certificate" not in given:
+            if profile == 3 and "client_certificate" not in given:
                 rule = charger.client_certificate  # keeps the one registered
                 if rule is None:
                     raise InvalidRequest("security profile 3 needs clientCertificate", field="clientCertificate")
             else:
-                rule = _certificate_rule(profile, given_rule)
+                rule = _certificate_rule(profile, request.client_certificate)
             changes["security_profile"], changes["client_certificate"] = profile, rule
             if profile != 3 and "password_hash" not in changes and charger.password_hash is None:
                 raise InvalidRequest("security profiles 1 and 2 need a password; send one", field="password")
