@@ -3,7 +3,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.12, as Lambda and the gateway image run it: on PATH, or one pyenv installed.
+PYTHON ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+  "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$p"; break; }; done)
+ifeq ($(PYTHON),)
+$(error Python 3.12 is needed (Lambda and the gateway image run it): install python3.12, or `pyenv install 3.12`)
+endif
+# Our own packages, installed editable on top of the locked third-party set.
+OURS := -e ./layers/core -e ./layers/lambda -e ./gateway -e .
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -15,7 +22,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test lint format types cfn-lint audit sam-validate deploy unit integration e2e openapi bench build clean system-deps
+.PHONY: help run test lint format types cfn-lint audit audit-report lock sam-validate deploy unit integration e2e openapi bench build clean system-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -28,11 +35,16 @@ system-deps:  ## Java 17 and Node/npm, from Debian's packages when missing (need
 # A person sees the first install's progress (it takes minutes); CI logs stay short.
 PIP_PROGRESS := $(if $(CI),-q,--progress-bar on)
 
+# A venv of another Python (an older checkout's) is replaced, not patched.
+define fresh_venv
+	$(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null || { rm -rf $(1); $(PYTHON) -m venv $(1); }
+endef
+
 $(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml layers/lambda/pyproject.toml gateway/pyproject.toml
-	@echo "== installing the Python dependencies into $(VENV) (the first time takes a few minutes)"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install $(PIP_PROGRESS) -r requirements-dev.txt
+	@echo "== installing the locked Python dependencies into $(VENV) (the first time takes a few minutes)"
+	$(call fresh_venv,$(VENV))
+	$(BIN)/pip install $(PIP_PROGRESS) --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps $(OURS)
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json | system-deps
@@ -43,7 +55,7 @@ $(NODE_STAMP): package.json package-lock.json | system-deps
 run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gateway on :9000)
 	$(BIN)/python -m devstack
 
-test: lint types cfn-lint sam-validate audit $(NODE_STAMP)  ## Lint, type-check, cfn-lint, audit and every test
+test: lint types cfn-lint sam-validate audit-report $(NODE_STAMP)  ## Lint, type-check, cfn-lint, audit and every test
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
@@ -61,19 +73,29 @@ types: $(STAMP)  ## mypy (strict) on the core, gateway, functions and tools
 cfn-lint: $(STAMP)  ## Lint template.yaml
 	$(BIN)/cfn-lint template.yaml
 
-audit: $(STAMP)  ## pip-audit the dependencies that ship; fails on a known vulnerability with a fix
+audit: $(STAMP)  ## Audit the locked shipped sets; fails on a fixable vulnerability or a package it could not audit
 	$(BIN)/python -m devstack.audit
 
+audit-report: $(STAMP)  # What `make test` runs: as `audit`, but a package it could not audit is listed, not fatal
+	$(BIN)/python -m devstack.audit --unaudited=report
+
+lock: $(STAMP)  ## Re-resolve the locks (UPGRADE=1 moves every pin to its newest release), then reinstall
+	$(BIN)/python -m devstack.lock $(if $(UPGRADE),--upgrade)
+	$(MAKE) $(STAMP) $(SAM_STAMP)
+
 $(SAM_STAMP): requirements-sam.txt
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q -r requirements-sam.txt
+	$(call fresh_venv,$(SAM_VENV))
+	@# --no-deps: pip's hash-checking mode cannot match aws-sam-cli's `boto3-stubs[...]>=` to
+	@# the lock's plain pin (the lock is complete by construction; pip check proves it).
+	$(SAM_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-sam.txt
+	$(SAM_VENV)/bin/pip check
 	touch $@
 
 sam-validate: $(SAM_STAMP)  ## sam validate --lint (offline)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
 
-build: $(SAM_STAMP)  ## sam build (no Docker: needs python3.12 on PATH for the arm64 layer and functions)
-	$(SAM_ENV) $(SAM_VENV)/bin/sam build
+build: $(SAM_STAMP)  ## sam build (no Docker: the layers and functions are built with $(PYTHON))
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_ENV) $(SAM_VENV)/bin/sam build
 
 openapi: $(STAMP)  ## Regenerate docs/openapi.json (and the copy the API serves) from the routes
 	$(BIN)/python -m devstack.openapi

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from evreserve.access_ids import AccessId, UnknownTokenPolicy, tag_key
 from evreserve.storage.access_ids import AccessIdStore
@@ -37,12 +37,12 @@ V = TypeVar("V")
 
 
 @dataclass(slots=True)
-class _Entry(Generic[V]):
+class _Entry[V]:
     value: V
     fetched_at: float
 
 
-class _Cache(Generic[K, V]):
+class _Cache[K: Hashable, V]:
     """Bounded, time-limited, one read per key at a time, the last known value through an outage."""
 
     def __init__(self, what: str, ttl_s: float, max_entries: int, clock: Callable[[], float]) -> None:

@@ -74,7 +74,7 @@ def in_seconds(seconds: float) -> str:
     return iso(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
-async def eventually(
+async def eventually[T](
     fetch: Callable[[], Awaitable[T]],
     predicate: Callable[[T], bool],
     timeout: float = 10.0,  # noqa: ASYNC109

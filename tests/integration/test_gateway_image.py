@@ -10,8 +10,9 @@ No Docker engine here, so the image is proven piece by piece:
   local stack and exits 0 on SIGTERM: what ECS does to a task;
 * the runtime stage runs as non-root, has a HEALTHCHECK and an exec-form ENTRYPOINT.
 
-For speed only: pip's cache is used (unlike ``PIP_NO_CACHE_DIR=1`` in the image), and the
-third-party versions are constrained to the dev venv's, which spares pip's backtracking.
+For speed only, pip's cache is used (unlike ``PIP_NO_CACHE_DIR=1`` in the image). The
+third-party packages come from ``gateway/requirements.txt`` with hash checking, as in the
+image: a package missing from that lock fails ``pip check`` here.
 """
 
 from __future__ import annotations
@@ -211,23 +212,31 @@ def installed(tmp_path_factory: pytest.TempPathFactory, stages: list[Stage]) -> 
         source, target = shlex.split(copy)
         assert not source.startswith("--from"), "the build stage copies only from the context"
         assert (context / source).exists(), f"COPY {source}: not in the build context"
-        shutil.copytree(context / source, workdir / target, dirs_exist_ok=True)
+        if (context / source).is_dir():
+            shutil.copytree(context / source, workdir / target, dirs_exist_ok=True)
+        else:
+            (workdir / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(context / source, workdir / target)
     subprocess.run([_python_for_the_image(), "-m", "venv", str(venv)], check=True)
-    (install,) = [run for run in build.all("RUN") if "pip install" in run]
-    argv = shlex.split(install)
-    assert argv[:2] == ["pip", "install"] and "-e" not in argv and "--editable" not in argv
+    installs = [run for run in build.all("RUN") if "pip install" in run]
+    assert any("--require-hashes" in run for run in installs), "third-party packages are installed from the lock"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))}
     environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{environ['PATH']}"
-    done = subprocess.run(
-        [str(venv / "bin" / "pip"), *argv[1:], "--disable-pip-version-check", "-q"],
-        cwd=workdir,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=540,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for run in installs:
+        for step in run.split("&&"):
+            argv = shlex.split(step)
+            assert argv[0] == "pip" and "-e" not in argv and "--editable" not in argv, step
+            extra = ["--disable-pip-version-check", "-q"] if argv[1] == "install" else []
+            done = subprocess.run(
+                [str(venv / "bin" / "pip"), *argv[1:], *extra],
+                cwd=workdir,
+                env=environ,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=540,
+            )
+            assert done.returncode == 0, step + "\n" + done.stdout[-3000:] + done.stderr[-3000:]
     # The image keeps only the venv: the sources must not be needed any more.
     shutil.rmtree(workdir)
     return venv

@@ -9,11 +9,11 @@ import pytest
 from devstack import audit
 
 
-def test_the_shipped_closure_is_the_runtime_dependencies_only():
-    """The layer's and the gateway's requirements, installed versions; no dev tool, not our own packages."""
-    pins = audit.shipped_closure()
+def test_what_is_audited_is_the_artifact_locks():
+    """The layers' and the gateway's locked pins; no dev tool, not our own packages."""
+    pins = audit.shipped_pins()
     assert {"pydantic", "aws-lambda-powertools", "boto3", "websockets", "ocpp"} <= set(pins)
-    assert not {"pytest", "ruff", "mypy", "schemathesis", "evreserve-core"} & set(pins)
+    assert not {"pytest", "ruff", "mypy", "schemathesis", "uv", "evreserve-core"} & set(pins)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_the_shipped_closure_is_the_runtime_dependencies_only():
 )
 def test_a_vulnerability_with_a_fix_fails_the_run(monkeypatch: pytest.MonkeyPatch, latest, vulns, fails):
     """Fixed version known: exit 1; no fix yet, withdrawn, or not the installed release: exit 0."""
-    monkeypatch.setattr(audit, "shipped_closure", lambda: {"somepkg": "1.0"})
+    monkeypatch.setattr(audit, "shipped_pins", lambda: {"somepkg": "1.0"})
     monkeypatch.setattr(audit, "pip_audit", lambda pins, report: ["somepkg"])
 
     def document(name: str) -> dict[str, Any]:
@@ -38,14 +38,24 @@ def test_a_vulnerability_with_a_fix_fails_the_run(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(audit, "project_document", document)
     if latest != "1.0":
         # Nothing audited at all is a failure of its own; audit one more package cleanly.
-        monkeypatch.setattr(audit, "shipped_closure", lambda: {"somepkg": "1.0", "other": "2.0"})
+        monkeypatch.setattr(audit, "shipped_pins", lambda: {"somepkg": "1.0", "other": "2.0"})
         monkeypatch.setattr(audit, "pip_audit", lambda pins, report: ["somepkg", "other"])
-    assert audit.main() == (1 if fails else 0)
+    assert audit.main(["--unaudited=report"]) == (1 if fails else 0)
+
+
+@pytest.mark.parametrize(("mode", "code"), [("fail", 1), ("report", 0)])
+def test_a_package_no_source_could_audit(monkeypatch: pytest.MonkeyPatch, capsys, mode, code):
+    """Locked below its latest release with per-release data out of reach: fatal for `make audit`, listed for CI."""
+    monkeypatch.setattr(audit, "shipped_pins", lambda: {"old": "1.0", "other": "2.0"})
+    monkeypatch.setattr(audit, "pip_audit", lambda pins, report: ["old", "other"])
+    monkeypatch.setattr(audit, "project_document", lambda name: {"info": {"version": "2.0"}, "vulnerabilities": []})
+    assert audit.main([f"--unaudited={mode}"]) == code
+    assert "not audited: old 1.0 (latest 2.0)" in capsys.readouterr().out
 
 
 def test_nothing_audited_fails(monkeypatch: pytest.MonkeyPatch):
     """Advisory data out of reach for every package: the check did not run, so it fails."""
-    monkeypatch.setattr(audit, "shipped_closure", lambda: {"somepkg": "1.0"})
+    monkeypatch.setattr(audit, "shipped_pins", lambda: {"somepkg": "1.0"})
     monkeypatch.setattr(audit, "pip_audit", lambda pins, report: ["somepkg"])
     monkeypatch.setattr(audit, "project_document", lambda name: None)
-    assert audit.main() == 1
+    assert audit.main(["--unaudited=report"]) == 1

@@ -40,7 +40,7 @@ class FakeLedger:
         return outcome
 
 
-async def inline(fn: Callable[..., T], /, *args: Any) -> T:
+async def inline[T](fn: Callable[..., T], /, *args: Any) -> T:
     return fn(*args)
 
 

@@ -7,7 +7,7 @@ effective state (``evreserve.lifecycle``: expiry applied when read).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, field_serializer
 
@@ -35,7 +35,7 @@ from .schemas import ApiModel
 T = TypeVar("T")
 
 
-class Data(ApiModel, Generic[T]):
+class Data[T](ApiModel):
     data: T
 
 
@@ -44,7 +44,7 @@ class Pagination(ApiModel):
     next_page_cursor: str | None
 
 
-class Page(ApiModel, Generic[T]):
+class Page[T](ApiModel):
     data: list[T]
     pagination: Pagination
 

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..aws import unavailable_on_transport_errors
 from ..errors import InvalidRequest
@@ -91,7 +91,7 @@ def decode_cursor(cursor: str, *, expect: dict[str, str], index: bool = False) -
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
+class Page[T]:
     """One page of a listing, and the cursor that continues it (``None``: the last page)."""
 
     items: list[T]
@@ -102,7 +102,7 @@ def _keep_all(_item: object) -> bool:
     return True
 
 
-def read_page(
+def read_page[T](
     source: Callable[[Key | None, int], Iterator[tuple[T, Key]]],
     *,
     partition: dict[str, str],
