@@ -94,7 +94,7 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
     lines = [
         "",
         "evreserve is running locally.",
-        f"  API      {api_url}    (OpenAPI: {api_url}/api/openapi.json)",
+        f"  API      {api_url}    (Swagger UI: {api_url}/api/docs)",
         f"  Gateway  {gateway_url}/{{ocppId}}    (health: {gateway_url.replace('ws://', 'http://')[:-5]}/health)",
         f"  Logs     {logs}",
         "",

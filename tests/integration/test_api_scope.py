@@ -184,6 +184,10 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int]] = {
     ("GET", "/api/admin/accounts/{accountId}/api-keys"): (403, 403, 200),
     ("DELETE", "/api/admin/accounts/{accountId}/api-keys/{keyId}"): (403, 403, 204),
     ("GET", "/api/openapi.json"): (200, 200, 200),
+    # Open to anyone, key or not (template: Authorizer NONE): they describe the API, not its data.
+    ("GET", "/api/docs"): (200, 200, 200),
+    ("GET", "/api/docs/openapi.json"): (200, 200, 200),
+    ("GET", "/api/docs/assets/{name}"): (200, 200, 200),
     ("GET", "/api/ocpp-messages"): (404, 404, 403),
     # A webhook gets every reservation of the account: only the account's whole keys manage them.
     ("POST", "/api/webhooks"): (201, 403, 403),
@@ -246,6 +250,7 @@ def _path(world: World, template: str) -> str:
         "keyId": world.key_id,
         "webhookId": world.webhook_id,
         "id": world.access_id,
+        "name": "swagger-ui.min.css",
     }
     for name, value in values.items():
         template = template.replace("{" + name + "}", str(value))

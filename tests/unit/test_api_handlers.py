@@ -56,7 +56,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def fn() -> dict[str, Any]:
-    names = ("authorizer", "reservations", "chargers", "messages", "webhooks", "access_ids", "admin")
+    names = ("authorizer", "reservations", "chargers", "messages", "webhooks", "access_ids", "admin", "docs")
     return {name: load_function(name) for name in names}
 
 
@@ -964,6 +964,14 @@ def test_a_webhooks_delivery_log_lists_attempts_newest_first(stack: Stack, fn):
     request = with_query(webhook_event("list-webhook-deliveries.json", other["data"]["id"]), query)
     status, body = invoke(fn["webhooks"].handler, request)
     assert (status, body["code"]) == (400, "INVALID_REQUEST")
+
+
+def test_the_docs_sample_reads_swagger_ui_without_a_key(fn: dict[str, Any]):
+    """events/get-docs.json carries no Authorization and no authorizer context: the page is open."""
+    request = event("get-docs.json")
+    assert "Authorization" not in request["headers"] and "authorizer" not in request["requestContext"]
+    answer = fn["docs"].handler(request, LambdaContext())
+    assert answer["statusCode"] == 200 and "SwaggerUIBundle" in answer["body"]
 
 
 def test_every_sample_event_is_exercised():

@@ -192,6 +192,8 @@ def test_gateway_listens_where_the_load_balancer_sends():
 #: Update / Delete / ConditionCheck; SQS authorizes DeleteMessageBatch as DeleteMessage.
 QUEUES = "queues"
 NEEDS: dict[str, set[tuple[str, str]]] = {
+    # Serves what its layer holds: no AWS access at all.
+    "DocsFunction": set(),
     "AuthorizerFunction": {("dynamodb:GetItem", "RegistryTable")},
     "ReservationsFunction": {
         ("dynamodb:GetItem", "RegistryTable"),
@@ -705,3 +707,17 @@ def test_the_dashboard_and_the_gateway_alarms_read_metrics_the_gateway_emits():
     assert len(gateway_alarms) >= 2
     assert {a["MetricName"] for a in gateway_alarms} <= _gateway_metric_names()
     assert set(variables) == {"ApiName"}
+
+
+def test_cors_preflights_need_no_key_and_agree_with_the_functions():
+    """API Gateway answers OPTIONS itself (no authorizer) with the headers the functions' CORSConfig allows."""
+    from evreserve_lambda.app import CORS_HEADERS
+
+    api = props("Api")
+    assert api["Auth"]["AddDefaultAuthorizerToCorsPreflight"] is False
+    cors = api["Cors"]
+    assert cors["AllowHeaders"] == "'" + ",".join(CORS_HEADERS) + "'"
+    origin = cors["AllowOrigin"]
+    assert isinstance(origin, Intrinsic) and origin.fn == "If" and origin.args[0] == "HasCors"
+    assert origin.args[2] == "'null'", "no origin configured: a preflight no browser matches"
+    assert is_ref(template()["Globals"]["Function"]["Environment"]["Variables"]["CORS_ALLOW_ORIGIN"], "CorsAllowOrigin")

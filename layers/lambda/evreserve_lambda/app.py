@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -36,6 +36,7 @@ from evreserve.settings import RateLimitSettings
 from evreserve.storage.ratelimit import RateLimiter
 
 from .http import dumps, error_body, error_headers, invalid_request, status_of
+from .settings import CorsSettings
 from .tracing import create_tracer
 
 # Re-exported: the functions and the tests reach the services here.
@@ -135,8 +136,21 @@ def _unexpected(_exc: Exception) -> Response[Any]:
     return json_response(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "Internal server error", "code": "INTERNAL_ERROR"})
 
 
+#: What a browser page may send and read across origins (template.yaml's Cors says the same to preflights).
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_EXPOSED = ["Retry-After"]
+
+
+def cors_config() -> CORSConfig | None:
+    """The one origin of ``CORS_ALLOW_ORIGIN`` (template parameter CorsAllowOrigin), else no CORS at all."""
+    origin = CorsSettings().cors_allow_origin.strip()
+    if not origin:
+        return None
+    return CORSConfig(allow_origin=origin, allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
+
+
 def create_app() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(enable_validation=True, cors=cors_config())
     # Registered by call, not as decorators: Powertools' exception_handler is untyped.
     app.exception_handler(RequestValidationError)(_invalid)
     app.exception_handler(RequestUnsupportedContentType)(_unsupported_content_type)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from evreserve.settings import CoreSettings, DeliverySettings, EventSettings, RateLimitSettings, WebhookSettings
 
 
-class FunctionSettings(CoreSettings, RateLimitSettings, WebhookSettings):
+class CorsSettings(BaseSettings):
+    """The one browser origin allowed to call the API (template parameter CorsAllowOrigin); empty: none."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    cors_allow_origin: str = Field(default="", validation_alias="CORS_ALLOW_ORIGIN")
+
+
+class FunctionSettings(CoreSettings, RateLimitSettings, WebhookSettings, CorsSettings):
     """What every API function reads from its environment (see template.yaml)."""
 
 
