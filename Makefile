@@ -22,7 +22,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run test lint format types cfn-lint audit audit-report lock sam-validate deploy unit integration e2e openapi bench build clean system-deps
+.PHONY: help run invoke test lint format types cfn-lint audit audit-report lock sam-validate deploy unit integration e2e openapi bench build clean system-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -97,6 +97,10 @@ sam-validate: $(SAM_STAMP)  ## sam validate --lint (offline)
 
 build: $(SAM_STAMP)  ## sam build (no Docker: the layers and functions are built with $(PYTHON))
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_ENV) $(SAM_VENV)/bin/sam build
+
+invoke: $(STAMP)  ## Run FUNCTION (e.g. ReservationsFunction) with EVENT (e.g. events/reserve.json) in the running `make run`
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ReservationsFunction EVENT=events/reserve.json"; exit 2; }
+	$(BIN)/python -m devstack.invoke $(FUNCTION) $(EVENT)
 
 openapi: $(STAMP)  ## Regenerate docs/openapi.json (and the copy the API serves) from the routes
 	$(BIN)/python -m devstack.openapi

@@ -440,7 +440,7 @@ class ProcessStack:
                 continue
             with contextlib.suppress(ValueError, KeyError):
                 event = json.loads(line)
-                at = dt.datetime.fromisoformat(event["time"]).timestamp()
+                at = dt.datetime.fromisoformat(event["timestamp"]).timestamp()
                 self._stored.setdefault(event["commandId"], at)
 
 

@@ -26,6 +26,7 @@ from devstack import HOST, REPO_ROOT
 from devstack.balancer import TcpBalancer
 from devstack.gateway_feed import GatewayFeed
 from devstack.gateways import GatewayProcess, free_port
+from devstack.invoke import ENV_JSON, write_env_json
 from devstack.local_api import LocalApi
 from devstack.localaws import LocalAws
 from evreserve.security import generate_api_key
@@ -137,6 +138,10 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
         f"    export EVRESERVE_URL={api_url} EVRESERVE_API_KEY={demo.account_key}",
         "    .venv/bin/evreserve-admin chargers list",
         "",
+        "  Invoke a function with a sample event (events/ describes this demo world; no Docker):",
+        "    make invoke FUNCTION=ChargersFunction EVENT=events/get-charger.json",
+        f"  With Docker: sam local invoke --env-vars {ENV_JSON.relative_to(REPO_ROOT)} (docs/deploy.md).",
+        "",
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -196,6 +201,8 @@ async def serve() -> None:
             retries = {"WEBHOOK_RETRY_BASE_S": "2", "WEBHOOK_RETRY_MAX_S": "60"}
             retries = {name: os.environ.get(name, value) for name, value in retries.items()}
             with LocalApi(port=api_port, environment=retries) as api:
+                assert api.definition is not None
+                write_env_json({f: s.environment for f, s in api.definition.functions.items()}, aws.env())
                 accounts = AccountStore(aws.dynamodb.client(), aws.resources["REGISTRY_TABLE"])
                 demo = await asyncio.to_thread(seed, api.url, accounts, admin_key)
                 print(banner(api.url, f"ws://{HOST}:{gateway_port}/ocpp", demo, LOG_DIR), flush=True)

@@ -26,7 +26,7 @@ def describe(record: dict[str, Any]) -> str | None:
     """A terminal line for a gateway log record worth showing; ``None`` for the rest."""
     message = record.get("message")
     charger = record.get("charger", "?")
-    at = str(record.get("time", ""))[11:19]
+    at = str(record.get("timestamp", ""))[11:19]
     if message == "charger connected":
         text = f"{charger} connected ({record.get('protocol')})"
     elif message == "charger disconnected":

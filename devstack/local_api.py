@@ -31,7 +31,9 @@ template's ``!Sub "${Stage}-evreserve-gw-"``); otherwise ``!Ref RegistryTable`` 
 ``os.environ["REGISTRY_TABLE"]`` through :data:`evreserve.resources.TABLE_ENV` (queues
 through ``QUEUE_ENV``), ``!Ref <Parameter>`` its default (or an override), pseudo
 parameters fixed local values, ``!Sub`` / ``!Join`` of those; anything else is left out of
-the environment with a warning, as ``sam local`` does. Literal values are the template's.
+the environment with a warning, as ``sam local`` does. Literal values are the template's,
+but for one declared empty (``""``), which the process environment fills when it can
+(the AWS endpoints: what ``sam local``'s env.json does).
 
 Run alone with ``python -m devstack.local_api`` (the AWS endpoints and table names must
 already be in the environment); tests and ``make run`` use :class:`LocalApi`.
@@ -61,6 +63,7 @@ from types import FrameType, TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from devstack import lambda_invoke
 from devstack.lambda_runtime import (
     ACCOUNT_ID,
     DEFAULT_MAX_INSTANCES,
@@ -306,10 +309,12 @@ def read_template(
         environment: dict[str, str] = {}
         for name, value in variables.items():
             try:
-                if as_intrinsic(value) is not None and name in environ:
+                if (as_intrinsic(value) is not None or value == "") and name in environ:
                     # An intrinsic stands for a fact of the deployment; locally the stack
                     # is the deployment, and what it exports under the same name wins
                     # (GATEWAY_QUEUE_PREFIX: the gateway reads the stack's, not !Sub's).
+                    # A variable declared empty is a slot for exactly that (the AWS
+                    # endpoints, which sam local's env.json fills the same way).
                     environment[name] = environ[name]
                 else:
                     environment[name] = resolver.resolve(value)
@@ -668,6 +673,9 @@ class ApiGateway:
         )
         if len(http.body) > MAX_BODY_BYTES:
             return self._gateway_response(self._fallback_api, "REQUEST_TOO_LARGE", request)
+        invoked = lambda_invoke.invoke(self.pools, http, request.path)
+        if invoked is not None:
+            return invoked
         matched = self.router.match(http.method, request.path)
         if matched is None:
             return self._gateway_response(self._fallback_api, "MISSING_AUTHENTICATION_TOKEN", request)

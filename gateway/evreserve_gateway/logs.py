@@ -1,4 +1,10 @@
-"""Structured JSON logs: one object per line, with the charger identity where there is one."""
+"""Structured JSON logs: one object per line, with the charger identity where there is one.
+
+The keys are Powertools' (the functions' logger): ``level``, ``location``, ``message``,
+``timestamp`` (its format), ``service``, then the record's own; a line about a command
+carries the API request's ``correlation_id`` and ``xray_trace_id`` under Powertools'
+names too. One Logs Insights query reads the functions' and the gateways' log groups alike.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +21,25 @@ EMBEDDED_METRICS = "embeddedMetrics"
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+#: The ``service`` of every gateway line (the functions' is POWERTOOLS_SERVICE_NAME).
+SERVICE = "evreserve-gateway"
+
+
+def powertools_timestamp(created: float) -> str:
+    """``2026-12-07 03:15:15,474+0000``: Powertools' default ``timestamp`` format."""
+    moment = datetime.fromtimestamp(created, UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d}+0000"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
-            "logger": record.name,
+            "location": f"{record.funcName}:{record.lineno}",
             "message": record.getMessage(),
+            "timestamp": powertools_timestamp(record.created),
+            "service": SERVICE,
+            "logger": record.name,
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key != EMBEDDED_METRICS:

@@ -118,6 +118,13 @@ class MessageLog:
         self._ids = itertools.count(1)
         self.counters: dict[str, int] = dict.fromkeys(
             (
+                # Traffic, whether or not the log keeps it: CALLs each way, and the
+                # CALLERRORs among their answers (sent: the gateway refused a charger's
+                # CALL; received: a charger refused the gateway's).
+                "fromCharger",
+                "toCharger",
+                "callErrorsSent",
+                "callErrorsReceived",
                 "logged",
                 "dropped",
                 "invalidFrames",
@@ -144,6 +151,10 @@ class MessageLog:
         # Characters, not bytes: cheap to count here. Memory is bounded in the same unit
         # (docs/gateway.md gives the bytes it stands for).
         call, answer = record[3], record[4]
+        from_charger = record[1] == Direction.FROM_CHARGER
+        self.counters["fromCharger" if from_charger else "toCharger"] += 1
+        if answer is not None and answer.startswith("[4"):
+            self.counters["callErrorsSent" if from_charger else "callErrorsReceived"] += 1
         if len(call) > FRAME_MAX_CHARS or (answer is not None and len(answer) > FRAME_MAX_CHARS):
             record = _shortened(record)
             call, answer = record[3], record[4]
@@ -304,7 +315,8 @@ class MessageLog:
                 "CloudWatchMetrics": [
                     {
                         "Namespace": METRICS_NAMESPACE,
-                        "Dimensions": [["InstanceId"]],
+                        # Per instance, and summed over the fleet (the dashboard's view).
+                        "Dimensions": [["InstanceId"], []],
                         "Metrics": [{"Name": f"MessageLog.{name}", "Unit": "Count"} for name in delta]
                         + [{"Name": "MessageLog.bufferedBytes", "Unit": "Bytes"}],
                     }

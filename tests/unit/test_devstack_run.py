@@ -13,7 +13,7 @@ from devstack import HOST
 from devstack.__main__ import in_use, serve
 from devstack.gateway_feed import GatewayFeed, describe
 
-T = "2026-12-07T00:08:19.211+00:00"
+T = "2026-12-07 00:08:19,211+0000"
 
 
 @pytest.mark.parametrize(
@@ -48,21 +48,23 @@ T = "2026-12-07T00:08:19.211+00:00"
     ],
 )
 def test_significant_gateway_events_read_as_one_line(record, line):
-    described = describe({"time": T, **record})
+    described = describe({"timestamp": T, **record})
     assert described == (f"00:08:19 gateway  {line}" if line is not None else None)
 
 
 def test_the_feed_follows_new_complete_lines_only(tmp_path: Path):
     log = tmp_path / "gateway-1.log"
-    log.write_text(json.dumps({"time": T, "message": "charger connected", "charger": "OLD", "protocol": "1.6"}) + "\n")
+    log.write_text(
+        json.dumps({"timestamp": T, "message": "charger connected", "charger": "OLD", "protocol": "1.6"}) + "\n"
+    )
     shown: list[str] = []
     feed = GatewayFeed([log], shown.append)
     with log.open("a") as out:
         out.write(
-            json.dumps({"time": T, "message": "charger connected", "charger": "CP-1", "protocol": "2.0.1"}) + "\n"
+            json.dumps({"timestamp": T, "message": "charger connected", "charger": "CP-1", "protocol": "2.0.1"}) + "\n"
         )
         out.write("not json\n")
-        out.write('{"time": "' + T + '", "message": "charger disc')  # still being written
+        out.write('{"timestamp": "' + T + '", "message": "charger disc')  # still being written
     feed.poll()
     assert shown == ["00:08:19 gateway  CP-1 connected (2.0.1)"]
     with log.open("a") as out:

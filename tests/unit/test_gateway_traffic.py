@@ -240,3 +240,18 @@ async def test_batches_are_still_sealed_while_a_write_hangs(monkeypatch: pytest.
     await runner
     await log.flush()
     assert {r[0] for batch in store.stored for r in batch.records} == {1, 2}
+
+
+def test_calls_each_way_and_callerrors_are_counted_even_when_the_log_is_full():
+    """The dashboard's message rates and CALLERROR counts do not depend on the log keeping the frames."""
+    log, _clock = _log(max_bytes=1)  # nothing fits: every message is dropped from the log
+    charger = log.for_charger(1, 7, "A", "ocpp1.6")
+    _heartbeat(charger, 1)
+    charger.received(2, "Heartbeat", '[2,"2","Heartbeat",{"x":1}]', '[4,"2","FormatViolation","",{}]')
+    charger.sent(3, "ReserveNow", '[2,"3","ReserveNow",{}]', '[4,"3","NotSupported","",{}]')
+    charger.sent(4, "CancelReservation", '[2,"4","CancelReservation",{}]', None)
+    counted = {
+        name: log.counters[name] for name in ("fromCharger", "toCharger", "callErrorsSent", "callErrorsReceived")
+    }
+    assert counted == {"fromCharger": 2, "toCharger": 2, "callErrorsSent": 1, "callErrorsReceived": 1}
+    assert log.counters["dropped"] == 4 and log.counters["logged"] == 0

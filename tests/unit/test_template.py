@@ -36,6 +36,8 @@ GATEWAY_CONTAINER = "gateway"
 GATEWAY_QUEUE_PREFIX_SUB = "${Stage}-evreserve-gw-"
 #: Variables set for the runtime, not read by our settings classes.
 PLATFORM_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+#: Read by botocore; empty when deployed (sam local's env.json sets them: devstack/invoke.py).
+ENDPOINT_VARIABLES = {"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_EVENTBRIDGE"}
 
 
 @cache
@@ -119,7 +121,7 @@ def test_every_required_variable_is_passed(settings, environment):
 @pytest.mark.parametrize(("settings", "environment"), ENVIRONMENTS)
 def test_every_passed_variable_is_read(settings, environment):
     """No variable is set that nothing reads: a typo would silently fall back to a default."""
-    unread = set(environment) - set(env_names(settings)) - PLATFORM_VARIABLES
+    unread = set(environment) - set(env_names(settings)) - PLATFORM_VARIABLES - ENDPOINT_VARIABLES
     assert not unread, sorted(unread)
 
 
@@ -672,6 +674,9 @@ def test_one_tenant_cannot_take_the_whole_service():
 
 def _gateway_metric_names() -> set[str]:
     from evreserve_gateway import metrics
+    from evreserve_gateway.traffic import MessageLog
+
+    counters = MessageLog(writer=None, flush_s=1, max_bytes=1, instance_id="t")  # type: ignore[arg-type]
 
     return {
         metrics.CHARGERS,
@@ -682,6 +687,7 @@ def _gateway_metric_names() -> set[str]:
         metrics.COMMAND_LATENCY,
         *(f"{metrics.REFUSED}.{status}" for status in metrics.REFUSAL_STATUSES),
         *(f"{metrics.COMMANDS}.{outcome}" for outcome in metrics.OUTCOMES),
+        *(f"MessageLog.{name}" for name in counters.counters),
     }
 
 
@@ -721,3 +727,12 @@ def test_cors_preflights_need_no_key_and_agree_with_the_functions():
     assert isinstance(origin, Intrinsic) and origin.fn == "If" and origin.args[0] == "HasCors"
     assert origin.args[2] == "'null'", "no origin configured: a preflight no browser matches"
     assert is_ref(template()["Globals"]["Function"]["Environment"]["Variables"]["CORS_ALLOW_ORIGIN"], "CorsAllowOrigin")
+
+
+def test_endpoint_variables_are_declared_empty_for_sam_local():
+    """Deployed, they are empty (boto3 then uses AWS's endpoints); sam local's env.json can only set declared ones."""
+    from devstack.invoke import ENDPOINT_VARIABLES as WRITTEN
+
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert set(WRITTEN) == ENDPOINT_VARIABLES
+    assert {name: variables.get(name) for name in ENDPOINT_VARIABLES} == dict.fromkeys(ENDPOINT_VARIABLES, "")

@@ -32,11 +32,13 @@ from evreserve.storage.reservations import ReservationStore
 
 from ..offload import Offload
 from ..protocol import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
+from .context import command_context
 from .queue import Deletions, Received
 from .spool import OutcomeSpool
 
 #: The logger name these records had before the commands got a package of their own.
 log = logging.getLogger("evreserve_gateway.commands")
+
 
 #: How long a command id is remembered; longer than SQS could redeliver it
 #: (visibility timeout x max receive count, bounded by the queue's retention).
@@ -140,9 +142,7 @@ class CommandRunner:
             self._seen[_identity(command)] = delivery
             self._start(self._run(delivery))
             return
-        log.info(
-            "duplicate delivery not sent again", extra={"commandId": command.command_id, "charger": command.ocpp_id}
-        )
+        log.info("duplicate delivery not sent again", extra=command_context(command))
         delivery.receipts[message.message_id] = message.receipt_handle
         if delivery.done and delivery.unwritten is not None:
             self._start(self._write(delivery, delivery.unwritten))
@@ -168,7 +168,7 @@ class CommandRunner:
         try:
             outcome = await self._execute(delivery)
         except Exception:
-            log.exception("command failed unexpectedly", extra={"commandId": command.command_id})
+            log.exception("command failed unexpectedly", extra=command_context(command))
             outcome = self._outcome(OutcomeKind.OFFLINE)
         delivery.done = True
         await self._write(delivery, outcome)
@@ -206,7 +206,7 @@ class CommandRunner:
 
     async def _write(self, delivery: _Delivery, outcome: CommandOutcome) -> None:
         command = delivery.command
-        extra = {"commandId": command.command_id, "charger": command.ocpp_id, "action": command.action.value}
+        extra = command_context(command)
         pauses = iter(WRITE_RETRIES_S)
         while True:
             try:
@@ -274,7 +274,7 @@ class CommandRunner:
         if reservation_id is None or session is None or session.closed:
             log.warning(
                 "a charger holds a reservation recorded as failed and cannot be told to drop it",
-                extra={"commandId": command.command_id, "charger": command.ocpp_id, "reservationId": reservation_id},
+                extra={**command_context(command), "reservationId": reservation_id},
             )
             return
         self._start(self._undo_reservation(command, session, reservation_id))
@@ -288,7 +288,7 @@ class CommandRunner:
         return lifecycle.undo_needed(record, command.command_id)
 
     async def _undo_reservation(self, command: Command, session: OcppSession, reservation_id: int) -> None:
-        extra = {"commandId": command.command_id, "charger": command.ocpp_id, "reservationId": reservation_id}
+        extra = {**command_context(command), "reservationId": reservation_id}
         try:
             needed = await self._undo_needed(command)
         except Exception:

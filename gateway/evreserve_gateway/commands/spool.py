@@ -26,6 +26,7 @@ from evreserve.models import Command, CommandOutcome, Model
 from evreserve.storage.commands import CommandLedger
 
 from ..offload import Offload
+from .context import command_context
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -112,7 +113,7 @@ class SpoolWriter:
                 await self._io(self._spool.delete, spooled.receipt_handle)
                 continue
             command, outcome = spooled.body.command, spooled.body.outcome
-            extra = {"commandId": command.command_id, "charger": command.ocpp_id, "outcome": outcome.kind.value}
+            extra = {**command_context(command), "outcome": outcome.kind.value}
             try:
                 stored = await self._io(self._ledger.complete, command, outcome)
             except Exception:

@@ -303,6 +303,10 @@ class ReservationRef(Model):
 class Command(Model):
     """A request to one charger, handed from an API function to the gateway holding it."""
 
+    # A field added later must not make a gateway of the version before refuse the
+    # command mid-upgrade: unknown fields are ignored, not refused.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     command_id: str
     account_id: int
     charger_id: int
@@ -321,6 +325,10 @@ class Command(Model):
     request_hash: str
     reservation: ReservationRef | None = None
     outcome: CommandOutcome | None = None
+    #: The API request it came from, and its X-Ray trace (evreserve.correlation): the
+    #: gateway logs them with what it did about the command.
+    correlation_id: str | None = None
+    xray_trace_id: str | None = None
 
     def remaining_s(self, now: datetime) -> float:
         return (self.deadline - now).total_seconds()

@@ -16,6 +16,7 @@ the Powertools wiring identical across them:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -30,6 +31,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.metrics import MetricUnit
 
+from evreserve import correlation
 from evreserve.errors import DomainError, RateLimited
 from evreserve.services.principal import Principal
 from evreserve.settings import RateLimitSettings
@@ -228,7 +230,9 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True, log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        response = rate_limit.refusal(event) or non_json_body(event) or app.resolve(event, context)
+        # The commands this request sends carry its id and trace to the gateway's logs.
+        with correlation.bound(logger.get_correlation_id(), os.environ.get("_X_AMZN_TRACE_ID")):
+            response = rate_limit.refusal(event) or non_json_body(event) or app.resolve(event, context)
         # One count per answer class on every invocation: what a 4xx/5xx alarm needs, and
         # no invocation flushes an empty metric set (Powertools warns on each one). Added
         # and flushed under a lock (what ``log_metrics`` does, made atomic): the metric set

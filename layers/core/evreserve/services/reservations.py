@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .. import lifecycle, ocpp_mapping
+from .. import correlation, lifecycle, ocpp_mapping
 from ..channel import CommandChannel
 from ..errors import (
     ChargerOffline,
@@ -194,6 +194,7 @@ class ReservationService:
     ) -> Command:
         conn = charger.connection
         assert conn is not None  # checked by _connected_charger
+        request = correlation.current()
         return Command(
             command_id=command_id,
             account_id=charger.account_id,
@@ -208,6 +209,8 @@ class ReservationService:
             deadline=self._channel.deadline(now),
             request_hash=request_hash,
             reservation=reservation,
+            correlation_id=request.correlation_id if request else None,
+            xray_trace_id=request.xray_trace_id if request else None,
         )
 
     @staticmethod
