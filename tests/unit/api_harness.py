@@ -40,8 +40,14 @@ from evreserve_lambda.settings import FunctionSettings
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 
-ACCOUNT_ID = 7
-OTHER_ACCOUNT_ID = 8
+# The world `make run` seeds (devstack/__main__.py) and events/*.json describe: the demo
+# account, its first charger (OCPP 1.6) and that charger's two ports.
+ACCOUNT_ID = 1
+OTHER_ACCOUNT_ID = 2
+CHARGER_ID = 1
+OCPP_ID = "DEMO-CP-16"
+PORT_ID = 1
+SECOND_PORT_ID = 2
 ACCOUNT_KEY = "evr_test_account_key"
 ADMIN_KEY = "evr_test_admin_key"
 QUEUE_URL = "http://sqs.local/000000000000/evreserve-gw-i1"
@@ -117,10 +123,17 @@ def start_stack(monkeypatch: Any) -> Iterator[Stack]:
 
 
 def seed(stack: Stack, *, connected: bool = True, version: OcppVersion = OcppVersion.V16) -> Charger:
-    """The spec's example world: account 7 with charger 12, its port 34 (connector 1), and keys."""
+    """The world `make run` seeds and events/ describes: account ACCOUNT_ID with charger CHARGER_ID
+    (OCPP_ID), its ports PORT_ID (connector 1) and SECOND_PORT_ID (connector 2), and the keys.
+
+    The ids are drawn from the registry's sequences, as the API draws them, so what a test then
+    creates through the API gets the next ids and never collides with the seeded ones.
+    """
     registry, accounts = stack.services.registry, stack.services.account_store
     now = datetime.now(UTC)
-    accounts.create_account(Account(id=ACCOUNT_ID, name="Example", created_at=now))
+    ids = (accounts.next_id("account"), registry.next_id("charger"), registry.next_id("port"), registry.next_id("port"))
+    assert ids == (ACCOUNT_ID, CHARGER_ID, PORT_ID, SECOND_PORT_ID), f"seed() needs a fresh stack, drew {ids}"
+    accounts.create_account(Account(id=ACCOUNT_ID, name="Demo operator", created_at=now))
     accounts.put_api_key(
         ApiKey(key_id="acct", key_hash=hash_api_key(ACCOUNT_KEY), name="t", account_id=ACCOUNT_ID, created_at=now)
     )
@@ -128,17 +141,30 @@ def seed(stack: Stack, *, connected: bool = True, version: OcppVersion = OcppVer
         ApiKey(key_id="admin", key_hash=hash_api_key(ADMIN_KEY), name="a", account_id=None, created_at=now)
     )
     charger = Charger(
-        id=12,
+        id=CHARGER_ID,
         account_id=ACCOUNT_ID,
-        ocpp_id="CP-12",
-        ports=(Port(id=34, port_number=1), Port(id=35, port_number=2)),
+        ocpp_id=OCPP_ID,
+        ports=(
+            Port(id=PORT_ID, port_number=1, name="Left", connector_type="cCCS2", maximum_power_kw=150.0),
+            Port(id=SECOND_PORT_ID, port_number=2, name="Right", connector_type="cType2", maximum_power_kw=22.0),
+        ),
         created_at=now,
         updated_at=now,
     )
     registry.create_charger(charger)
     if connected:
-        connect(stack, 12, version)
+        connect(stack, CHARGER_ID, version)
     return charger
+
+
+def add_other_account(stack: Stack) -> Account:
+    """Account OTHER_ACCOUNT_ID, the next one the sequence gives (as the next account made on `make run`'s)."""
+    accounts = stack.services.account_store
+    account_id = accounts.next_id("account")
+    assert account_id == OTHER_ACCOUNT_ID, f"add_other_account() after seed() only, drew {account_id}"
+    account = Account(id=account_id, name="Other", created_at=datetime.now(UTC))
+    accounts.create_account(account)
+    return account
 
 
 def connect(stack: Stack, charger_id: int, version: OcppVersion = OcppVersion.V16) -> None:

@@ -17,10 +17,15 @@ import pytest
 from api_harness import (
     ACCOUNT_ID,
     ACCOUNT_KEY,
+    CHARGER_ID,
     EVENTS,
+    OCPP_ID,
     OTHER_ACCOUNT_ID,
+    PORT_ID,
+    SECOND_PORT_ID,
     LambdaContext,
     Stack,
+    add_other_account,
     call_error,
     future,
     invoke,
@@ -35,7 +40,7 @@ from fixtures.certs import issue, make_ca
 from fixtures.functions import load_function
 
 from evreserve.client_certs import fingerprint
-from evreserve.models import Account, OcppVersion, OutcomeKind
+from evreserve.models import OcppVersion, OutcomeKind
 from evreserve.security import verify_password
 from evreserve.storage.messages import Batch, MessageLogStore
 from evreserve.webhooks import DeliveryRecord, DeliveryStatus
@@ -69,7 +74,7 @@ def with_query(request: dict[str, Any], query: dict[str, str]) -> dict[str, Any]
 
 
 def reserve_body(**changes: Any) -> dict[str, Any]:
-    return {"portId": 34, "expiryDate": future(), "idTag": "RFID001", "reservationId": 1001, **changes}
+    return {"portId": PORT_ID, "expiryDate": future(), "idTag": "RFID001", "reservationId": 1001, **changes}
 
 
 # -- reservations -------------------------------------------------------------------------
@@ -100,7 +105,7 @@ def test_reserve_sends_the_version_mapping(stack: Stack, fn: dict[str, Any]):
 def whole_charger_body(**changes: Any) -> dict[str, Any]:
     body = reserve_body(**changes)
     body.pop("portId")
-    return {"chargerId": 12, **body}
+    return {"chargerId": CHARGER_ID, **body}
 
 
 @pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
@@ -121,7 +126,7 @@ def test_a_whole_charger_reservation_is_sent_without_a_port_and_recorded_without
         assert "evseId" not in payload and payload["id"] == 1001
     status, shown = invoke(fn["reservations"].handler, event("get-reservation.json"))
     assert status == 200 and (shown["data"]["portId"], shown["data"]["portNumber"]) == (None, None)
-    assert shown["data"]["chargerId"] == 12 and shown["data"]["status"] == "Accepted"
+    assert shown["data"]["chargerId"] == CHARGER_ID and shown["data"]["status"] == "Accepted"
     listed = invoke(fn["reservations"].handler, event("list-reservations.json"))[1]["data"]
     assert [r["reservationId"] for r in listed] == [1001]
     # The same reservationId again on a port of the charger: refused while the whole-charger one holds.
@@ -134,10 +139,10 @@ def test_a_whole_charger_reservation_is_sent_without_a_port_and_recorded_without
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({**reserve_body(), "chargerId": 12}, 400, "INVALID_REQUEST"),
+        ({**reserve_body(), "chargerId": CHARGER_ID}, 400, "INVALID_REQUEST"),
         ({**reserve_body(), "portId": None}, 400, "INVALID_REQUEST"),
         (whole_charger_body(chargerId=0), 400, "INVALID_REQUEST"),
-        (whole_charger_body(chargerId="12"), 400, "INVALID_REQUEST"),
+        (whole_charger_body(chargerId=str(CHARGER_ID)), 400, "INVALID_REQUEST"),
         (whole_charger_body(chargerId=99), 404, "NOT_FOUND"),
     ],
 )
@@ -239,11 +244,11 @@ def test_cancel_rejected_by_charger(stack: Stack, fn: dict[str, Any]):
 
 
 def test_reservation_id_active_on_another_port_is_409(stack: Stack, fn: dict[str, Any]):
-    """reservationId accepted on port 34 and sent for port 35: 409 RESERVATION_ID_CONFLICT."""
+    """reservationId accepted on one port and sent for the other: 409 RESERVATION_ID_CONFLICT."""
     seed(stack)
     handler = fn["reservations"].handler
     assert invoke(handler, event("reserve.json", body=reserve_body()))[0] == 200
-    status, body = invoke(handler, event("reserve.json", body=reserve_body(portId=35)))
+    status, body = invoke(handler, event("reserve.json", body=reserve_body(portId=SECOND_PORT_ID)))
     assert (status, body["code"]) == (409, "RESERVATION_ID_CONFLICT")
     assert len(stack.gateway.sent) == 1
 
@@ -264,7 +269,7 @@ def test_reservation_id_reusable_after_it_ended(stack: Stack, fn: dict[str, Any]
     handler = fn["reservations"].handler
     assert invoke(handler, event("reserve.json"))[0] == 200
     assert invoke(handler, event("cancel.json"))[0] == 200
-    assert invoke(handler, event("reserve.json", body=reserve_body(portId=35)))[0] == 200
+    assert invoke(handler, event("reserve.json", body=reserve_body(portId=SECOND_PORT_ID)))[0] == 200
 
 
 def test_validation_errors_are_400_envelopes(stack: Stack, fn: dict[str, Any]):
@@ -315,7 +320,7 @@ def test_unknown_port_and_foreign_port_look_the_same(stack: Stack, fn: dict[str,
 
 
 def test_key_limited_to_other_chargers_gets_404(stack: Stack, fn: dict[str, Any]):
-    """A key limited to chargers [99] cannot reserve, cancel, read or list charger 12's things."""
+    """A key limited to chargers [99] cannot reserve, cancel, read or list the seeded charger's things."""
     seed(stack)
     assert invoke(fn["reservations"].handler, event("reserve.json"))[0] == 200
     limited = principal_context(ACCOUNT_ID, [99])
@@ -329,9 +334,9 @@ def test_listing_filters_and_paginates(stack: Stack, fn: dict[str, Any]):
     seed(stack)
     handler = fn["reservations"].handler
     for rid in (1, 2, 3):
-        assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=rid, portId=34)))[0] == 200
+        assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=rid, portId=PORT_ID)))[0] == 200
     stack.gateway.answer = result("Occupied")
-    assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=4, portId=35)))[0] == 200
+    assert invoke(handler, event("reserve.json", body=reserve_body(reservationId=4, portId=SECOND_PORT_ID)))[0] == 200
     listing = event("list-reservations.json")
     status, page = invoke(handler, listing)
     assert status == 200 and [r["reservationId"] for r in page["data"]] == [1, 2, 3]
@@ -341,7 +346,8 @@ def test_listing_filters_and_paginates(stack: Stack, fn: dict[str, Any]):
     _, second = invoke(handler, with_query(listing, {"limit": "2", "nextPageCursor": cursor}))
     assert [r["reservationId"] for r in second["data"]] == [3, 4]
     assert second["pagination"] == {"hasNextPage": False, "nextPageCursor": None}
-    assert [r["portId"] for r in invoke(handler, with_query(listing, {"status": "Occupied"}))[1]["data"]] == [35]
+    occupied = invoke(handler, with_query(listing, {"status": "Occupied"}))[1]["data"]
+    assert [r["portId"] for r in occupied] == [SECOND_PORT_ID]
     assert invoke(handler, with_query(listing, {"nextPageCursor": "garbage"}))[0] == 400
 
 
@@ -409,23 +415,23 @@ def test_charger_crud_and_ports(stack: Stack, fn: dict[str, Any]):
     seed(stack)
     h = fn["chargers"].handler
     _, listing = invoke(h, event("list-chargers.json"))
-    assert [c["id"] for c in listing["data"]] == [12]
+    assert [c["id"] for c in listing["data"]] == [CHARGER_ID]
     assert listing["data"][0]["connectionStatus"]["status"] == "Connected"
-    assert [c["ocppId"] for c in invoke(h, event("lookup-charger.json"))[1]["data"]] == ["CP-12"]
+    assert [c["ocppId"] for c in invoke(h, event("lookup-charger.json"))[1]["data"]] == [OCPP_ID]
     _, updated = invoke(h, event("update-charger.json"))
     assert updated["data"]["externalId"] == "site-a/cp-12" and updated["data"]["serialNumber"] == "SN-0012"
     by_ext = with_query(event("lookup-charger.json"), {"externalId": "site-a/cp-12"})
-    assert [c["id"] for c in invoke(h, by_ext)[1]["data"]] == [12]
-    assert [p["id"] for p in invoke(h, event("list-ports.json"))[1]["data"]] == [34, 35]
+    assert [c["id"] for c in invoke(h, by_ext)[1]["data"]] == [CHARGER_ID]
+    assert [p["id"] for p in invoke(h, event("list-ports.json"))[1]["data"]] == [PORT_ID, SECOND_PORT_ID]
     status, added = invoke(h, event("add-port.json"))
     assert status == 201 and added["data"]["portNumber"] == 3
     assert invoke(h, event("update-port.json"))[1]["data"]["name"] == "Left bay"
     assert invoke(h, event("delete-port.json")) == (204, None)
-    assert stack.services.registry.get_port_ref(35) is None
+    assert stack.services.registry.get_port_ref(SECOND_PORT_ID) is None
     assert invoke(h, event("get-charger.json"))[1]["data"]["numberOfPorts"] == 2
     assert invoke(h, event("delete-charger.json")) == (204, None)
     assert invoke(h, event("get-charger.json"))[0] == 404
-    assert stack.services.registry.charger_id_for_ocpp_id("CP-12") is None
+    assert stack.services.registry.charger_id_for_ocpp_id(OCPP_ID) is None
 
 
 # -- security profile 3 ----------------------------------------------------------------------
@@ -487,7 +493,7 @@ def test_a_security_profile_that_breaks_the_rules_is_400(stack: Stack, fn, chang
 
 
 def test_other_accounts_charger_is_404_everywhere(stack: Stack, fn: dict[str, Any]):
-    """Another account's key sees nothing of charger 12, on every charger route."""
+    """Another account's key sees nothing of the seeded charger, on every charger route."""
     seed(stack)
     other = principal_context(OTHER_ACCOUNT_ID)
     for name in (
@@ -515,18 +521,18 @@ def test_admin_accounts_and_keys(stack: Stack, fn: dict[str, Any]):
     assert status == 201 and account["data"]["name"] == "Acme Charging"
     assert any(a["id"] == account["data"]["id"] for a in invoke(h, event("list-accounts.json"))[1]["data"])
     status, key = invoke(h, event("create-api-key.json"))
-    assert status == 201 and key["data"]["chargerIds"] == [12] and key["data"]["apiKey"].startswith("evr_")
+    assert status == 201 and key["data"]["chargerIds"] == [CHARGER_ID] and key["data"]["apiKey"].startswith("evr_")
     listed = invoke(h, event("list-api-keys.json"))[1]["data"]
     assert {k["keyId"] for k in listed} == {"acct", key["data"]["keyId"]} and all("apiKey" not in k for k in listed)
     principal = stack.services.accounts.authenticate(f"Bearer {key['data']['apiKey']}")
-    assert principal.account_id == ACCOUNT_ID and principal.charger_ids == frozenset({12})
+    assert principal.account_id == ACCOUNT_ID and principal.charger_ids == frozenset({CHARGER_ID})
     assert invoke(h, event("delete-api-key.json")) == (204, None)
 
 
 def test_account_keys_cannot_administer_other_accounts(stack: Stack, fn: dict[str, Any]):
     """An account key: 403 on accounts and on other accounts' keys; may list its own keys."""
     seed(stack)
-    stack.services.account_store.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
+    add_other_account(stack)
     acct = principal_context(ACCOUNT_ID)
     assert invoke(fn["admin"].handler, event("create-account.json", context=acct))[0] == 403
     other = event(
@@ -543,13 +549,13 @@ def test_an_accounts_policy_for_unknown_tokens_is_set_by_its_owner_or_the_admin(
     """unknownIdTags starts Accepted; the owner sets Invalid (not the name); the admin may rename; a limited
     key, another account and a null get nothing changed."""
     seed(stack)
-    stack.services.account_store.create_account(Account(id=OTHER_ACCOUNT_ID, name="o", created_at=datetime.now(UTC)))
+    add_other_account(stack)
     h = fn["admin"].handler
     owner = principal_context(ACCOUNT_ID)
     status, shown = invoke(h, event("get-account.json", context=owner))
     assert status == 200 and shown["data"]["unknownIdTags"] == "Accepted" and shown["data"]["id"] == ACCOUNT_ID
     for context, body, code in (
-        (principal_context(charger_ids=[12]), None, 403),
+        (principal_context(charger_ids=[CHARGER_ID]), None, 403),
         (principal_context(OTHER_ACCOUNT_ID), None, 403),
         (owner, {"name": "Renamed"}, 403),
         (owner, {"unknownIdTags": None}, 400),
@@ -733,7 +739,7 @@ def test_only_a_key_of_the_whole_account_manages_webhooks(stack: Stack, fn):
     seed(stack)
     _, created = invoke(fn["webhooks"].handler, event("create-webhook.json"))
     webhook_id = created["data"]["id"]
-    for context in (principal_context(charger_ids=[12]), principal_context(None)):
+    for context in (principal_context(charger_ids=[CHARGER_ID]), principal_context(None)):
         for request in (
             event("create-webhook.json", context=context),
             event("list-webhooks.json", context=context),
@@ -800,7 +806,7 @@ def test_an_access_id_is_created_found_changed_and_deleted(stack: Stack, fn):
     assert (after["authorizationStatus"], after["parentIdTag"], after["name"]) == ("Revoked", None, data["name"])
     assert after["updatedAt"] > data["updatedAt"] and after["createdAt"] == data["createdAt"]
     assert invoke(handler, access_id_event("get-access-id.json", data["id"]))[1] == {"data": after}
-    assert stack.services.access_ids._store.by_tag(7, "Rfid002") is not None
+    assert stack.services.access_ids._store.by_tag(ACCOUNT_ID, "Rfid002") is not None
 
     assert invoke(handler, access_id_event("delete-access-id.json", data["id"])) == (204, None)
     for name in ("get-access-id.json", "delete-access-id.json", "update-access-id.json"):
@@ -849,7 +855,7 @@ def test_only_a_key_of_the_whole_account_manages_access_ids(stack: Stack, fn):
     seed(stack)
     handler = fn["access_ids"].handler
     access_id = invoke(handler, event("create-access-id.json"))[1]["data"]["id"]
-    for context in (principal_context(charger_ids=[12]), principal_context(None)):
+    for context in (principal_context(charger_ids=[CHARGER_ID]), principal_context(None)):
         for request in (
             event("create-access-id.json", context=context),
             event("list-access-ids.json", context=context),
