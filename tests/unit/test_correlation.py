@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -56,7 +57,8 @@ def test_a_reserve_request_sends_a_command_carrying_its_request_id_and_trace(
 def test_the_gateway_logs_a_command_under_powertools_keys():
     """The gateway's line has the keys a function's Powertools line has, and the same correlation keys."""
     stream = io.StringIO()
-    powertools = Logger(service="evreserve", logger_handler=logging.StreamHandler(stream))
+    # A service of its own: a Logger named like one another test built reuses that one's state.
+    powertools = Logger(service=f"correlation-{uuid.uuid4().hex}", logger_handler=logging.StreamHandler(stream))
     powertools.set_correlation_id("req-0042")
     powertools.info("reserve")
     function_line = json.loads(stream.getvalue())
