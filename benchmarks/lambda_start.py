@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import importlib.util
 import io
 import json
@@ -63,22 +64,27 @@ ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
     "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9",
-    "REGISTRY_TABLE": "bench-registry",
-    "RESERVATIONS_TABLE": "bench-reservations",
-    "COMMANDS_TABLE": "bench-commands",
-    "RATE_LIMIT_TABLE": "bench-rate-limit",
+    "AWS_ENDPOINT_URL_EVENTBRIDGE": "http://127.0.0.1:9",
+    "GATEWAY_QUEUE_PREFIX": "bench-gw-",
     "POWERTOOLS_SERVICE_NAME": "evreserve",
     "POWERTOOLS_METRICS_NAMESPACE": "EvReserve",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "ERROR",
 }
-#: Per function: (sample event, how to make it fail validation).
+#: Per function: (sample event, how to make it fail validation), or for a function with
+#: no AWS-free failure, a request it serves without AWS.
 INVALID: dict[str, tuple[str, Any]] = {
     "reservations": ("reserve.json", {"body": json.dumps({"portId": "not-a-number", "expiryDate": "tomorrow"})}),
     "chargers": ("register-charger.json", {"body": json.dumps({"ocppId": "", "ports": []})}),
     "admin": ("create-account.json", {"body": json.dumps({"name": ""})}),
     "authorizer": ("authorizer.json", {"headers": {"Authorization": "Basic not-a-bearer-token"}}),
+    "access_ids": ("create-access-id.json", {"body": json.dumps({"ocppIdTag": "", "type": "Nonsense"})}),
+    "messages": ("list-ocpp-messages.json", {"queryStringParameters": {"chargerId": "x"}}),
+    "webhooks": ("create-webhook.json", {"body": json.dumps({"url": "not a url"})}),
+    "docs": ("get-docs.json", {}),
 }
+#: Functions fed by an event source: an empty batch runs the handler without AWS.
+EMPTY_BATCH = {"publisher": {"Records": []}, "deliverer": {"Records": []}}
 #: What the Lambda runtime adds in the deployed environment (``LAMBDA_TASK_ROOT`` is
 #: set to the function's directory per run).
 TRACING_ON = {
@@ -122,8 +128,10 @@ if event_text:
         answer = "raised " + str(exc)
     first_ms = (time.perf_counter() - t2) * 1000
 t3 = time.perf_counter()
-function.services()
-services_ms = (time.perf_counter() - t3) * 1000
+services_ms = None
+if hasattr(function, "services"):
+    function.services()
+    services_ms = (time.perf_counter() - t3) * 1000
 figures = {"first_request_ms": first_ms, "services_ms": services_ms, "answer": answer}
 print("LAMBDA_START " + json.dumps(figures), file=sys.stderr)
 """
@@ -135,7 +143,7 @@ def function_modules() -> list[Path]:
 
 
 def environment(module: Path, tracing: str) -> dict[str, str]:
-    env = {**os.environ, **ENV}
+    env = {**os.environ, **template_environment().get(module.parent.name, {}), **ENV}
     for name in ("LAMBDA_TASK_ROOT", *TRACING_ON):
         env.pop(name, None)
     if tracing == "on":
@@ -212,6 +220,7 @@ def load_handler(module: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"bench_{module.stem}", module)
     assert spec is not None and spec.loader is not None
     loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # as an import would (dataclasses and pydantic look it up)
     spec.loader.exec_module(loaded)
     return loaded.handler
 
@@ -231,7 +240,25 @@ class Context:
         return 30_000
 
 
+@functools.cache
+def template_environment() -> dict[str, dict[str, str]]:
+    """Each function's variables as template.yaml declares them (tables named ``bench-*``): one source of truth."""
+    from devstack.local_api import read_template
+    from devstack.template import load_template
+    from evreserve.resources import BUS_ENV, DESTINATION_QUEUE_ENV, QUEUE_ENV, TABLE_ENV
+
+    resources = (TABLE_ENV, QUEUE_ENV, BUS_ENV, DESTINATION_QUEUE_ENV)
+    names = {var: f"bench-{var.lower().replace('_', '-')}" for env in resources for var in env.values()}
+    definition = read_template(load_template(), REPO_ROOT, {**ENV, **names})
+    by_directory = {}
+    for spec in definition.functions.values():
+        by_directory[spec.code_uri.name] = {k: v for k, v in spec.environment.items() if k not in ENV or v}
+    return by_directory
+
+
 def invalid_event(function: str) -> dict[str, Any] | None:
+    if function in EMPTY_BATCH:
+        return copy.deepcopy(EMPTY_BATCH[function])
     if function not in INVALID:
         return None
     name, change = INVALID[function]
@@ -292,6 +319,8 @@ def main() -> None:
     modes = ("on", "off") if args.tracing == "both" else (args.tracing,)
     report = Report("lambda_start", smoke=args.smoke)
     os.environ.update(ENV)
+    for variables in template_environment().values():
+        os.environ.update({k: v for k, v in variables.items() if k not in os.environ})
     modules = function_modules()
     if not modules:
         report.todo.append("no function modules under functions/*/*.py")
@@ -302,7 +331,7 @@ def main() -> None:
     )
     warm = {module: warm_latency(module, calls) for module in modules}
     slowest: tuple[float, str, list[Any], list[Any]] = (0.0, "", [], [])
-    worst_total = 0.0
+    worst_total, worst_function = 0.0, ""
     for module in modules:
         # Interleaved, so a burst of load elsewhere does not fall on one environment only.
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
@@ -329,7 +358,8 @@ def main() -> None:
                 first_answer=runs[mode][0]["first_answer"],
                 **warm[module],
             )
-            worst_total = max(worst_total, total or 0.0)
+            if mode == "on" and total is not None and total > worst_total:
+                worst_total, worst_function = total, module.parent.name
             if import_ms > slowest[0]:
                 first = runs[mode][0]
                 name = f"{module.parent.name} (tracing {mode})"
@@ -349,9 +379,12 @@ def main() -> None:
             + ", ".join(f"{name} {us / 1000:.0f} ms" for us, name in slowest[3])
         )
         report.target("slowest function import ms (cold)", round(slowest[0], 1), 300, at_least=False)
+        report.target(
+            f"slowest cold total ms, tracing on ({worst_function})", round(worst_total, 1), 300, at_least=False
+        )
         report.notes.append(
-            f"the slowest cold total (import + first request) is {worst_total:.0f} ms; a first request that"
-            " reaches AWS adds services_ms before its first network call"
+            "cold total = import + first request; a first request that reaches AWS adds services_ms before its"
+            " first network call; sweeper has no AWS-free request, so its figure is the import alone"
         )
     report.emit()
 

@@ -39,3 +39,7 @@ def test_benchmark_smoke_prints_its_json_figures(script: str) -> None:
     assert document["smoke"] is True
     assert document["results"], document.get("todo")
     assert all(isinstance(row, dict) for row in document["results"])
+    # A row that failed is a benchmark that no longer measures anything (lambda_start once
+    # printed an error for every function and still passed here).
+    failed = [row for row in document["results"] if "error" in row]
+    assert not failed, failed
