@@ -6,9 +6,6 @@ SHELL := /bin/bash
 # Python 3.12, as Lambda and the gateway image run it: on PATH, or one pyenv installed.
 PYTHON ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
   "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$p"; break; }; done)
-ifeq ($(PYTHON),)
-$(error Python 3.12 is needed (Lambda and the gateway image run it): install python3.12, or `pyenv install 3.12`)
-endif
 # Our own packages, installed editable on top of the locked third-party set.
 OURS := -e ./layers/core -e ./layers/lambda -e ./gateway -e .
 VENV := .venv
@@ -38,6 +35,7 @@ PIP_PROGRESS := $(if $(CI),-q,--progress-bar on)
 
 # A venv of another Python (an older checkout's) is replaced, not patched.
 define fresh_venv
+	@test -n "$(PYTHON)" || { echo "Python 3.12 is needed (Lambda and the gateway image run it): install python3.12, or pyenv install 3.12" >&2; exit 1; }
 	$(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null || { rm -rf $(1); $(PYTHON) -m venv $(1); }
 endef
 
@@ -45,6 +43,8 @@ $(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml layers/
 	@echo "== installing the locked Python dependencies into $(VENV) (the first time takes a few minutes)"
 	$(call fresh_venv,$(VENV))
 	$(BIN)/pip install $(PIP_PROGRESS) --require-hashes -r requirements-dev.txt
+	@# Exactly the lock: what an earlier lock installed and this one dropped goes (uv comes with the lock).
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements-dev.txt
 	$(BIN)/pip install -q --no-deps $(OURS)
 	touch $@
 
@@ -95,8 +95,20 @@ $(SAM_STAMP): requirements-sam.txt
 sam-validate: $(SAM_STAMP)  ## sam validate --lint (offline)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
 
-build: $(SAM_STAMP)  ## sam build (no Docker: the layers and functions are built with $(PYTHON))
-	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_ENV) $(SAM_VENV)/bin/sam build
+# The layers' wheels, each checked against its lock's hashes before sam build sees it.
+LAMBDA_WHEELS := .cache/lambda-wheels
+ARM64 := --only-binary=:all: --implementation cp --python-version 3.12 $(foreach tag,manylinux2014_aarch64 manylinux_2_17_aarch64 manylinux_2_28_aarch64 manylinux_2_34_aarch64,--platform $(tag))
+
+build: $(STAMP) $(SAM_STAMP)  ## sam build (no Docker: the layers and functions are built with $(PYTHON))
+	@# On a non-arm64 host sam build asks pip for each native package's aarch64 wheel by
+	@# name==version, without the lock's hashes. So the wheels (the host's for its first
+	@# pass, aarch64 for Lambda) are downloaded here with --require-hashes, and sam build's
+	@# pip may take nothing else (PIP_NO_INDEX).
+	rm -rf $(LAMBDA_WHEELS)
+	for lock in layers/core/requirements.txt layers/lambda/requirements.txt; do \
+	  $(BIN)/pip download -q --require-hashes --no-deps -d $(LAMBDA_WHEELS) -r $$lock && \
+	  $(BIN)/pip download -q --require-hashes --no-deps $(ARM64) -d $(LAMBDA_WHEELS) -r $$lock || exit 1; done
+	PIP_NO_INDEX=1 PIP_FIND_LINKS="$(CURDIR)/$(LAMBDA_WHEELS)" PATH="$(dir $(PYTHON)):$$PATH" $(SAM_ENV) $(SAM_VENV)/bin/sam build
 
 invoke: $(STAMP)  ## Run FUNCTION (e.g. ReservationsFunction) with EVENT (e.g. events/reserve.json) in the running `make run`
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ReservationsFunction EVENT=events/reserve.json"; exit 2; }

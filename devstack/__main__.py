@@ -89,6 +89,10 @@ def seed(api_url: str, accounts: AccountStore, admin_key: str) -> Demo:
     return demo
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
     expiry = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     first = demo.chargers[0]
@@ -140,7 +144,7 @@ def banner(api_url: str, gateway_url: str, demo: Demo, logs: Path) -> str:
         "",
         "  Invoke a function with a sample event (events/ describes this demo world; no Docker):",
         "    make invoke FUNCTION=ChargersFunction EVENT=events/get-charger.json",
-        f"  With Docker: sam local invoke --env-vars {ENV_JSON.relative_to(REPO_ROOT)} (docs/deploy.md).",
+        f"  With Docker: sam local invoke --env-vars {_shown(ENV_JSON)} (docs/deploy.md).",
         "",
         "  Ctrl-C stops everything.",
         "",

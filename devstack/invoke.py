@@ -31,7 +31,8 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from devstack import ACCESS_KEY_ID, HOST, REGION, REPO_ROOT, SECRET_ACCESS_KEY
 from devstack.template import load_template
 
-ENV_JSON = REPO_ROOT / ".local" / "env.json"
+#: Where ``make run`` writes it (EVRESERVE_ENV_JSON moves it: the tests keep a developer's file).
+ENV_JSON = Path(os.environ.get("EVRESERVE_ENV_JSON") or REPO_ROOT / ".local" / "env.json")
 #: Declared (empty) in template.yaml's Globals so that ``sam local``'s env.json may set them.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_EVENTBRIDGE")
 

@@ -9,10 +9,14 @@ the template does not have; 429 ``TooManyRequestsException`` when its instances 
 busy. So ``aws lambda invoke --endpoint-url http://127.0.0.1:3000``, boto3's Lambda
 client and ``make invoke`` (``python -m devstack.invoke``) all work against ``make run``.
 
-The function name is the template's logical id (``ReservationsFunction``). No
-authorizer runs: an invocation is what API Gateway does after it, so an API event
-carries its ``requestContext.authorizer`` itself, as the ``events/`` samples do. The
-local API binds to 127.0.0.1 only; nothing here is deployed.
+The function name is the template's logical id (``ReservationsFunction``), alone, with a
+qualifier, or in an ARN. No authorizer runs: an invocation is what API Gateway does after
+it, so an API event carries its ``requestContext.authorizer`` itself, as the ``events/``
+samples do. That makes this endpoint a way around the API's keys, so it answers only what
+a Lambda client sends: a SigV4 ``Authorization`` header (boto3 and the AWS CLI always
+sign; a web page cannot add that header without a preflight, which this server refuses)
+and no ``Origin`` (a browser's). The local API binds to 127.0.0.1 only; nothing here is
+deployed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from devstack.lambda_runtime import FunctionPool
@@ -41,6 +46,12 @@ def _error(status: HTTPStatus, kind: str, message: str) -> HttpResponse:
     return _answer(status, {"Type": "User", "message": message}, ("x-amzn-ErrorType", kind))
 
 
+def function_name(given: str) -> str:
+    """``Name``, ``Name:qualifier`` or ``arn:aws:lambda:region:account:function:Name[:qualifier]`` -> ``Name``."""
+    parts = given.split(":")
+    return parts[6] if parts[0] == "arn" and len(parts) >= 7 else parts[0]
+
+
 def invoke(pools: Mapping[str, FunctionPool], http: HttpRequest, path: str) -> HttpResponse | None:
     """The Invoke API's answer to ``http``, or ``None`` when it is not an invocation."""
     matched = INVOKE_PATH.match(path)
@@ -48,7 +59,12 @@ def invoke(pools: Mapping[str, FunctionPool], http: HttpRequest, path: str) -> H
         return None
     if http.method != "POST":
         return _error(HTTPStatus.METHOD_NOT_ALLOWED, "InvalidRequestContentException", "Invoke is a POST")
-    name = matched.group(1).rsplit(":", 1)[-1]  # an ARN's last part, as Lambda accepts
+    headers = {name.lower(): value for name, value in http.headers}
+    if "origin" in headers or not headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 "):
+        return _error(
+            HTTPStatus.FORBIDDEN, "AccessDeniedException", "sign the request (boto3, the AWS CLI); browsers may not"
+        )
+    name = function_name(unquote(matched.group(1)))
     pool = pools.get(name)
     if pool is None:
         known = ", ".join(sorted(pools))

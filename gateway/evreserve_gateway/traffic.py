@@ -153,7 +153,8 @@ class MessageLog:
         call, answer = record[3], record[4]
         from_charger = record[1] == Direction.FROM_CHARGER
         self.counters["fromCharger" if from_charger else "toCharger"] += 1
-        if answer is not None and answer.startswith("[4"):
+        # A charger may put whitespace in its frames ("[ 4, ..."); ours never do.
+        if answer is not None and answer.lstrip("[ \t\r\n").startswith("4"):
             self.counters["callErrorsSent" if from_charger else "callErrorsReceived"] += 1
         if len(call) > FRAME_MAX_CHARS or (answer is not None and len(answer) > FRAME_MAX_CHARS):
             record = _shortened(record)

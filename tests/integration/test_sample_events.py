@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,12 +27,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from devstack import REPO_ROOT
 from devstack.gateways import free_port
-from devstack.invoke import ENV_JSON, invoke
+from devstack.invoke import invoke
 from devstack.template import load_template
 
 EVENTS = REPO_ROOT / "events"
@@ -42,9 +44,11 @@ STARTUP_S = 240
 class RunningStack:
     """``python -m devstack`` in a child process, its output collected line by line."""
 
-    def __init__(self) -> None:
+    def __init__(self, env_json: Path) -> None:
         self.api_port, self.gateway_port = free_port(), free_port()
+        self.env_json = env_json
         environ = {**os.environ, "API_PORT": str(self.api_port), "GATEWAY_PORT": str(self.gateway_port)}
+        environ["EVRESERVE_ENV_JSON"] = str(env_json)  # not the developer's .local/env.json
         for name in [n for n in environ if n.startswith("AWS_ENDPOINT_URL")]:
             environ.pop(name)  # its own stand-ins, not the test session's
         self.process = subprocess.Popen(
@@ -91,8 +95,8 @@ class RunningStack:
 
 
 @pytest.fixture(scope="module")
-def running() -> Iterator[tuple[RunningStack, dict[str, str]]]:
-    stack = RunningStack()
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningStack, dict[str, str]]]:
+    stack = RunningStack(tmp_path_factory.mktemp("make-run") / "env.json")
     simulator: subprocess.Popen[str] | None = None
     try:
         banner = stack.wait_ready()
@@ -251,7 +255,14 @@ def test_every_sample_answers_against_make_run(running: tuple[RunningStack, dict
         assert call(api, sample(name))[0] == status, name
     revoke = with_id(sample("delete-api-key.json"), "acct", key[1]["data"]["keyId"])
     assert call(api, revoke)[0] == 204
-    assert ENV_JSON.is_file() and "ReservationsFunction" in json.loads(ENV_JSON.read_text(encoding="utf-8"))
+
+    # sam local's env.json: this run's tables, and endpoints that answer (DynamoDB Local's).
+    written = json.loads(stack.env_json.read_text(encoding="utf-8"))
+    assert written["ReservationsFunction"]["REGISTRY_TABLE"]
+    endpoint = urlsplit(written["ReservationsFunction"]["AWS_ENDPOINT_URL_DYNAMODB"])
+    assert written["Parameters"]["AWS_ENDPOINT_URL_DYNAMODB"] == endpoint.geturl()
+    with socket.create_connection((str(endpoint.hostname), int(endpoint.port or 80)), timeout=5):
+        pass
 
 
 def test_make_invoke_shows_the_answer_as_http(running: tuple[RunningStack, dict[str, str]]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from api_harness import LambdaContext, load_event
@@ -61,6 +62,9 @@ def test_the_documents_server_is_relative_to_where_it_is_read(docs: Any):
     assert document["paths"] == bundled_document()["paths"]
     via_page = json.loads(get(docs, "/api/docs", query={"format": "json"})["body"])
     assert via_page["servers"] == [{"url": "..", "description": "this API"}]
+    # Resolved as Swagger UI resolves them (RFC 3986), from under a stage:
+    assert urljoin("https://h.example/prod/api/docs/openapi.json", "../..") == "https://h.example/prod/"
+    assert urljoin("https://h.example/prod/api/docs?format=json", "..") == "https://h.example/prod/"
     assert via_page["paths"] == document["paths"]
 
 
@@ -106,3 +110,17 @@ def test_answers_carry_cors_headers_for_the_configured_origin_only(
         assert headers.get("Access-Control-Allow-Origin") == ([origin] if allowed else None), path
         if allowed:
             assert "Authorization" in headers["Access-Control-Allow-Headers"][0]
+
+
+def test_an_answer_made_before_routing_carries_cors_headers_too(monkeypatch: pytest.MonkeyPatch):
+    """The 400 for a body that is not JSON (like the per-key 429) is built before the resolver: a page on the
+    allowed origin must still be able to read it."""
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN", "https://app.example.com")
+    fresh = load_function("docs")
+    event = load_event("get-docs.json")
+    event["body"] = "not json"
+    event["headers"].update({"Origin": "https://app.example.com", "Content-Type": "text/plain"})
+    answer = fresh.handler(event, LambdaContext())
+    assert answer["statusCode"] == 400
+    assert answer["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["https://app.example.com"]
+    assert answer["multiValueHeaders"]["Access-Control-Expose-Headers"] == ["Retry-After"]

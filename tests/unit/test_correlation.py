@@ -90,8 +90,9 @@ def test_the_gateway_logs_a_command_under_powertools_keys():
     assert gateway_line["service"] == "evreserve-gateway"
 
 
-def test_a_gateway_of_the_version_before_tolerates_fields_added_to_a_command():
-    """Forward compatible: an envelope from newer functions mid-upgrade is read, its new field ignored."""
+def test_a_command_with_a_field_this_version_does_not_know_is_read():
+    """From this version on, newer functions may add a field to a command mid-upgrade: it is ignored.
+    (The gateways before this version refused unknown fields: docs/deploy.md gives the upgrade order.)"""
     from evreserve.channel import CommandEnvelope
 
     now = datetime.now(UTC).isoformat()

@@ -248,7 +248,7 @@ def test_calls_each_way_and_callerrors_are_counted_even_when_the_log_is_full():
     charger = log.for_charger(1, 7, "A", "ocpp1.6")
     _heartbeat(charger, 1)
     charger.received(2, "Heartbeat", '[2,"2","Heartbeat",{"x":1}]', '[4,"2","FormatViolation","",{}]')
-    charger.sent(3, "ReserveNow", '[2,"3","ReserveNow",{}]', '[4,"3","NotSupported","",{}]')
+    charger.sent(3, "ReserveNow", '[2,"3","ReserveNow",{}]', '[ 4, "3", "NotSupported", "", {}]')
     charger.sent(4, "CancelReservation", '[2,"4","CancelReservation",{}]', None)
     counted = {
         name: log.counters[name] for name in ("fromCharger", "toCharger", "callErrorsSent", "callErrorsReceived")

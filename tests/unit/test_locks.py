@@ -80,6 +80,15 @@ def test_an_artifact_lock_is_complete_on_its_own(artifact: lock.Artifact):
     assert shipped <= needed, f"locked but not needed: {sorted(shipped - needed)}"
 
 
+@pytest.mark.parametrize("artifact", lock.ARTIFACTS, ids=lambda a: str(a.lock.relative_to(lock.REPO_ROOT)))
+def test_each_locked_version_satisfies_what_the_pyprojects_declare(artifact: lock.Artifact):
+    """A bound raised in a pyproject.toml without `make lock` fails here, not in a deployment."""
+    shipped = lock.pins(artifact.lock.read_text(encoding="utf-8"))
+    for root in map(Requirement, lock.roots(artifact)):
+        version = shipped[lock.canonical(root.name)]
+        assert root.specifier.contains(version, prereleases=True), f"{root} but {version} is locked: run `make lock`"
+
+
 def test_the_functions_see_one_aws_sdk_pair():
     """boto3 and botocore ship together, in the functions' layer; all the core declares is packed somewhere."""
     core, functions, gateway = (set(lock.pins(a.lock.read_text(encoding="utf-8"))) for a in lock.ARTIFACTS)

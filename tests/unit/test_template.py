@@ -717,7 +717,7 @@ def test_the_dashboard_and_the_gateway_alarms_read_metrics_the_gateway_emits():
 
 def test_cors_preflights_need_no_key_and_agree_with_the_functions():
     """API Gateway answers OPTIONS itself (no authorizer) with the headers the functions' CORSConfig allows."""
-    from evreserve_lambda.app import CORS_HEADERS
+    from evreserve_lambda.app import CORS_HEADERS, CORS_MAX_AGE_S
 
     api = props("Api")
     assert api["Auth"]["AddDefaultAuthorizerToCorsPreflight"] is False
@@ -725,7 +725,8 @@ def test_cors_preflights_need_no_key_and_agree_with_the_functions():
     assert cors["AllowHeaders"] == "'" + ",".join(CORS_HEADERS) + "'"
     origin = cors["AllowOrigin"]
     assert isinstance(origin, Intrinsic) and origin.fn == "If" and origin.args[0] == "HasCors"
-    assert origin.args[2] == "'null'", "no origin configured: a preflight no browser matches"
+    assert origin.args[2] == "'https://cors.invalid'", "no origin configured: one no page can have"
+    assert cors["MaxAge"] == f"'{CORS_MAX_AGE_S}'"
     assert is_ref(template()["Globals"]["Function"]["Environment"]["Variables"]["CORS_ALLOW_ORIGIN"], "CorsAllowOrigin")
 
 

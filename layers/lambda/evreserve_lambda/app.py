@@ -141,6 +141,7 @@ def _unexpected(_exc: Exception) -> Response[Any]:
 #: What a browser page may send and read across origins (template.yaml's Cors says the same to preflights).
 CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
 CORS_EXPOSED = ["Retry-After"]
+CORS_MAX_AGE_S = 600
 
 
 def cors_config() -> CORSConfig | None:
@@ -148,7 +149,24 @@ def cors_config() -> CORSConfig | None:
     origin = CorsSettings().cors_allow_origin.strip()
     if not origin:
         return None
-    return CORSConfig(allow_origin=origin, allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
+    return CORSConfig(
+        allow_origin=origin, allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=CORS_MAX_AGE_S
+    )
+
+
+def with_cors(response: dict[str, Any], event: dict[str, Any], cors: CORSConfig | None) -> dict[str, Any]:
+    """CORS headers on an answer made before the resolver (the per-key 429, an unreadable body's 400).
+
+    The resolver adds them to what it answers; a page on the allowed origin must be able
+    to read a 429's Retry-After too.
+    """
+    headers = response.setdefault("multiValueHeaders", {})
+    if cors is None or "Access-Control-Allow-Origin" in headers:
+        return response
+    origin = next((str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    for name, value in cors.to_dict(origin).items():
+        headers.setdefault(name, [value])
+    return response
 
 
 def create_app() -> APIGatewayRestResolver:
@@ -224,6 +242,7 @@ class RateLimit:
 def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda entrypoint of a function: rate limit, logging, tracing and metrics around ``app``."""
     rate_limit = RateLimit()
+    cors = cors_config()
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the
     # caller's API key (Authorization) and, on some routes, a charger password.
@@ -232,7 +251,8 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The commands this request sends carry its id and trace to the gateway's logs.
         with correlation.bound(logger.get_correlation_id(), os.environ.get("_X_AMZN_TRACE_ID")):
-            response = rate_limit.refusal(event) or non_json_body(event) or app.resolve(event, context)
+            early = rate_limit.refusal(event) or non_json_body(event)
+            response = with_cors(early, event, cors) if early else app.resolve(event, context)
         # One count per answer class on every invocation: what a 4xx/5xx alarm needs, and
         # no invocation flushes an empty metric set (Powertools warns on each one). Added
         # and flushed under a lock (what ``log_metrics`` does, made atomic): the metric set
