@@ -200,12 +200,15 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 
 def _logical_id(value: Any) -> str | None:
-    """The logical id in ``!Ref X``, ``!GetAtt X.Arn`` or a bare ``X``."""
+    """The logical id in ``!Ref X``, ``!GetAtt X.Arn``, SAM's ``!Ref X.Alias`` / ``X.Version`` or a bare ``X``.
+
+    Locally there are no published versions: an alias or version of a function is it.
+    """
     intrinsic = as_intrinsic(value)
     if intrinsic is None:
         return value if isinstance(value, str) else None
     if intrinsic.fn == "Ref":
-        return str(intrinsic.args)
+        return str(intrinsic.args).removesuffix(".Alias").removesuffix(".Version")
     if intrinsic.fn == "GetAtt" and isinstance(intrinsic.args, list) and intrinsic.args:
         return str(intrinsic.args[0])
     return None

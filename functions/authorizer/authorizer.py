@@ -12,9 +12,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from evreserve.errors import DependencyUnavailable, Unauthorized
+from evreserve_lambda import snapstart
 from evreserve_lambda.wiring import services
 
 logger = Logger(service="evreserve-authorizer")
+snapstart.install(services)
 
 
 # The event is read as the dict it is: Powertools' APIGatewayAuthorizerRequestEvent

@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 from evreserve import aws, signing
 from evreserve.storage.webhooks import WebhookStore
 from evreserve.webhooks import Delivery, DeliveryRecord, DeliveryStatus, RetrySchedule, queue_delay
+from evreserve_lambda import snapstart
 from evreserve_lambda.settings import DelivererSettings
 from evreserve_lambda.webhook_post import Answer, post
 
@@ -137,6 +138,10 @@ def _handle(clients: _Clients, record: dict[str, Any]) -> str | None:
         )
         return str(record.get("messageId"))
     return None
+
+
+# Under SnapStart the snapshot holds the clients (evreserve_lambda/snapstart.py).
+snapstart.install(_get_clients)
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)

@@ -25,6 +25,7 @@ from evreserve.events import EVENT_SOURCE, EventType, event_type
 from evreserve.storage.stream import reservation_images
 from evreserve.storage.webhooks import WebhookStore
 from evreserve.webhooks import Delivery, Webhook
+from evreserve_lambda import snapstart
 from evreserve_lambda.events import event_body
 from evreserve_lambda.settings import PublisherSettings
 
@@ -157,6 +158,10 @@ def _enqueue(clients: _Clients, queued: list[tuple[int, Delivery]]) -> int | Non
 
 def _failure(sequence: str) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+
+
+# Under SnapStart the snapshot holds the clients (evreserve_lambda/snapstart.py).
+snapstart.install(_get_clients)
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)

@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 from evreserve import aws, lifecycle
 from evreserve.models import ReservationState, utcnow
 from evreserve.storage.reservations import ReservationStore
+from evreserve_lambda import snapstart
 from evreserve_lambda.settings import FunctionSettings
 
 logger = Logger()
@@ -80,6 +81,10 @@ def sweep(
 
 #: What a run keeps of its timeout for the writes after its last wait.
 RESERVE = timedelta(seconds=10)
+
+
+# Under SnapStart the snapshot holds the clients (evreserve_lambda/snapstart.py).
+snapstart.install(_reservations)
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)

@@ -737,3 +737,23 @@ def test_endpoint_variables_are_declared_empty_for_sam_local():
     variables = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert set(WRITTEN) == ENDPOINT_VARIABLES
     assert {name: variables.get(name) for name in ENDPOINT_VARIABLES} == dict.fromkeys(ENDPOINT_VARIABLES, "")
+
+
+def test_snapstart_covers_the_functions_a_caller_waits_for():
+    """The authorizer and the API functions restore from snapshots (published versions, via the alias);
+    the background functions start on demand (their cold starts keep no one waiting)."""
+    waited_for = {"AuthorizerFunction", *(f for f, r in resources(FUNCTION).items() if _has_api_event(r))}
+    assert template()["Globals"]["Function"]["AutoPublishAlias"] == "live"
+    for logical_id in resources(FUNCTION):
+        snap = props(logical_id).get("SnapStart")
+        if logical_id in waited_for:
+            assert snap is not None and is_ref(snap["ApplyOn"], "LambdaSnapStart"), logical_id
+        else:
+            assert snap is None, logical_id
+    authorizer = props("Api")["Auth"]["Authorizers"]["ApiKeyAuthorizer"]["FunctionArn"]
+    assert is_ref(authorizer, "AuthorizerFunction.Alias"), "SnapStart never applies to $LATEST"
+
+
+def _has_api_event(resource: dict[str, Any]) -> bool:
+    events = (resource.get("Properties") or {}).get("Events") or {}
+    return any(event.get("Type") == "Api" for event in events.values())

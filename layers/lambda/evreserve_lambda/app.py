@@ -37,6 +37,7 @@ from evreserve.services.principal import Principal
 from evreserve.settings import RateLimitSettings
 from evreserve.storage.ratelimit import RateLimiter
 
+from . import snapstart
 from .http import dumps, error_body, error_headers, invalid_request, status_of
 from .settings import CorsSettings
 from .tracing import create_tracer
@@ -243,6 +244,8 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     """The Lambda entrypoint of a function: rate limit, logging, tracing and metrics around ``app``."""
     rate_limit = RateLimit()
     cors = cors_config()
+    # Under SnapStart the snapshot holds the built services and the rate limiter's client.
+    snapstart.install(lambda: rate_limit.limiter())
 
     # log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event carries the
     # caller's API key (Authorization) and, on some routes, a charger password.
