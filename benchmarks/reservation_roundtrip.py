@@ -318,6 +318,8 @@ def main() -> None:
     args = parser.parse_args()
     levels = [1, 2] if args.smoke else args.levels
     seconds, per_worker = (10.0, 2) if args.smoke else (args.per_level_s, args.per_worker)
+    #: concurrency -> (functions, gateway) CPU ms per reservation
+    own_cpu: dict[int, tuple[float, float]] = {}
     report = Report("reservation_roundtrip", smoke=args.smoke)
     report.notes.append(MOTO_NOTE)
     report.notes.append(HOPS_IN_PROCESS if args.in_process else HOPS_PROCESSES)
@@ -359,8 +361,20 @@ def main() -> None:
                 if isinstance(stack, ProcessStack):
                     row["polls_per_request"] = _polls_per_request(stack.function_requests(), result["requests"])
                     wall = time.monotonic() - wall_before
-                    for name, used in stack.cpu_seconds().items():
+                    cpu_after = stack.cpu_seconds()
+                    for name, used in cpu_after.items():
                         row[f"cpu_{name.replace(' ', '_')}"] = round(100 * (used - cpu_before.get(name, used)) / wall)
+                    # Ours per reservation (each round is a reserve and a cancel): the handlers'
+                    # thread CPU in the local API, and the gateway process's CPU (the idle
+                    # chargers' heartbeats included, a small share), stand-ins excluded.
+                    reservations = max(1, result["requests"] // 2)
+                    functions_ms = sum(stack.last_function_cpu_ms.values())
+                    gateway_s = cpu_after.get("gateway", 0.0) - cpu_before.get("gateway", 0.0)
+                    row["functions_cpu_ms_per_reservation"] = round(functions_ms / reservations, 2)
+                    row["gateway_cpu_ms_per_reservation"] = round(1000 * gateway_s / reservations, 2)
+                    own_cpu[c] = (row["functions_cpu_ms_per_reservation"], row["gateway_cpu_ms_per_reservation"])
+                    split = {f: round(ms / reservations, 2) for f, ms in sorted(stack.last_function_cpu_ms.items())}
+                    report.notes.append(f"c={c}: handler CPU ms per reservation by function: {split}")
                 if result["errors"]:
                     report.notes.append(f"stack c={c}: {result['error_count']} errors, e.g. {result['errors']}"[:600])
                 f = floor.get(c)
@@ -369,6 +383,11 @@ def main() -> None:
                     over99 = row["p99_ms"] - f["latency"]["p99_ms"]
                     row["over_floor_p50_ms"], row["over_floor_p99_ms"] = round(over50, 1), round(over99, 1)
                     report.ratios[f"stack/floor p50 at {c}"] = ratio(row["p50_ms"], f["latency"]["p50_ms"])
+    low = min(levels)
+    if low in own_cpu:
+        functions_ms, gateway_ms = own_cpu[low]
+        report.target(f"functions' CPU ms per reservation at {low} concurrent", functions_ms, 5, at_least=False)
+        report.target(f"gateway CPU ms per reservation at {low} concurrent", gateway_ms, 1, at_least=False)
     top = max(levels)
     row = next((r for r in report.results if r["path"] != "floor (direct socket)" and r["concurrent"] == top), None)
     report.target(

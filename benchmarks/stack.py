@@ -405,8 +405,12 @@ class ProcessStack:
         return out
 
     def function_requests(self) -> Counter[tuple[str, str, str]]:
-        """The AWS requests the local API's functions sent since the last call (caller, service, operation)."""
+        """The AWS requests the local API's functions sent since the last call (caller, service, operation).
+
+        Also kept: the functions' handler CPU over the same span, in ``last_function_cpu_ms``.
+        """
         total: Counter[tuple[str, str, str]] = Counter()
+        self.last_function_cpu_ms: dict[str, float] = {}
         for api, counts_file in self._apis:
             before = counts_file.stat().st_mtime_ns if counts_file.exists() else 0
             api.send_signal(signal.SIGUSR1)
@@ -415,7 +419,12 @@ class ProcessStack:
                 if counts_file.exists() and counts_file.stat().st_mtime_ns != before:
                     with contextlib.suppress(ValueError):
                         dumped = json.loads(counts_file.read_text())
-                        total.update({tuple(k.split("|")): v for k, v in dumped.items()})
+                        for key, value in dumped.items():
+                            if key.startswith("cpu_ms|function|"):
+                                fid = key.rsplit("|", 1)[1]
+                                self.last_function_cpu_ms[fid] = self.last_function_cpu_ms.get(fid, 0.0) + value
+                            else:
+                                total[tuple(key.split("|"))] += value  # type: ignore[index]
                         break
                 time.sleep(0.05)
         return total
@@ -532,10 +541,14 @@ def run_local_api(argv: list[str], counts_file: Path, poll_schedule: str | None 
     counter = _LightRequestCounter()
     counter.install()
 
+    from devstack.lambda_runtime import FUNCTION_CPU
+
     def dump(signum: int, frame: Any) -> None:
-        taken = counter.take()
+        taken: dict[str, float] = {"|".join(k): v for k, v in counter.take().items()}
+        # The handlers' own CPU (thread time), beside the requests: "cpu_ms|function|<id>".
+        taken.update({f"cpu_ms|function|{fid}": ms for fid, ms in FUNCTION_CPU.take().items()})
         scratch = counts_file.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"|".join(k): v for k, v in taken.items()}))
+        scratch.write_text(json.dumps(taken))
         scratch.replace(counts_file)
 
     signal.signal(signal.SIGUSR1, dump)
