@@ -57,7 +57,8 @@ run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gat
 	$(BIN)/python -m devstack
 
 test: lint types cfn-lint sam-validate audit-report $(NODE_STAMP)  ## Lint, type-check, cfn-lint, audit and every test
-	$(BIN)/python -m pytest -q
+	@# The slowest tests are listed at the end: what to look at when CI nears its time budget.
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
 	$(BIN)/ruff check .

@@ -313,10 +313,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="one cold start each, 20 warm calls")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--tracing", choices=("on", "off", "both"), default="both", help="default: both")
+    parser.add_argument(
+        "--tracing", choices=("on", "off", "both"), default=None, help="default: both (with --smoke: on, as deployed)"
+    )
     args = parser.parse_args()
     repeat, calls = (1, 20) if args.smoke else (args.repeat, args.calls)
-    modes = ("on", "off") if args.tracing == "both" else (args.tracing,)
+    tracing = args.tracing or ("on" if args.smoke else "both")
+    modes = ("on", "off") if tracing == "both" else (tracing,)
     report = Report("lambda_start", smoke=args.smoke)
     os.environ.update(ENV)
     for variables in template_environment().values():

@@ -317,7 +317,7 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true", help="skip the direct-socket floor (quicker experiments)")
     args = parser.parse_args()
     levels = [1, 2] if args.smoke else args.levels
-    seconds, per_worker = (10.0, 2) if args.smoke else (args.per_level_s, args.per_worker)
+    seconds, per_worker = (5.0, 2) if args.smoke else (args.per_level_s, args.per_worker)
     #: concurrency -> (functions, gateway) CPU ms per reservation
     own_cpu: dict[int, tuple[float, float]] = {}
     report = Report("reservation_roundtrip", smoke=args.smoke)

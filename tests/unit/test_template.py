@@ -35,7 +35,12 @@ GATEWAY_CONTAINER = "gateway"
 #: The name pattern of the per-instance queues, as the template writes it (before !Sub).
 GATEWAY_QUEUE_PREFIX_SUB = "${Stage}-evreserve-gw-"
 #: Variables set for the runtime, not read by our settings classes.
-PLATFORM_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "PYDANTIC_DISABLE_PLUGINS"}
+PLATFORM_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "PYDANTIC_DISABLE_PLUGINS",
+}
 #: Read by botocore; empty when deployed (sam local's env.json sets them: devstack/invoke.py).
 ENDPOINT_VARIABLES = {"AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_EVENTBRIDGE"}
 
