@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,15 @@ def _load(name: str) -> Any:
 
 
 def open_routes() -> set[tuple[str, str]]:
-    """(path, method) of the routes template.yaml opens to callers without a key (``Authorizer: NONE``)."""
-    found = set()
-    for resource in load_template()["Resources"].values():
-        for event in (resource.get("Properties") or {}).get("Events", {}).values():
-            props = event.get("Properties") or {}
-            if event.get("Type") == "Api" and (props.get("Auth") or {}).get("Authorizer") == "NONE":
-                found.add((props["Path"], props["Method"].lower()))
-    return found
+    """(path, method) of the routes template.yaml opens to callers without a key (``Authorizer: NONE``).
+
+    Read through the local API's own reading of the template, the one place that decides
+    which authorizer a route has.
+    """
+    from devstack.local_api import read_template
+
+    routes = read_template(load_template(), REPO_ROOT, os.environ).routes
+    return {(route.path, route.method.lower()) for route in routes if route.authorizer is None}
 
 
 def build_document() -> dict[str, Any]:
