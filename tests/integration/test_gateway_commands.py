@@ -12,10 +12,11 @@ from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wai
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
+from evreserve.aws import sqs_client
 from evreserve.channel import CommandEnvelope
 from evreserve.models import CommandAction, OcppVersion, OutcomeKind, ReservationRef, ReservationState
 from evreserve.ocpp_mapping import reserve_now_payload
-from evreserve_gateway import Dependencies
+from evreserve_gateway import Dependencies, GatewaySettings
 from evreserve_gateway.commands import InstanceQueue
 
 pytestmark = pytest.mark.integration
@@ -259,6 +260,51 @@ async def test_redelivered_handled_command_is_not_sent_again(
     assert outcome.kind is OutcomeKind.RESULT
     assert behaviour.received == [("CancelReservation", {"reservation_id": 7})]
     assert deleted[0] != deleted[1]  # a new receipt handle: a real redelivery
+
+
+async def test_a_handled_command_costs_its_gateway_one_sqs_request(
+    start_gateway, seed_charger, registry, commands, gateway_clients
+):
+    """GIVEN a command queued for a gateway WHEN the charger answers and the outcome is stored
+    THEN the gateway made one SQS request for it (the receive): the handled message is not
+    deleted but left to expire, hidden until then, so Send + Receive is the channel's cost."""
+    calls: list[tuple[str, int]] = []
+
+    def count(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        calls.append((model.name, len(parsed.get("Messages", []))))
+
+    def counted(deps: Dependencies) -> Dependencies:
+        # A client of the gateway's own, so that the test's requests are not counted.
+        sqs = sqs_client(GatewaySettings(aws_read_timeout_s=10.0))
+        sqs.meta.events.register("after-call.sqs", count)
+        return replace(deps, queue=InstanceQueue(sqs, deps.queue.name), poll_queue=InstanceQueue(sqs, deps.queue.name))
+
+    gateway = await start_gateway(inject=counted)
+    charger = seed_charger()
+    async with charger_session(gateway, charger, V16, Behaviour()):
+        await wait_held(gateway, charger, registry)
+        calls.clear()
+        outcome = await commands.execute(commands.command(charger, V16), gateway.queue_url)
+        await asyncio.sleep(1.5)  # longer than any deletion would linger
+        attributes = (
+            await asyncio.to_thread(
+                gateway_clients.sqs.get_queue_attributes,
+                QueueUrl=gateway.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "MessageRetentionPeriod",
+                    "VisibilityTimeout",
+                ],
+            )
+        )["Attributes"]
+    assert outcome.kind is OutcomeKind.RESULT
+    assert [call for call in calls if call != ("ReceiveMessage", 0)] == [("ReceiveMessage", 1)]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "1",
+    )
+    assert int(attributes["VisibilityTimeout"]) > int(attributes["MessageRetentionPeriod"])
 
 
 async def test_silent_charger_delays_only_itself(gateway, seed_charger, registry, commands):
