@@ -14,6 +14,11 @@ service (which works out the service from each request anew), with Flask's debug
 off and no per-request log line: the three together were a fifth of the server's CPU in
 ``benchmarks/reservation_roundtrip.py``'s profile, and that CPU is shared with the rest
 of the stack.
+
+It also drops messages past their queue's retention, as SQS does and moto does not
+(``drop_expired_messages``): the gateway deletes nothing, leaving every handled
+command to expire, so without that a long ``make run`` would keep every command it
+ever sent and walk them all on every call.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +75,45 @@ def _exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="devstack-parent-watch", daemon=True).start()
 
 
+#: How often the server looks for messages past their retention.
+EXPIRY_SWEEP_S = 5.0
+
+
+def drop_expired_messages(now_ms: float | None = None) -> int:
+    """Remove every message older than its queue's ``MessageRetentionPeriod``; how many went.
+
+    moto only skips such a message when receiving; it stays in the queue, in flight or not.
+    """
+    from moto.sqs.models import sqs_backends
+
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    dropped = 0
+    for regions in list(sqs_backends.values()):
+        for backend in list(regions.values()):
+            for queue in list(backend.queues.values()):
+                retention_s = int(queue.message_retention_period)  # type: ignore[attr-defined]
+                oldest_kept_ms = now_ms - retention_s * 1000
+                # moto's own lock around its sends, so none is lost to the list being replaced.
+                with queue._messages_lock:
+                    expired = [m for m in queue._messages if (m.sent_timestamp or now_ms) <= oldest_kept_ms]
+                    if expired:
+                        gone = {id(m) for m in expired}
+                        queue._messages = [m for m in queue._messages if id(m) not in gone]
+                for message in expired:
+                    queue.pending_messages.discard(message)
+                dropped += len(expired)
+    return dropped
+
+
+def _sweep_expired_messages() -> None:
+    def sweep() -> None:
+        while True:
+            time.sleep(EXPIRY_SWEEP_S)
+            drop_expired_messages()
+
+    threading.Thread(target=sweep, name="devstack-sqs-expiry", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto's SQS on 127.0.0.1, for the devstack")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -80,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = create_backend_app("sqs")
     # moto turns debug on; it only adds work per request (and the interactive debugger).
     app.debug = False
+    _sweep_expired_messages()
     serve_moto(app, args.port)
 
 

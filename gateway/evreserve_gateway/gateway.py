@@ -122,7 +122,7 @@ class Gateway:
         self._runner = CommandRunner(
             deps.ledger,
             deps.reservations,
-            self._queue.deletions,
+            self._queue.redeliveries,
             deps.io,
             settings.instance_id,
             self._connections.session_for,

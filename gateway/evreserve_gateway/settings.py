@@ -105,14 +105,11 @@ class GatewaySettings(CoreSettings):
 
     #: SQS long-poll wait (at most 20); shorter only speeds up shutdown in tests.
     gateway_queue_wait_s: int = Field(20, ge=0, le=20)
-    #: Must exceed the longest a command can take, or SQS redelivers it meanwhile.
-    gateway_queue_visibility_s: int = Field(60, ge=1, le=43200)
-    #: Deliveries before SQS moves a message the gateway could not process to the DLQ.
-    gateway_queue_max_receive_count: int = Field(3, ge=1, le=1000)
-    #: How long a handled message waits for others to share its DeleteMessageBatch (up
-    #: to 10 a request); 0 deletes as soon as the loop is free. At most a tenth of the
-    #: visibility timeout, so a message is gone long before SQS would show it again.
-    gateway_delete_linger_s: float = Field(1.0, ge=0, le=30)
+    #: Deliveries before SQS moves a message the gateway could not process to the DLQ
+    #: (an unreadable one, or one whose outcome could not be stored). Each retry comes
+    #: ``commands.runner.REDELIVER_AFTER_S`` (5 s) after the last, within the queue's
+    #: 60 s retention: at most 10.
+    gateway_queue_max_receive_count: int = Field(3, ge=1, le=10)
 
     #: On SIGTERM: how long in-flight commands may still finish before the sockets close.
     gateway_drain_timeout_s: float = Field(10.0, ge=0)
@@ -202,15 +199,6 @@ class GatewaySettings(CoreSettings):
             raise ValueError(
                 "GATEWAY_LEASE_RENEW_S must be at most half of GATEWAY_LEASE_S, "
                 "or one slow renewal lets the others reap a live instance"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _linger_under_visibility(self) -> GatewaySettings:
-        if self.gateway_delete_linger_s * 10 > self.gateway_queue_visibility_s:
-            raise ValueError(
-                "GATEWAY_DELETE_LINGER_S must be at most a tenth of GATEWAY_QUEUE_VISIBILITY_S, "
-                "or handled messages come back before they are deleted"
             )
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -14,10 +15,12 @@ from ocpp.v201 import call as call201
 
 from evreserve.aws import sqs_client
 from evreserve.channel import CommandEnvelope
+from evreserve.errors import DependencyUnavailable
 from evreserve.models import CommandAction, OcppVersion, OutcomeKind, ReservationRef, ReservationState
 from evreserve.ocpp_mapping import reserve_now_payload
 from evreserve_gateway import Dependencies, GatewaySettings
 from evreserve_gateway.commands import InstanceQueue
+from evreserve_gateway.commands import runner as runner_module
 
 pytestmark = pytest.mark.integration
 
@@ -224,42 +227,67 @@ async def test_duplicate_delivery_is_sent_once(gateway, seed_charger, registry, 
     assert len(behaviour.received) == 1
 
 
-async def test_redelivered_handled_command_is_not_sent_again(
-    start_gateway, seed_charger, registry, commands, gateway_clients
+class FailingLedger:
+    """The gateway's ledger, refusing its first ``failures`` outcome writes as DynamoDB would when down."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def complete(self, command: Any, outcome: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise DependencyUnavailable("DynamoDB is down")
+        return self.inner.complete(command, outcome)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_an_outcome_not_stored_is_stored_on_the_redelivery(
+    start_gateway, seed_charger, registry, commands, monkeypatch
 ):
-    """GIVEN a handled command whose deletion was lost (as in a crash) WHEN SQS shows it again
-    THEN the charger does not get it twice and the redelivered copy is deleted."""
-    deleted: list[list[str]] = []
+    """GIVEN storage refusing the outcome through the gateway's in-process retries (and no spool)
+    WHEN SQS shows the message again, as the gateway asked THEN the outcome is stored, and the
+    charger got the command once."""
+    monkeypatch.setattr(runner_module, "WRITE_RETRIES_S", (0.05,))
+    monkeypatch.setattr(runner_module, "REDELIVER_AFTER_S", 1)
+    ledger: FailingLedger | None = None
 
-    class LosesTheFirstDelete(InstanceQueue):
-        def delete(self, receipt_handles: list[str]) -> list[str]:
-            deleted.append(receipt_handles)
-            return [] if len(deleted) == 1 else super().delete(receipt_handles)
+    def failing(deps: Dependencies) -> Dependencies:
+        nonlocal ledger
+        ledger = FailingLedger(deps.ledger, failures=2)
+        return replace(deps, ledger=ledger, spool=None)
 
-    def lose_the_first(deps: Dependencies) -> Dependencies:
-        return replace(deps, queue=LosesTheFirstDelete(gateway_clients.sqs, deps.queue.name))
-
-    gateway = await start_gateway(inject=lose_the_first, gateway_queue_visibility_s=1, gateway_delete_linger_s=0.1)
+    gateway = await start_gateway(inject=failing)
     charger = seed_charger()
     behaviour = Behaviour()
     async with charger_session(gateway, charger, V16, behaviour):
         await wait_held(gateway, charger, registry)
         command = commands.command(charger, V16)
         outcome = await commands.execute(command, gateway.queue_url)
-        # The lost deletion, then (after the 1 s visibility timeout) the redelivered copy's.
-        await wait_until(lambda: len(deleted) >= 2, what="the redelivered copy deleted")
-
-        def queue_empty() -> bool:
-            attributes = gateway_clients.sqs.get_queue_attributes(
-                QueueUrl=gateway.queue_url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            return all(value == "0" for value in attributes.values())
-
-        await wait_until(queue_empty, what="an empty queue")
-    assert outcome.kind is OutcomeKind.RESULT
+    assert ledger is not None and ledger.failures == 0
+    assert (outcome.kind, outcome.completed_by) == (OutcomeKind.RESULT, gateway.instance_id)
     assert behaviour.received == [("CancelReservation", {"reservation_id": 7})]
-    assert deleted[0] != deleted[1]  # a new receipt handle: a real redelivery
+
+
+async def test_an_unreadable_message_reaches_the_dlq(start_gateway, gateway_clients):
+    """GIVEN a gateway whose queue redrives to a DLQ after 2 receives WHEN a message it cannot read
+    arrives THEN it shows it again at once until SQS moves it to the DLQ (it does not just expire)."""
+    sqs = gateway_clients.sqs
+    dlq_url = (await asyncio.to_thread(sqs.create_queue, QueueName=f"test-dlq-{uuid.uuid4().hex[:12]}"))["QueueUrl"]
+    try:
+        gateway = await start_gateway(command_dlq_url=dlq_url, gateway_queue_max_receive_count=2)
+        await asyncio.to_thread(sqs.send_message, QueueUrl=gateway.queue_url, MessageBody="not a command")
+
+        def in_dlq() -> list[str]:
+            answer = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            return [m["Body"] for m in answer.get("Messages", [])]
+
+        bodies = await wait_until(in_dlq, what="the unreadable message in the DLQ")
+    finally:
+        await asyncio.to_thread(sqs.delete_queue, QueueUrl=dlq_url)
+    assert bodies == ["not a command"]
 
 
 async def test_a_handled_command_costs_its_gateway_one_sqs_request(

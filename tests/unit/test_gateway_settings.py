@@ -1,9 +1,13 @@
-"""The gateway's instance id on ECS: the task id from the task metadata endpoint."""
+"""The gateway's settings: its instance id on ECS, and the bounds its instance queue relies on."""
 
 from __future__ import annotations
 
+import annotated_types
 import pytest
 
+from evreserve.settings import ChannelSettings
+from evreserve_gateway.commands.queue import HIDDEN_S, RETENTION_S
+from evreserve_gateway.commands.runner import REDELIVER_AFTER_S
 from evreserve_gateway.settings import GatewaySettings, ecs_task_id
 
 METADATA_URI = "http://169.254.170.2/v4/4f8ec3c3-0bd5-4c3a-a9b3-5ce2b1a9d8c1"
@@ -74,11 +78,20 @@ def test_task_id_makes_a_valid_queue_name_for_the_longest_stage():
     assert len(settings.queue_name) <= 80
 
 
-def test_delete_linger_must_stay_well_under_the_visibility_timeout():
-    """A linger over a tenth of the visibility timeout is refused at start, naming both variables."""
-    tables = {"registry_table": "r", "reservations_table": "s", "commands_table": "c", "ocpp_messages_table": "m"}
-    assert (
-        GatewaySettings(gateway_delete_linger_s=6, gateway_queue_visibility_s=60, **tables).gateway_delete_linger_s == 6
+def _upper_bound(model: type, name: str) -> float:
+    """A settings field's ``le`` bound: the most an operator can set."""
+    return next(m.le for m in model.model_fields[name].metadata if isinstance(m, annotated_types.Le))
+
+
+def test_handled_messages_outlive_every_command_and_expire_before_they_could_show_again():
+    """The instance queue deletes nothing (commands.queue): that holds only if the retention
+    outlasts the longest command (deadline + grace, at their bounds) and the gateway's retries
+    of an outcome write, and the visibility timeout outlasts the retention."""
+    longest_command_s = _upper_bound(ChannelSettings, "command_timeout_s") + _upper_bound(
+        ChannelSettings, "command_grace_s"
     )
-    with pytest.raises(ValueError, match=r"GATEWAY_DELETE_LINGER_S.*GATEWAY_QUEUE_VISIBILITY_S"):
-        GatewaySettings(gateway_delete_linger_s=7, gateway_queue_visibility_s=60, **tables)
+    retries_s = REDELIVER_AFTER_S * _upper_bound(GatewaySettings, "gateway_queue_max_receive_count")
+    assert longest_command_s < RETENTION_S
+    assert retries_s < RETENTION_S
+    assert HIDDEN_S > RETENTION_S
+    assert RETENTION_S == 60  # SQS's least: anything more is messages kept for nothing

@@ -196,7 +196,7 @@ def test_gateway_listens_where_the_load_balancer_sends():
 
 #: What each principal's code calls, read from the stores it uses (see each Sid's comment
 #: in template.yaml). DynamoDB authorizes TransactWriteItems item by item, as Put /
-#: Update / Delete / ConditionCheck; SQS authorizes DeleteMessageBatch as DeleteMessage.
+#: Update / Delete / ConditionCheck.
 QUEUES = "queues"
 NEEDS: dict[str, set[tuple[str, str]]] = {
     # Serves what its layer holds: no AWS access at all.
@@ -273,7 +273,7 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
                 "GetQueueAttributes",
                 "SetQueueAttributes",
                 "ReceiveMessage",
-                "DeleteMessage",
+                "ChangeMessageVisibility",
                 "SendMessage",
             )
         },
@@ -372,7 +372,7 @@ OPERATION_ACTIONS = {
     "sqs.send_message": {"sqs:SendMessage"},
     "sqs.send_message_batch": {"sqs:SendMessage"},  # webhook deliveries, from the publisher
     "sqs.receive_message": {"sqs:ReceiveMessage"},
-    "sqs.delete_message_batch": {"sqs:DeleteMessage"},
+    "sqs.change_message_visibility": {"sqs:ChangeMessageVisibility"},  # a gateway's retry
     "sqs.delete_message": {"sqs:DeleteMessage"},  # the outcome spool, one stored outcome at a time
     "sqs.create_queue": {"sqs:CreateQueue"},
     "sqs.get_queue_url": {"sqs:GetQueueUrl"},

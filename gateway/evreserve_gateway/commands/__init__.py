@@ -1,6 +1,6 @@
 """The commands queued for this instance's chargers: the queue (``queue``) and their execution (``runner``)."""
 
-from .queue import CommandQueue, Deletions, InstanceQueue, Received
+from .queue import CommandQueue, InstanceQueue, Received, Redeliveries
 from .runner import CommandRunner
 
-__all__ = ["CommandQueue", "CommandRunner", "Deletions", "InstanceQueue", "Received"]
+__all__ = ["CommandQueue", "CommandRunner", "InstanceQueue", "Received", "Redeliveries"]

@@ -1,15 +1,18 @@
-"""The home of this instance's SQS queue: its SQS calls, the long poll, the drain at shutdown, handled messages deleted.
+"""The home of this instance's SQS queue: its SQS calls, the long poll, the drain at shutdown.
 
 Each instance reads a queue of its own (``{prefix}{instance id}``), created at start,
 long-polled while it runs, drained and deleted when it stops. SQS losing it (a restarted
 server, a deletion by hand) is repaired here: the poll creates it again, and the
 connection table re-registers its chargers when the URL changed.
 
-Deletions linger (``GATEWAY_DELETE_LINGER_S``) so that the commands completing within
-a second share one DeleteMessageBatch; they are flushed at once when ten are pending
-and when the runner drains (``CommandRunner.join``). A deletion lost to a crash or a
-failed request only means SQS redelivers the message after the visibility timeout, and
-the runner's dedupe drops it unsent (and deletes it).
+Handled messages are never deleted: the queue keeps a message ``RETENTION_S`` (60 s,
+SQS's least) and hides a received one for ``HIDDEN_S``, longer, so SQS drops it before
+it could show it again. A command costs Send + Receive and nothing more. What needs
+a message back asks for it (``Redeliveries``: ChangeMessageVisibility, one request on
+that path only): an outcome that could not be stored is retried on the redelivery, and
+an unreadable message comes back until SQS moves it to the DLQ after
+``GATEWAY_QUEUE_MAX_RECEIVE_COUNT`` receives (docs/decisions.md, "Handled messages
+expire").
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,20 +38,18 @@ if TYPE_CHECKING:
 
 #: The logger names these records had before the queue got a module of its own.
 log = logging.getLogger("evreserve_gateway")
-deletions_log = logging.getLogger("evreserve_gateway.commands")
+redeliveries_log = logging.getLogger("evreserve_gateway.commands")
 
 #: Sent by the instance to itself at shutdown, so that its pending long poll returns at once.
 WAKE_UP_BODY = '{"gateway":"wake-up"}'
 
-#: Commands live seconds; anything older than this in the queue is long past its deadline.
-RETENTION_S = 300
+#: How long SQS keeps a message (its least): longer than any command lives
+#: (``ChannelSettings``: at most a 25 s deadline plus 4 s of grace).
+RETENTION_S = 60
+#: The queue's visibility timeout: a received message stays hidden until it expires.
+HIDDEN_S = 2 * RETENTION_S
 #: Longest pause between attempts to reach a failing SQS.
 MAX_POLL_BACKOFF_S = 5.0
-#: SQS deletes at most this many messages per DeleteMessageBatch.
-DELETE_BATCH = 10
-#: How long a handled message may wait for others to share its DeleteMessageBatch
-#: (the setting's default; see ``GatewaySettings.gateway_delete_linger_s``).
-DELETE_LINGER_S = 1.0
 
 
 def queue_is_gone(exc: ClientError) -> bool:
@@ -74,9 +74,9 @@ class InstanceQueue:
         self.name = name
         self.url = ""
 
-    def create(self, *, visibility_s: int, wait_s: int, dlq_url: str | None, max_receive_count: int) -> str:
+    def create(self, *, wait_s: int, dlq_url: str | None, max_receive_count: int) -> str:
         attributes: dict[Any, str] = {
-            "VisibilityTimeout": str(visibility_s),
+            "VisibilityTimeout": str(HIDDEN_S),
             "MessageRetentionPeriod": str(RETENTION_S),
             "ReceiveMessageWaitTimeSeconds": str(wait_s),
         }
@@ -118,12 +118,12 @@ class InstanceQueue:
             for m in answer.get("Messages", [])
         ]
 
-    def delete(self, receipt_handles: list[str]) -> list[str]:
-        """Delete up to 10 messages; returns the handles that failed."""
-        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+    def show_again(self, receipt_handle: str, after_s: int) -> None:
+        """Make a received message visible again ``after_s`` from now (it counts as one more receive)."""
         with unavailable_on_transport_errors("SQS"):
-            answer = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)  # type: ignore[arg-type]
-        return [receipt_handles[int(f["Id"])] for f in answer.get("Failed", [])]
+            self._sqs.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=after_s
+            )
 
     def wake_up(self) -> None:
         with unavailable_on_transport_errors("SQS"):
@@ -143,75 +143,29 @@ class InstanceQueue:
                 raise
 
 
-class Deletions:
-    """Handled messages, deleted in batches: at most ten a request, lingering to fill one (module docstring)."""
+class Redeliveries:
+    """Messages asked back from SQS: each a ChangeMessageVisibility, sent off the event loop."""
 
-    def __init__(self, queue: InstanceQueue, io: Offload, linger_s: float = DELETE_LINGER_S) -> None:
+    def __init__(self, queue: InstanceQueue, io: Offload) -> None:
         self._queue = queue
         self._io = io
-        self._linger_s = linger_s
-        #: Receipt handles to delete, each with when it was handed over (monotonic).
-        self._to_delete: list[tuple[str, float]] = []
-        self._deleter: asyncio.Task[None] | None = None
-        #: Set when the pending deletions must go now (a full batch, or a drain).
-        self._flush_now = asyncio.Event()
-        #: Drains running (``at_once``): while one waits, nothing lingers.
-        self._joining = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def delete(self, receipt_handle: str) -> None:
-        """Delete a handled message, in a batch with the others handled about now."""
-        self._to_delete.append((receipt_handle, time.monotonic()))
-        if len(self._to_delete) >= DELETE_BATCH or self._joining:
-            self._flush_now.set()
-        if self._deleter is None:
-            self._deleter = asyncio.get_running_loop().create_task(self._flush_deletes())
+    def later(self, receipt_handle: str, after_s: int) -> None:
+        """Have SQS show the message again in ``after_s`` (0: now) instead of letting it expire."""
+        task = asyncio.get_running_loop().create_task(self._show_again(receipt_handle, after_s))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    @contextlib.contextmanager
-    def at_once(self) -> Iterator[None]:
-        """While in this block (a drain), deletions do not linger."""
-        self._joining += 1
+    def pending(self) -> set[asyncio.Task[None]]:
+        return set(self._tasks)
+
+    async def _show_again(self, receipt_handle: str, after_s: int) -> None:
         try:
-            yield
-        finally:
-            self._joining -= 1
-
-    def flush(self) -> asyncio.Task[None] | None:
-        """Send the pending deletions without waiting; the task sending them, if any."""
-        if self._deleter is not None:
-            self._flush_now.set()
-        return self._deleter
-
-    async def _linger(self) -> None:
-        """Wait until a full batch is pending, a drain begins, or the oldest deletion has waited long enough."""
-        if len(self._to_delete) >= DELETE_BATCH or self._joining:
-            return
-        left = self._to_delete[0][1] + self._linger_s - time.monotonic()
-        if left <= 0:
-            # Still yield once, so the deletions of a burst of completions share batches.
-            await asyncio.sleep(0)
-            return
-        self._flush_now.clear()
-        try:
-            async with asyncio.timeout(left):
-                await self._flush_now.wait()
-        except TimeoutError:
-            pass
-
-    async def _flush_deletes(self) -> None:
-        try:
-            while self._to_delete:
-                await self._linger()
-                taken, self._to_delete = self._to_delete[:DELETE_BATCH], self._to_delete[DELETE_BATCH:]
-                batch = [receipt_handle for receipt_handle, _ in taken]
-                try:
-                    failed = await self._io(self._queue.delete, batch)
-                except Exception:
-                    deletions_log.exception("could not delete handled messages; SQS will redeliver them")
-                    continue
-                if failed:
-                    deletions_log.warning("some handled messages were not deleted", extra={"count": len(failed)})
-        finally:
-            self._deleter = None
+            await self._io(self._queue.show_again, receipt_handle, after_s)
+        except Exception:
+            # Expired already, or SQS unreachable: the message is gone with its retry.
+            redeliveries_log.exception("could not ask for a message's redelivery; it expires instead")
 
 
 class CommandQueue:
@@ -234,7 +188,7 @@ class CommandQueue:
         self._poll_queue = poll_queue
         self._io = io
         self._stopping = stopping
-        self.deletions = Deletions(queue, io, settings.gateway_delete_linger_s)
+        self.redeliveries = Redeliveries(queue, io)
 
     @property
     def url(self) -> str:
@@ -245,7 +199,6 @@ class CommandQueue:
         before = self._queue.url
         self._poll_queue.url = await self._io(
             self._queue.create,
-            visibility_s=self._settings.gateway_queue_visibility_s,
             wait_s=self._settings.gateway_queue_wait_s,
             dlq_url=self._settings.command_dlq_url,
             max_receive_count=self._settings.gateway_queue_max_receive_count,
@@ -312,7 +265,5 @@ class CommandQueue:
 
     def _hand_over(self, messages: list[Received], deliver: Callable[[Received], None]) -> None:
         for message in messages:
-            if message.body == WAKE_UP_BODY:
-                self.deletions.delete(message.receipt_handle)
-            else:
+            if message.body != WAKE_UP_BODY:
                 deliver(message)

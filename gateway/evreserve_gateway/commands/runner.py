@@ -7,9 +7,9 @@ with it. The creation time is part of the identity because the API re-creates a 
 under the same id when its record outlived its window or was never queued (``not_sent``,
 which an ambiguous SendMessage failure can record for a message that did go out): that
 one is a new command, to be sent and answered, not a redelivery to drop. The outcome
-is written with the ledger's exactly-once conditional write; a message is handed over
-for deletion (``queue.Deletions``) only once that write is done, so a failed write is
-retried on the message's redelivery without re-sending.
+is written with the ledger's exactly-once conditional write. Handled messages are not
+deleted but expire (``queue``); one whose outcome could not be stored is asked back
+(``queue.Redeliveries``), so the write is retried on its redelivery without re-sending.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from evreserve.storage.reservations import ReservationStore
 from ..offload import Offload
 from ..protocol import CallErrorReply, CallResultReply, OcppSession, Reply, SessionClosed
 from .context import command_context
-from .queue import Deletions, Received
+from .queue import Received, Redeliveries
 from .spool import OutcomeSpool
 
 #: The logger name these records had before the commands got a package of their own.
 log = logging.getLogger("evreserve_gateway.commands")
 
 
-#: How long a command id is remembered; longer than SQS could redeliver it
-#: (visibility timeout x max receive count, bounded by the queue's retention).
+#: How long a command id is remembered; longer than SQS could redeliver it (the
+#: queue's retention, ``queue.RETENTION_S``).
 DEDUPE_TTL_S = 600.0
 DEDUPE_MAX_ENTRIES = 100_000
 
@@ -50,6 +50,9 @@ DEDUPE_MAX_ENTRIES = 100_000
 #: within the API's grace period, so a short outage does not turn an answer into a
 #: timeout. After them the message's redelivery retries.
 WRITE_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
+#: When a message whose outcome could not be stored comes back for another try; within
+#: the queue's retention even after ``GATEWAY_QUEUE_MAX_RECEIVE_COUNT`` tries.
+REDELIVER_AFTER_S = 5
 #: How long a compensating CancelReservation may take.
 UNDO_TIMEOUT_S = 10.0
 
@@ -57,10 +60,8 @@ UNDO_TIMEOUT_S = 10.0
 @dataclass(slots=True)
 class _Delivery:
     command: Command
-    #: SQS message id -> its latest receipt handle (SQS only honours the newest one).
-    #: Several messages when the same envelope was queued more than once: each copy
-    #: must be deleted, or it comes back after the visibility timeout.
-    receipts: dict[str, str]
+    #: The latest copy's receipt handle (SQS honours only the newest), to ask it back.
+    receipt_handle: str
     seen_at: float
     done: bool = False
     #: An outcome decided but not yet stored (its write failed; retried on redelivery).
@@ -89,7 +90,7 @@ class CommandRunner:
         self,
         ledger: CommandLedger,
         reservations: ReservationStore,
-        deletions: Deletions,
+        redeliveries: Redeliveries,
         io: Offload,
         instance_id: str,
         find_session: Callable[[Command], OcppSession | None],
@@ -103,14 +104,14 @@ class CommandRunner:
         self._on_completed = on_completed
         self._ledger = ledger
         self._reservations = reservations
-        self._deletions = deletions
+        self._redeliveries = redeliveries
         self._io = io
         self._instance_id = instance_id
         self._find_session = find_session
         self._spool = spool
         #: What to do with a control message (close a session): the connection table's.
         self._control = control
-        #: With a DLQ, an unreadable message is left for SQS to move there after its retries.
+        #: With a DLQ, an unreadable message is shown again until SQS moves it there.
         self._keep_poison = keep_poison_messages
         self._seen: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,27 +128,24 @@ class CommandRunner:
                 "unreadable message on the command queue",
                 extra={"messageId": message.message_id, "receiveCount": message.receive_count},
             )
-            if not self._keep_poison:
-                self._deletions.delete(message.receipt_handle)
+            if self._keep_poison:
+                self._redeliveries.later(message.receipt_handle, 0)
             return
         if isinstance(envelope, ControlEnvelope):
             self._control(envelope.close)
-            self._deletions.delete(message.receipt_handle)
             return
         command = envelope.command
         self._forget_old()
         delivery = self._seen.get(_identity(command))
         if delivery is None:
-            delivery = _Delivery(command, {message.message_id: message.receipt_handle}, time.monotonic())
+            delivery = _Delivery(command, message.receipt_handle, time.monotonic())
             self._seen[_identity(command)] = delivery
             self._start(self._run(delivery))
             return
         log.info("duplicate delivery not sent again", extra=command_context(command))
-        delivery.receipts[message.message_id] = message.receipt_handle
+        delivery.receipt_handle = message.receipt_handle
         if delivery.done and delivery.unwritten is not None:
             self._start(self._write(delivery, delivery.unwritten))
-        elif delivery.done:
-            self._delete_delivery(delivery)
 
     def _start(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -219,8 +217,8 @@ class CommandRunner:
                     return
                 await asyncio.sleep(pause)
             except Exception:
-                delivery.unwritten = outcome
                 log.exception("could not store a command outcome; retried on redelivery", extra=extra)
+                self._retry_later(delivery, outcome)
                 return
         delivery.unwritten = None
         if stored != outcome:
@@ -228,7 +226,6 @@ class CommandRunner:
             self._reconcile(delivery, outcome, stored)
         log.info("command completed", extra={**extra, "outcome": stored.kind.value, "errorCode": stored.error_code})
         self._on_completed(stored.kind.value, time.monotonic() - delivery.seen_at)
-        self._delete_delivery(delivery)
 
     async def _keep(self, delivery: _Delivery, outcome: CommandOutcome, extra: dict[str, str]) -> None:
         """Storage keeps failing: hand the outcome to the spool, or keep it for the message's redelivery."""
@@ -240,17 +237,15 @@ class CommandRunner:
             else:
                 log.warning("could not store a command outcome; spooled until storage is back", extra=extra)
                 delivery.unwritten = None
-                self._delete_delivery(delivery)
                 return
         else:
             log.error("could not store a command outcome; retried on redelivery", extra=extra)
-        delivery.unwritten = outcome
+        self._retry_later(delivery, outcome)
 
-    def _delete_delivery(self, delivery: _Delivery) -> None:
-        """The outcome is stored: every copy of the message may go."""
-        receipts, delivery.receipts = delivery.receipts, {}
-        for receipt_handle in receipts.values():
-            self._deletions.delete(receipt_handle)
+    def _retry_later(self, delivery: _Delivery, outcome: CommandOutcome) -> None:
+        """Keep the outcome and ask SQS for the message again, to store it then."""
+        delivery.unwritten = outcome
+        self._redeliveries.later(delivery.receipt_handle, REDELIVER_AFTER_S)
 
     # -- keeping the charger and the records in agreement -------------------------------
 
@@ -314,17 +309,13 @@ class CommandRunner:
     # -- draining -----------------------------------------------------------------------
 
     async def join(self, limit_s: float | None = None) -> bool:
-        """Wait for the running commands and send their deletions now; False if some outlived ``limit_s``."""
+        """Wait for the running commands and their requests for redelivery; False if some outlived ``limit_s``."""
         deadline = None if limit_s is None else time.monotonic() + limit_s
-        with self._deletions.at_once():
-            while True:
-                pending: set[asyncio.Task[None]] = set(self._tasks)
-                deleter = self._deletions.flush()
-                if deleter is not None:
-                    pending.add(deleter)
-                if not pending:
-                    return True
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                _, late = await asyncio.wait(pending, timeout=left)
-                if late and deadline is not None and time.monotonic() >= deadline:
-                    return False
+        while True:
+            pending: set[asyncio.Task[None]] = set(self._tasks) | self._redeliveries.pending()
+            if not pending:
+                return True
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, late = await asyncio.wait(pending, timeout=left)
+            if late and deadline is not None and time.monotonic() >= deadline:
+                return False
