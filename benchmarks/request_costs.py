@@ -8,12 +8,18 @@ or the SQS server (retries included: one count per attempt, as AWS bills), attri
 to the gateway or the functions by thread; another around the local API's
 ``FunctionPool.invoke`` counts invocations. Each round is one reservation (POST, answered
 Accepted) then its cancel, sequential, with the counts taken after each request and
-the gateway's trailing writes and its deletion, which lingers (``GATEWAY_DELETE_LINGER_S``)
-for others to share the batch: alone in its window, each request pays its own. The
+the gateway's trailing writes (its handled messages are not deleted: they expire). The
 first round (cold functions, authorizer cache miss, port pointer not yet remembered)
-is reported apart. Then reservations and cancels at 10 concurrent, where receives and
-deletions share batches. A gateway long poll that returned nothing is idle cost, not
-a reservation's, and is listed apart.
+is reported apart. Then reservations and cancels at 10 concurrent, where a receive
+may take several messages. A gateway long poll that returned nothing is idle cost, not
+a reservation's, and is listed apart; so is the stand-in for Lambda's DynamoDB Streams
+poller (``stream-*``: AWS does not bill a trigger's GetRecords).
+
+The OCPP message log stores a charger's messages in batches every
+``GATEWAY_MESSAGE_LOG_FLUSH_S`` (300 s deployed), 25 batches a BatchWriteItem: far too
+seldom to land in a window. Its share is the messages the request logged (counted as the
+log takes them) times the BatchWriteItems per message of a fleet's day at the deployed
+flush (``message_log_cost.replay``: the gateway's own batching and item packing).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from common import LOG_DIR, REPO_ROOT, Report
+from message_log_cost import DEPLOYED_FLUSH_S, replay
 from reservation_roundtrip import ID_TAG, expiry, run_stack_level
 from stack import FullStack, Hops, InvocationCounter, RequestCounter, group
 
@@ -34,6 +41,41 @@ from stack import FullStack, Hops, InvocationCounter, RequestCounter, group
 SETTLE_S = 0.5
 #: What the gateway does on a timer whether or not anyone reserves: not a reservation's cost.
 IDLE = frozenset({"ReceiveMessage(empty)", "GetItem(probe)"})
+#: The thread-name prefix of the local stand-in for Lambda's DynamoDB Streams poller.
+STREAM_POLLER = "stream-"
+#: Batches per BatchWriteItem (DynamoDB's most).
+LOG_BATCHES_PER_REQUEST = 25
+
+
+class LoggedRecords:
+    """Counts the records (a CALL and its answer) the gateway's message log takes, while enabled."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.enabled = False
+
+    def install(self) -> None:
+        from evreserve_gateway.traffic import MessageLog
+
+        add = MessageLog.add
+        counter = self
+
+        def counted(log: Any, traffic: Any, record: Any) -> None:
+            if counter.enabled:
+                counter.count += 1
+            add(log, traffic, record)
+
+        MessageLog.add = counted  # type: ignore[method-assign]
+
+    def take(self) -> int:
+        taken, self.count = self.count, 0
+        return taken
+
+
+def log_requests_per_record() -> float:
+    """BatchWriteItem requests per logged record over a fleet's day at the deployed flush."""
+    figures = replay(50, DEPLOYED_FLUSH_S, seed=1)
+    return figures["batched"]["items"] / LOG_BATCHES_PER_REQUEST / figures["batched"]["messages"]
 
 
 def one(stack: FullStack, client: Any, kind: str, rid: int) -> str:
@@ -61,9 +103,10 @@ def main() -> None:
     rounds = 2 if args.smoke else args.rounds
     concurrency, per_worker = (2, 2) if args.smoke else (args.concurrency, 10)
     report = Report("request_costs", smoke=args.smoke)
-    requests, invocations = RequestCounter(), InvocationCounter()
+    requests, invocations, logged = RequestCounter(), InvocationCounter(), LoggedRecords()
     requests.install()
     invocations.install()
+    logged.install()
 
     import httpx
 
@@ -83,26 +126,27 @@ def main() -> None:
         totals: dict[str, Counter[tuple[str, str, str]]] = {"reserve": Counter(), "cancel": Counter()}
         calls: dict[str, Counter[str]] = {"reserve": Counter(), "cancel": Counter()}
         statuses: dict[str, Counter[str]] = {"reserve": Counter(), "cancel": Counter()}
+        records: Counter[str] = Counter()
         first: dict[str, Any] = {}
-        # Each request's window lasts until the gateway's deletion, which lingers, has gone.
-        linger_s = stack.gateway.settings.gateway_delete_linger_s
-        settle_s = SETTLE_S + linger_s
+        settle_s = SETTLE_S
         for n in range(rounds + 1):
             for kind in ("reserve", "cancel"):
                 requests.take()
                 invocations.take()
-                requests.enabled = True
+                logged.take()
+                requests.enabled = logged.enabled = True
                 status = one(stack, client, kind, 5000 + n)
                 time.sleep(settle_s)
-                requests.enabled = False
-                counted, invoked = requests.take(), invocations.take()
+                requests.enabled = logged.enabled = False
+                counted, invoked, took = requests.take(), invocations.take(), logged.take()
                 if n == 0:  # cold: function imports, authorizer cache miss
                     first[kind] = {"requests": group(counted), "invocations": dict(invoked), "status": status}
                     continue
                 totals[kind] += counted
                 calls[kind] += invoked
+                records[kind] += took
                 statuses[kind][status] += 1
-        # Concurrent: SQS receives and deletes are batched by the gateway (up to 10 a request).
+        # Concurrent: the gateway's receives take up to 10 messages a request.
         requests.take()
         invocations.take()
         requests.enabled = True
@@ -113,12 +157,17 @@ def main() -> None:
         concurrent_requests = level["latency"]["n"] + level["cancel"]["n"]
 
     report.extra["first_round_cold"] = first
+    per_record = log_requests_per_record()
     for kind in ("reserve", "cancel"):
         ops: Counter[tuple[str, str]] = Counter()
         idle = 0
+        free: Counter[str] = Counter()
         for (who, service, op), count in totals[kind].items():
             if op in IDLE:
                 idle += count
+                continue
+            if who.startswith(STREAM_POLLER):
+                free[op] += count
                 continue
             ops[(service, op)] += count
             report.add(
@@ -128,6 +177,21 @@ def main() -> None:
                 operation=op,
                 per_request=round(count / rounds, 2),
                 scan="SCAN!" if op.startswith("Scan") else "",
+            )
+        log_share = records[kind] / rounds * per_record
+        ops[("DynamoDB", "BatchWriteItem [message log]")] += log_share * rounds
+        report.add(
+            per=kind,
+            caller="gateway",
+            service="DynamoDB",
+            operation=f"BatchWriteItem (ocpp messages) [message log: {records[kind] / rounds:g} records' share]",
+            per_request=round(log_share, 3),
+            scan="",
+        )
+        if free:
+            report.notes.append(
+                f"{kind}: the DynamoDB Streams poller's {dict(free)} in the windows (Lambda's trigger: not billed,"
+                " excluded)"
             )
         for function, count in sorted(calls[kind].items()):
             report.add(
@@ -141,8 +205,8 @@ def main() -> None:
         sqs = sum(c for (s, _), c in ops.items() if s == "SQS") / rounds
         lam = sum(calls[kind].values()) / rounds
         report.ratios[f"{kind}: DynamoDB requests"] = round(dynamo, 2)
-        report.ratios[f"{kind}: DynamoDB requests, command path only"] = round(
-            sum(c for (s, op), c in ops.items() if s == "DynamoDB" and "[charger's" not in op) / rounds, 2
+        report.ratios[f"{kind}: DynamoDB requests, command path only (no [...])"] = round(
+            sum(c for (s, op), c in ops.items() if s == "DynamoDB" and "[" not in op) / rounds, 2
         )
         report.ratios[f"{kind}: SQS requests"] = round(sqs, 2)
         report.ratios[f"{kind}: Lambda invocations"] = round(lam, 2)
@@ -159,7 +223,7 @@ def main() -> None:
     if concurrent_requests:
         ops_c: Counter[str] = Counter()
         for (who, service, op), count in sorted(concurrent.items()):
-            if op in IDLE:
+            if op in IDLE or who.startswith(STREAM_POLLER):
                 continue
             ops_c[service] += count
             report.add(
@@ -187,6 +251,10 @@ def main() -> None:
         if level["error_count"]:
             report.notes.append(f"concurrent phase: {level['error_count']} errors, e.g. {level['errors']}"[:600])
     report.notes.append(
+        "[events' webhooks]: the publisher reading the account's webhooks (strongly consistent, once per account "
+        "and stream batch) for the reservation event; [message log]: the records' share of the log's batched writes"
+    )
+    report.notes.append(
         "[charger's StatusNotification]: the gateway storing the StatusNotification (Reserved / Available) the "
         "charger sends after accepting; caused by the reservation, but a charger's report, not the command path"
     )
@@ -199,11 +267,6 @@ def main() -> None:
         "warm: the function instance remembers which charger a port is on, so a reservation reads the charger "
         "item only; an instance's first request for a port also reads the port pointer (+1 GetItem, see "
         "first_round_cold)"
-    )
-    report.notes.append(
-        f"one at a time, every request's DeleteMessageBatch goes alone after the gateway's {linger_s:g} s linger "
-        "(GATEWAY_DELETE_LINGER_S): a request with another command completing within the linger shares it, as "
-        f"at {concurrency} concurrent"
     )
     report.notes.append(
         "an authorizer cache miss (first request of a key, then every ReauthorizeEvery s) adds what "

@@ -174,8 +174,7 @@ class FullStack:
         self.gateway = self.gw_loop.run(start_gateway())
         stack.callback(lambda: self.gw_loop and self.gw_loop.run(self.gateway.stop(), 60))
 
-        # The per-key rate limit (200/min by default) would answer the load with 429s.
-        self.api = stack.enter_context(LocalApi(port=0, parameters={"ApiRateLimitPerMinute": "1000000"}))
+        self.api = stack.enter_context(LocalApi(port=0, parameters=LOAD_PARAMETERS))
         self.api_url = self.api.url
 
         self.charger_loop = LoopThread("bench-chargers")
@@ -319,8 +318,8 @@ class ProcessStack:
             api_cmd += ["--port", str(api_port), "--log-level", "WARNING"]
             if self.api_processes > 1:
                 api_cmd.append("--reuse-port")
-            # The per-key rate limit (200/min by default) would answer the load with 429s.
-            api_cmd += ["--parameter", "ApiRateLimitPerMinute=1000000"]
+            for name, value in LOAD_PARAMETERS.items():
+                api_cmd += ["--parameter", f"{name}={value}"]
             for name, value in self.api_environment.items():
                 api_cmd += ["--env", f"{name}={value}"]
             # The functions print their metrics (EMF) to stdout: the log file takes them.
@@ -595,6 +594,16 @@ def run_chargers(url: str, prefix: str, count: int) -> None:
     asyncio.run(main())
 
 
+#: Template parameters for a load from one account: the per-key and per-account rate limits (200/min by
+#: default) and the account's commands in flight (100 a deadline window: ~4.5/s) would
+#: answer it with 429s. They protect the service from a runaway client, not what is measured.
+LOAD_PARAMETERS = {
+    "ApiRateLimitPerMinute": "1000000",
+    "ApiRateLimitPerAccountPerMinute": "1000000",
+    "AccountCommandsInFlight": "1000000",
+}
+
+
 class RequestCounter:
     """Counts every HTTP request botocore sends in this process, by caller and operation.
 
@@ -669,23 +678,26 @@ class InvocationCounter:
         return taken
 
 
-#: Gateway functions that write what a charger reported, not what a command needs.
+#: Functions whose requests are not the command path: what a charger reported (the
+#: gateway stores it) and what the reservation events need (the publisher).
 _REPORTS = {
-    "record_port_status": "StatusNotification",
-    "record_boot": "BootNotification",
+    "record_port_status": "charger's StatusNotification",
+    "record_boot": "charger's BootNotification",
     # ReservationStore.transition / for_charger: only the gateway's reports call them.
-    "transition": "reservation end",
-    "for_charger": "StatusNotification",
+    "transition": "charger's reservation end",
+    "for_charger": "charger's StatusNotification",
+    # WebhookStore.of_account: the publisher, finding who else gets the event.
+    "of_account": "events' webhooks",
 }
 
 
 def _cause() -> str:
-    """`` [charger's StatusNotification]`` when the request is the gateway storing a charger's report."""
+    """`` [charger's StatusNotification]`` / `` [events' webhooks]`` when the request is not the command path."""
     frame = sys._getframe(2)
     while frame is not None:
         cause = _REPORTS.get(frame.f_code.co_name)
         if cause is not None and "evreserve" in frame.f_code.co_filename:
-            return f" [charger's {cause}]"
+            return f" [{cause}]"
         frame = frame.f_back  # type: ignore[assignment]
     return ""
 
