@@ -80,3 +80,73 @@ def test_loadgen_names_chargers_from_a_prefix(loadgen: ModuleType) -> None:
     """``prefix`` + ``count`` (+ ``start``) gives the identities the benchmarks register."""
     assert loadgen.ids_of({"prefix": "BENCH-", "count": 3}) == ["BENCH-1", "BENCH-2", "BENCH-3"]
     assert loadgen.ids_of({"prefix": "B", "count": 2, "start": 5}) == ["B5", "B6"]
+
+
+# -- plots.py ---------------------------------------------------------------------------
+
+MACHINE = {"date": "2026-12-07T07:00:00+00:00", "cpus": 2, "cpu_model": "test", "python": "3.12.1"}
+
+
+def _document(benchmark: str, results: list[dict[str, object]], smoke: bool = False) -> str:
+    document = {"benchmark": benchmark, "smoke": smoke, "machine": MACHINE, "results": results}
+    return "== the table a person reads\n" + json.dumps(document) + "\n"
+
+
+def test_plots_draw_each_benchmark_figure_from_its_json(tmp_path: Path) -> None:
+    """Given outputs of the three benchmarks (whole stdout), one PNG each comes out, and the same
+    data draws the same bytes."""
+    plots = _load("plots")
+    roundtrip = tmp_path / "roundtrip.out"
+    roundtrip.write_text(
+        _document(
+            "reservation_roundtrip",
+            [
+                {"path": path, "concurrent": c, "p50_ms": 10.0 * c, "p99_ms": 30.0 * c}
+                for path in ("floor (direct socket)", "stack (HTTP -> charger -> HTTP)")
+                for c in (1, 10)
+            ],
+        )
+    )
+    throughput = tmp_path / "throughput.json"
+    throughput.write_text(
+        _document(
+            "gateway_throughput",
+            [
+                {"server": server, "chargers": n, "load": load, "msg_per_s": 1000.0 + n}
+                for server in ("echo", "ours", "ocpp-rpc")
+                for n in (100, 1000)
+                for load in ("heartbeat", "realistic")
+            ]
+            + [{"server": "ours", "chargers": 10, "load": "heartbeat", "msg_per_s": None}],
+        )
+    )
+    memory = tmp_path / "memory.json"
+    memory.write_text(
+        _document(
+            "gateway_memory",
+            [{"server": s, "chargers": n, "rss_connected_mib": n / 10} for s in ("echo", "ours") for n in (100, 1000)],
+        )
+    )
+    out = tmp_path / "img"
+    written = plots.draw([roundtrip, throughput, memory], out)
+    assert sorted(p.name for p in written) == ["memory.png", "roundtrip.png", "throughput.png"]
+    first = {p.name: p.read_bytes() for p in written}
+    assert all(data.startswith(b"\x89PNG") and len(data) > 10_000 for data in first.values())
+    plots.draw([roundtrip, throughput, memory], out)
+    assert {p.name: p.read_bytes() for p in written} == first
+
+
+def test_plots_refuse_a_smoke_run_and_an_unknown_benchmark(tmp_path: Path) -> None:
+    plots = _load("plots")
+    smoke = tmp_path / "smoke.json"
+    smoke.write_text(_document("gateway_memory", [], smoke=True))
+    with pytest.raises(ValueError, match="smoke"):
+        plots.draw([smoke], tmp_path)
+    other = tmp_path / "other.json"
+    other.write_text(_document("lambda_start", []))
+    with pytest.raises(ValueError, match="no figure for"):
+        plots.draw([other], tmp_path)
+    nothing = tmp_path / "nothing.txt"
+    nothing.write_text("no json here\n")
+    with pytest.raises(ValueError, match="no benchmark JSON"):
+        plots.draw([nothing], tmp_path)
