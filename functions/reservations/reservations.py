@@ -117,4 +117,7 @@ def get_reservation(
     return ReservationResponse(data=ReservationView.of(record, utcnow()))
 
 
-handler: Any = lambda_handler(app)
+#: The routes that send a command: their rate count rides the command's transaction.
+COMMAND_ROUTES = frozenset({("POST", "/api/ocpp/reservations"), ("POST", "/api/ocpp/reservations/cancel")})
+
+handler: Any = lambda_handler(app, commands=COMMAND_ROUTES)

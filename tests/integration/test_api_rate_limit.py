@@ -7,14 +7,18 @@ the local API runs concurrent requests on, as it must across Lambda sandboxes.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held
 
 from devstack.local_api import LocalApi
+from evreserve.models import OcppVersion
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +85,78 @@ async def test_invalid_requests_count_too(limited_api: LocalApi, keys: list[str]
             answer = await http.get("/api/chargers", params={"limit": "zero"}, headers=headers)
             assert answer.status_code == 400
         assert (await http.get("/api/chargers", headers=headers)).status_code == 429
+
+
+# -- the routes that send a command: the count rides the command's transaction ----------
+
+
+@pytest.fixture
+def reserving(local_api: LocalApi, admin_api_key: str) -> tuple[int, str]:
+    """A fresh account and one key of it (issued through the session's API, not counted here)."""
+    admin = {"Authorization": f"Bearer {admin_api_key}"}
+    with httpx.Client(base_url=local_api.url, timeout=30, headers=admin) as http:
+        account = http.post("/api/admin/accounts", json={"name": f"rl-{secrets.token_hex(3)}"}).json()["data"]
+        key = http.post(f"/api/admin/accounts/{account['id']}/api-keys", json={"name": "k"}).json()["data"]["apiKey"]
+    return account["id"], key
+
+
+def _reserve(port_id: int, reservation_id: int) -> dict[str, Any]:
+    expiry = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    return {"portId": port_id, "expiryDate": expiry, "idTag": "RFID-RL", "reservationId": reservation_id}
+
+
+async def test_a_reservation_over_the_limit_reaches_neither_the_charger_nor_the_records(
+    limited_api: LocalApi, reserving, start_gateway, seed_charger, registry, reservation_store
+):
+    """GIVEN a limit of 5/min WHEN a key reserves 6 times THEN 5 are Accepted, the 6th is 429 RATE_LIMITED,
+    the charger got 5 ReserveNow and no record of the 6th exists: its count, carried by the command's
+    transaction, failed that whole transaction."""
+    account_id, key = reserving
+    gateway = await start_gateway()
+    charger = seed_charger(account_id=account_id)
+    behaviour = Behaviour()
+    base = 900_000 + secrets.randbelow(90_000) * 10
+    _wait_for_a_fresh_window(30)
+    async with (
+        charger_session(gateway, charger, OcppVersion.V16, behaviour),
+        httpx.AsyncClient(base_url=limited_api.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http,
+    ):
+        await wait_held(gateway, charger, registry)
+        answers = [
+            await http.post("/api/ocpp/reservations", json=_reserve(charger.ports[0].id, base + n))
+            for n in range(LIMIT + 1)
+        ]
+    assert [a.json() for a in answers[:LIMIT]] == [{"data": {"status": "Accepted"}}] * LIMIT
+    assert answers[LIMIT].status_code == 429 and answers[LIMIT].json()["code"] == "RATE_LIMITED"
+    assert 1 <= int(answers[LIMIT].headers["Retry-After"]) <= 60
+    assert [action for action, _ in behaviour.received] == ["ReserveNow"] * LIMIT
+    assert reservation_store.get(account_id, base + LIMIT) is None
+    assert reservation_store.get(account_id, base + LIMIT - 1) is not None
+
+
+async def test_reservation_requests_that_write_nothing_count_too(
+    limited_api: LocalApi, reserving, start_gateway, seed_charger, registry
+):
+    """Invalid bodies (400), an unknown port (404) and a retry answered from its record count after they
+    are answered, as every request does: past the limit, the next reservation is 429 and no command goes."""
+    account_id, key = reserving
+    gateway = await start_gateway()
+    charger = seed_charger(account_id=account_id)
+    behaviour = Behaviour()
+    rid = 950_000 + secrets.randbelow(40_000)
+    _wait_for_a_fresh_window(30)
+    async with (
+        charger_session(gateway, charger, OcppVersion.V16, behaviour),
+        httpx.AsyncClient(base_url=limited_api.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http,
+    ):
+        await wait_held(gateway, charger, registry)
+        first = _reserve(charger.ports[0].id, rid)
+        statuses = [(await http.post("/api/ocpp/reservations", json=first)).status_code]
+        statuses.append((await http.post("/api/ocpp/reservations", json=first)).status_code)  # the retry
+        statuses.append((await http.post("/api/ocpp/reservations", json={"portId": "one"})).status_code)
+        statuses.append((await http.post("/api/ocpp/reservations", content=b"not json")).status_code)
+        statuses.append((await http.post("/api/ocpp/reservations", json=_reserve(2_000_000_000, rid + 1))).status_code)
+        over = await http.post("/api/ocpp/reservations", json=_reserve(charger.ports[1].id, rid + 2))
+    assert statuses == [200, 200, 400, 400, 404]
+    assert over.status_code == 429 and over.json()["code"] == "RATE_LIMITED"
+    assert [action for action, _ in behaviour.received] == ["ReserveNow"]

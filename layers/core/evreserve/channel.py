@@ -35,6 +35,7 @@ from .aws import error_code, unavailable_on_transport_errors
 from .errors import DependencyUnavailable, DomainError, InvalidRequest, TooManyCommands
 from .models import Command, CommandOutcome, Model, OutcomeKind, utcnow
 from .settings import ChannelSettings
+from .storage import ratelimit
 from .storage.commands import CommandLedger, Submitted
 
 if TYPE_CHECKING:
@@ -170,7 +171,22 @@ class CommandChannel:
         now = self._clock()
         keep = max(self._settings.idempotency_window_s, keep_s or 0)
         ttl = int((command.deadline + timedelta(seconds=keep)).timestamp())
-        return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict)
+        count = ratelimit.due()
+        if count is None:
+            return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict)
+        # The request's rate count rides this transaction (evreserve.storage.ratelimit).
+        counts, refused = count.counts()
+
+        def conflict(index: int) -> DomainError:
+            if index >= len(also):
+                return refused(index - len(also))
+            if on_conflict is None:
+                return DependencyUnavailable("could not record the command", items=[index])
+            return on_conflict(index)
+
+        submitted = self._ledger.create(command, now=now, ttl=ttl, also=[*also, *counts], on_conflict=conflict)
+        count.counted = submitted.created
+        return submitted
 
     def send(self, command: Command, queue_url: str) -> None:
         """Queue the command; if that fails, record it as not sent so a retry can queue it anew."""

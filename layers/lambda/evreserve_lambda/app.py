@@ -9,8 +9,10 @@ the Powertools wiring identical across them:
   logged ``500 INTERNAL_ERROR`` that reveals nothing;
 * the services built lazily on the first request (no AWS calls at import), and
   replaceable by tests;
-* the per-key rate limit, checked before routing so that every request a key sends
-  counts, valid or not (one conditional write in DynamoDB, shared by all instances).
+* the per-key rate limit, so that every request a key sends counts, valid or not (one
+  conditional write in DynamoDB, shared by all instances): checked before routing, or,
+  on the routes that send a command, carried by the command's transaction and settled
+  after the others (``evreserve.storage.ratelimit``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from evreserve import correlation
 from evreserve.errors import DomainError, RateLimited
 from evreserve.services.principal import Principal
 from evreserve.settings import RateLimitSettings
+from evreserve.storage import ratelimit
 from evreserve.storage.ratelimit import RateLimiter
 
 from . import snapstart
@@ -210,25 +213,26 @@ class RateLimit:
             )
         return self._limiter
 
-    def refusal(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """``None`` if the request may go on, else the 429 proxy response to send."""
+    @staticmethod
+    def _caller(event: dict[str, Any]) -> tuple[str, int | None] | None:
+        """(key id, account id) of the request, or ``None`` when it has no caller to count (401 follows)."""
         context = (event.get("requestContext") or {}).get("authorizer") or {}
         key_id = context.get("keyId")
         if not key_id:
-            return None  # no caller to count; the route answers 401
+            return None
+        account = context.get("accountId")
+        # The admin key belongs to no account: its own limit only.
+        return str(key_id), int(account) if account else None
+
+    def refusal(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """``None`` if the request may go on, else the 429 proxy response to send."""
+        caller = self._caller(event)
+        if caller is None:
+            return None
         try:
-            account = context.get("accountId")
-            # The admin key belongs to no account: its own limit only.
-            self.limiter().hit(str(key_id), int(account) if account else None)
+            self.limiter().hit(*caller)
         except RateLimited as exc:
-            logger.info("rate limited", extra={"key_id": key_id, "retry_after_s": exc.retry_after_s})
-            headers = {"Content-Type": content_types.APPLICATION_JSON, **error_headers(exc)}
-            return {
-                "statusCode": int(HTTPStatus.TOO_MANY_REQUESTS),
-                "multiValueHeaders": {name: [value] for name, value in headers.items()},
-                "body": dumps(error_body(exc)),
-                "isBase64Encoded": False,
-            }
+            return _rate_limited(caller[0], exc)
         except DomainError as exc:  # DynamoDB unreachable: the request could not be served anyway
             logger.warning("cannot check the rate limit", extra={"code": exc.code, "reason": exc.message})
             return {
@@ -239,9 +243,44 @@ class RateLimit:
             }
         return None
 
+    def deferral(self, event: dict[str, Any]) -> ratelimit.DeferredCount | None:
+        """The request's count, to ride its command transaction (``evreserve.storage.ratelimit``)."""
+        caller = self._caller(event)
+        return None if caller is None else ratelimit.DeferredCount(self.limiter(), *caller)
 
-def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The Lambda entrypoint of a function: rate limit, logging, tracing and metrics around ``app``."""
+    @staticmethod
+    def settle(count: ratelimit.DeferredCount) -> dict[str, Any] | None:
+        """Count a request no transaction counted; the 429 to answer instead if it was over the limit."""
+        try:
+            count.settle()
+        except RateLimited as exc:
+            return _rate_limited(count.key_id, exc)
+        except DomainError as exc:
+            # The request is answered already and changed nothing a count would have
+            # prevented (a refused count leaves no command written): the answer stands.
+            logger.warning("cannot count the request", extra={"code": exc.code, "reason": exc.message})
+        return None
+
+
+def _rate_limited(key_id: str, exc: RateLimited) -> dict[str, Any]:
+    logger.info("rate limited", extra={"key_id": key_id, "retry_after_s": exc.retry_after_s})
+    headers = {"Content-Type": content_types.APPLICATION_JSON, **error_headers(exc)}
+    return {
+        "statusCode": int(HTTPStatus.TOO_MANY_REQUESTS),
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "body": dumps(error_body(exc)),
+        "isBase64Encoded": False,
+    }
+
+
+def lambda_handler(
+    app: APIGatewayRestResolver, commands: frozenset[tuple[str, str]] = frozenset()
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entrypoint of a function: rate limit, logging, tracing and metrics around ``app``.
+
+    ``commands``: the (method, resource) of its routes that send a command to a charger,
+    whose rate count rides the command's transaction instead of a request of its own.
+    """
     rate_limit = RateLimit()
     cors = cors_config()
     # Under SnapStart the snapshot holds the built services and the rate limiter's client.
@@ -254,8 +293,11 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The commands this request sends carry its id and trace to the gateway's logs.
         with correlation.bound(logger.get_correlation_id(), os.environ.get("_X_AMZN_TRACE_ID")):
-            early = rate_limit.refusal(event) or non_json_body(event)
-            response = with_cors(early, event, cors) if early else app.resolve(event, context)
+            if (event.get("httpMethod"), event.get("resource")) in commands:
+                response = _with_deferred_count(app, rate_limit, event, context, cors)
+            else:
+                early = rate_limit.refusal(event) or non_json_body(event)
+                response = with_cors(early, event, cors) if early else app.resolve(event, context)
         # One count per answer class on every invocation: what a 4xx/5xx alarm needs, and
         # no invocation flushes an empty metric set (Powertools warns on each one). Added
         # and flushed under a lock (what ``log_metrics`` does, made atomic): the metric set
@@ -266,3 +308,21 @@ def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any
         return response
 
     return cast(Callable[[dict[str, Any], Any], dict[str, Any]], handler)
+
+
+def _with_deferred_count(
+    app: APIGatewayRestResolver, rate_limit: RateLimit, event: dict[str, Any], context: Any, cors: CORSConfig | None
+) -> dict[str, Any]:
+    """Answer a command route, its rate count carried by the command transaction or settled after."""
+    count = rate_limit.deferral(event)
+    early = non_json_body(event)
+    if count is None:
+        return with_cors(early, event, cors) if early else app.resolve(event, context)
+    if early:
+        response = early
+    else:
+        with ratelimit.deferred(count):
+            response = app.resolve(event, context)
+    refused = rate_limit.settle(count)
+    # with_cors leaves the resolver's own CORS headers as they are.
+    return with_cors(refused or response, event, cors)
