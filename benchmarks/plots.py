@@ -31,7 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display here or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt  # after the backend is chosen
 
 #: One colour per server or path, the same in every figure.
 COLOURS = {

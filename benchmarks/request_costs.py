@@ -41,6 +41,14 @@ from stack import FullStack, Hops, InvocationCounter, RequestCounter, group
 SETTLE_S = 0.5
 #: What the gateway does on a timer whether or not anyone reserves: not a reservation's cost.
 IDLE = frozenset({"ReceiveMessage(empty)", "GetItem(probe)"})
+#: The same, recognised by the cause ``stack.RequestCounter`` names.
+IDLE_CAUSES = ("[gateway's lease]",)
+
+
+def idle(op: str) -> bool:
+    return op in IDLE or any(cause in op for cause in IDLE_CAUSES)
+
+
 #: The thread-name prefix of the local stand-in for Lambda's DynamoDB Streams poller.
 STREAM_POLLER = "stream-"
 #: Batches per BatchWriteItem (DynamoDB's most).
@@ -160,11 +168,11 @@ def main() -> None:
     per_record = log_requests_per_record()
     for kind in ("reserve", "cancel"):
         ops: Counter[tuple[str, str]] = Counter()
-        idle = 0
+        idle_count = 0
         free: Counter[str] = Counter()
         for (who, service, op), count in totals[kind].items():
-            if op in IDLE:
-                idle += count
+            if idle(op):
+                idle_count += count
                 continue
             if who.startswith(STREAM_POLLER):
                 free[op] += count
@@ -211,9 +219,10 @@ def main() -> None:
         report.ratios[f"{kind}: SQS requests"] = round(sqs, 2)
         report.ratios[f"{kind}: Lambda invocations"] = round(lam, 2)
         report.ratios[f"{kind}: answers"] = dict(statuses[kind])
-        if idle:
+        if idle_count:
             report.notes.append(
-                f"{kind}: {idle} empty long polls / storage probes by the gateway in the windows (idle cost, excluded)"
+                f"{kind}: {idle_count} empty long polls / storage probes / lease renewals by the gateway in the"
+                " windows (idle cost, excluded)"
             )
         if kind == "reserve":
             report.target("DynamoDB requests per reservation (warm)", round(dynamo, 2), 6, at_least=False)
@@ -223,7 +232,7 @@ def main() -> None:
     if concurrent_requests:
         ops_c: Counter[str] = Counter()
         for (who, service, op), count in sorted(concurrent.items()):
-            if op in IDLE or who.startswith(STREAM_POLLER):
+            if idle(op) or who.startswith(STREAM_POLLER):
                 continue
             ops_c[service] += count
             report.add(

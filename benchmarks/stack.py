@@ -688,6 +688,9 @@ _REPORTS = {
     "for_charger": "charger's StatusNotification",
     # WebhookStore.of_account: the publisher, finding who else gets the event.
     "of_account": "events' webhooks",
+    # InstanceStore: the gateway's lease and the reaper's look at the others', on a timer.
+    "renew": "gateway's lease",
+    "leases": "gateway's lease",
 }
 
 
