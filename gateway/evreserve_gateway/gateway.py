@@ -281,6 +281,10 @@ class Gateway:
                 log.warning("the queue was not drained in time; what is left is redelivered or expires")
             if not await self._runner.join(limit_s=STOP_TASK_LIMIT_S):
                 log.warning("commands still running at the end of the drain; their outcomes are not awaited")
+            unstored = self._runner.abandon_rewrites()
+            if unstored:
+                # Storage and the spool both failed them: the API's waiters record timeouts.
+                log.error("outcomes left unstored at shutdown", extra={"count": unstored})
             if self.message_log is not None:
                 try:
                     # After the sockets closed: nothing more is logged. Bounded, as storage may be down.

@@ -105,11 +105,9 @@ class GatewaySettings(CoreSettings):
 
     #: SQS long-poll wait (at most 20); shorter only speeds up shutdown in tests.
     gateway_queue_wait_s: int = Field(20, ge=0, le=20)
-    #: Deliveries before SQS moves a message the gateway could not process to the DLQ
-    #: (an unreadable one, or one whose outcome could not be stored). Each retry comes
-    #: ``commands.runner.REDELIVER_AFTER_S`` (5 s) after the last, within the queue's
-    #: 60 s retention: at most 10.
-    gateway_queue_max_receive_count: int = Field(3, ge=1, le=10)
+    #: Receives of an unreadable message before SQS moves it to the DLQ (the gateway shows
+    #: it again at once each time, so all of them fall well within the queue's retention).
+    gateway_queue_max_receive_count: int = Field(3, ge=1, le=1000)
 
     #: On SIGTERM: how long in-flight commands may still finish before the sockets close.
     gateway_drain_timeout_s: float = Field(10.0, ge=0)

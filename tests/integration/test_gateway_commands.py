@@ -244,14 +244,14 @@ class FailingLedger:
         return getattr(self.inner, name)
 
 
-async def test_an_outcome_not_stored_is_stored_on_the_redelivery(
+async def test_an_outcome_not_stored_is_written_again_later(
     start_gateway, seed_charger, registry, commands, monkeypatch
 ):
-    """GIVEN storage refusing the outcome through the gateway's in-process retries (and no spool)
-    WHEN SQS shows the message again, as the gateway asked THEN the outcome is stored, and the
-    charger got the command once."""
+    """GIVEN storage refusing the outcome through the gateway's quick retries (and no spool)
+    WHEN the gateway writes it again a second later THEN the outcome is stored, the charger got
+    the command once, and no SQS request was needed for it."""
     monkeypatch.setattr(runner_module, "WRITE_RETRIES_S", (0.05,))
-    monkeypatch.setattr(runner_module, "REDELIVER_AFTER_S", 1)
+    monkeypatch.setattr(runner_module, "REWRITE_AFTER_S", (1.0,))
     ledger: FailingLedger | None = None
 
     def failing(deps: Dependencies) -> Dependencies:

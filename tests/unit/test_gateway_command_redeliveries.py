@@ -1,4 +1,5 @@
-"""What the gateway does with a handled message: nothing (it expires), unless it must come back.
+"""What the gateway does with a handled message: nothing (it expires), unless it must come back for the DLQ;
+and with an outcome it could not store: it writes it again later, in process.
 
 The runner and its redeliveries run on in-memory fakes of their ports (queue, ledger,
 I/O pool); no charger is held, so every command ends ``offline`` at once.
@@ -6,6 +7,7 @@ I/O pool); no charger is held, so every command ends ``offline`` at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -89,6 +91,7 @@ def message(command_id: str, receipt: str) -> Received:
 @pytest.fixture(autouse=True)
 def no_write_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "WRITE_RETRIES_S", (0.0,))
+    monkeypatch.setattr(runner_module, "REWRITE_AFTER_S", (0.01,))
 
 
 async def test_a_handled_message_is_left_to_expire():
@@ -112,18 +115,45 @@ async def test_a_copy_of_a_handled_command_is_not_run_again():
     assert (looked_up, ledger.completed, queue.shown_again) == (["c0"], ["c0"], [])
 
 
-async def test_an_outcome_that_could_not_be_stored_is_stored_on_the_redelivery():
-    """Storage down through the in-process retries: the message is asked back in REDELIVER_AFTER_S,
-    and its redelivery stores the outcome without sending the command again."""
-    queue, ledger, looked_up = FakeQueue(), FakeLedger(failures=2), []
+async def test_an_outcome_that_could_not_be_stored_is_written_again_later():
+    """Storage down through the in-process retries (no spool): the outcome is kept and written
+    again after REWRITE_AFTER_S, in this process, without sending the command again and without
+    asking SQS for anything."""
+    queue, ledger, looked_up = FakeQueue(), FakeLedger(failures=3), []
     run = runner(queue, ledger, looked_up)
     run.on_message(message("c0", "r0"))
     assert await run.join()
-    assert (ledger.completed, queue.shown_again) == ([], [("r0", runner_module.REDELIVER_AFTER_S)])
-    run.on_message(message("c0", "r0-again"))
+    assert ledger.completed == []
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if ledger.completed:
+            break
+    assert (looked_up, ledger.completed, queue.shown_again) == (["c0"], ["c0"], [])
+
+
+async def test_later_attempts_give_up_after_rewrite_for_s(monkeypatch: pytest.MonkeyPatch, caplog):
+    """An outcome storage never takes is given up (and said so) once REWRITE_FOR_S has passed."""
+    monkeypatch.setattr(runner_module, "REWRITE_FOR_S", 0.05)
+    queue, ledger, looked_up = FakeQueue(), FakeLedger(failures=1_000), []
+    run = runner(queue, ledger, looked_up)
+    run.on_message(message("c0", "r0"))
     assert await run.join()
-    assert (looked_up, ledger.completed) == (["c0"], ["c0"])
-    assert queue.shown_again == [("r0", runner_module.REDELIVER_AFTER_S)]
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if "gave up storing a command outcome" in caplog.text:
+            break
+    assert "gave up storing a command outcome" in caplog.text
+    assert run.abandon_rewrites() == 0
+
+
+async def test_a_drain_does_not_wait_for_later_attempts_and_abandons_them():
+    """join() returns while an outcome waits for its next attempt; abandon_rewrites() stops it."""
+    queue, ledger, looked_up = FakeQueue(), FakeLedger(failures=1_000), []
+    run = runner(queue, ledger, looked_up)
+    run.on_message(message("c0", "r0"))
+    assert await run.join(limit_s=1.0)
+    assert run.abandon_rewrites() == 1
+    await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize(("keep_poison", "shown_again"), [(True, [("r0", 0)]), (False, [])])
@@ -138,14 +168,13 @@ async def test_an_unreadable_message_comes_back_for_the_dlq_only_if_there_is_one
 
 
 async def test_a_failed_request_for_redelivery_is_logged_not_raised(caplog: pytest.LogCaptureFixture):
-    """The message may have expired meanwhile: the runner goes on, and says so."""
+    """SQS refusing the ChangeMessageVisibility of an unreadable message: the runner goes on, and says so."""
 
     class Gone(FakeQueue):
         def show_again(self, receipt_handle: str, after_s: int) -> None:
             raise DependencyUnavailable("SQS is down")
 
-    ledger, looked_up = FakeLedger(failures=2), []
-    run = runner(Gone(), ledger, looked_up)
-    run.on_message(message("c0", "r0"))
+    run = runner(Gone(), FakeLedger(), [], keep_poison=True)
+    run.on_message(Received("m-r0", "r0", "not a command", 1))
     assert await run.join()
     assert "it expires instead" in caplog.text

@@ -8,8 +8,10 @@ under the same id when its record outlived its window or was never queued (``not
 which an ambiguous SendMessage failure can record for a message that did go out): that
 one is a new command, to be sent and answered, not a redelivery to drop. The outcome
 is written with the ledger's exactly-once conditional write. Handled messages are not
-deleted but expire (``queue``); one whose outcome could not be stored is asked back
-(``queue.Redeliveries``), so the write is retried on its redelivery without re-sending.
+deleted but expire (``queue``). An outcome that could not be stored (nor spooled) is kept
+in memory and written again later, in this process, until it is stored or
+``REWRITE_FOR_S`` have passed: SQS's redelivery would add nothing, since the queue dies
+with the process that holds the outcome.
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ DEDUPE_MAX_ENTRIES = 100_000
 
 #: Pauses between attempts to store an outcome while storage is failing; together well
 #: within the API's grace period, so a short outage does not turn an answer into a
-#: timeout. After them the message's redelivery retries.
+#: timeout. After them the outcome is spooled, or written again later (``REWRITE_AFTER_S``).
 WRITE_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
-#: When a message whose outcome could not be stored comes back for another try; within
-#: the queue's retention even after ``GATEWAY_QUEUE_MAX_RECEIVE_COUNT`` tries.
-REDELIVER_AFTER_S = 5
+#: Pauses between the later attempts at an outcome neither stored nor spooled (the last
+#: repeats). Late is still worth it: a write that finds the API's ``timeout`` stored
+#: first is what undoes a reservation the charger accepted (``_reconcile``).
+REWRITE_AFTER_S = (5.0, 10.0, 20.0, 30.0)
+#: How long after the command arrived its outcome is still tried; then it is given up.
+REWRITE_FOR_S = 600.0
 #: How long a compensating CancelReservation may take.
 UNDO_TIMEOUT_S = 10.0
 
@@ -64,8 +69,10 @@ class _Delivery:
     receipt_handle: str
     seen_at: float
     done: bool = False
-    #: An outcome decided but not yet stored (its write failed; retried on redelivery).
+    #: An outcome decided but not yet stored (its write failed; written again later).
     unwritten: CommandOutcome | None = None
+    #: The later attempts at ``unwritten``, while they run.
+    rewriting: asyncio.Task[None] | None = None
     #: The session the command was sent on, for a compensating call.
     session: OcppSession | None = None
 
@@ -115,6 +122,8 @@ class CommandRunner:
         self._keep_poison = keep_poison_messages
         self._seen: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The later attempts at unstored outcomes: not awaited by a drain (``abandon_rewrites``).
+        self._rewrites: set[asyncio.Task[None]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -217,7 +226,7 @@ class CommandRunner:
                     return
                 await asyncio.sleep(pause)
             except Exception:
-                log.exception("could not store a command outcome; retried on redelivery", extra=extra)
+                log.exception("could not store a command outcome; written again later", extra=extra)
                 self._retry_later(delivery, outcome)
                 return
         delivery.unwritten = None
@@ -228,24 +237,52 @@ class CommandRunner:
         self._on_completed(stored.kind.value, time.monotonic() - delivery.seen_at)
 
     async def _keep(self, delivery: _Delivery, outcome: CommandOutcome, extra: dict[str, str]) -> None:
-        """Storage keeps failing: hand the outcome to the spool, or keep it for the message's redelivery."""
+        """Storage keeps failing: hand the outcome to the spool, or keep it to write again later."""
         if self._spool is not None:
             try:
                 await self._io(self._spool.put, delivery.command, outcome)
             except Exception:
-                log.exception("could not spool a command outcome either; retried on redelivery", extra=extra)
+                log.exception("could not spool a command outcome either; written again later", extra=extra)
             else:
                 log.warning("could not store a command outcome; spooled until storage is back", extra=extra)
                 delivery.unwritten = None
                 return
         else:
-            log.error("could not store a command outcome; retried on redelivery", extra=extra)
+            log.error("could not store a command outcome; written again later", extra=extra)
         self._retry_later(delivery, outcome)
 
     def _retry_later(self, delivery: _Delivery, outcome: CommandOutcome) -> None:
-        """Keep the outcome and ask SQS for the message again, to store it then."""
+        """Keep the outcome and write it again later (one series of attempts per command)."""
         delivery.unwritten = outcome
-        self._redeliveries.later(delivery.receipt_handle, REDELIVER_AFTER_S)
+        if delivery.rewriting is None:
+            task = asyncio.get_running_loop().create_task(self._rewrite(delivery))
+            delivery.rewriting = task
+            self._rewrites.add(task)
+            task.add_done_callback(self._rewrites.discard)
+
+    async def _rewrite(self, delivery: _Delivery) -> None:
+        pauses = iter(REWRITE_AFTER_S)
+        pause = REWRITE_AFTER_S[0]
+        try:
+            while delivery.unwritten is not None:
+                pause = next(pauses, pause)
+                if time.monotonic() + pause - delivery.seen_at > REWRITE_FOR_S:
+                    log.error(
+                        "gave up storing a command outcome; the API recorded its own",
+                        extra={**command_context(delivery.command), "outcome": delivery.unwritten.kind.value},
+                    )
+                    return
+                await asyncio.sleep(pause)
+                # _write keeps the outcome in ``unwritten`` if this attempt fails too.
+                await self._write(delivery, delivery.unwritten)
+        finally:
+            delivery.rewriting = None
+
+    def abandon_rewrites(self) -> int:
+        """At shutdown: stop the later attempts; how many outcomes were left unstored."""
+        for task in self._rewrites:
+            task.cancel()
+        return len(self._rewrites)
 
     # -- keeping the charger and the records in agreement -------------------------------
 
@@ -309,7 +346,10 @@ class CommandRunner:
     # -- draining -----------------------------------------------------------------------
 
     async def join(self, limit_s: float | None = None) -> bool:
-        """Wait for the running commands and their requests for redelivery; False if some outlived ``limit_s``."""
+        """Wait for the running commands and their requests for redelivery; False if some outlived ``limit_s``.
+
+        Later attempts at unstored outcomes are not waited for (``abandon_rewrites``).
+        """
         deadline = None if limit_s is None else time.monotonic() + limit_s
         while True:
             pending: set[asyncio.Task[None]] = set(self._tasks) | self._redeliveries.pending()
