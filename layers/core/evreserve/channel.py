@@ -179,13 +179,21 @@ class CommandChannel:
 
         def conflict(index: int) -> DomainError:
             if index >= len(also):
+                count.counted = True  # refused: a refused request counts nowhere, not even later
                 return refused(index - len(also))
             if on_conflict is None:
-                return DependencyUnavailable("could not record the command", items=[index])
+                return DependencyUnavailable("could not record the command", items=[index + 1])
             return on_conflict(index)
 
         submitted = self._ledger.create(command, now=now, ttl=ttl, also=[*also, *counts], on_conflict=conflict)
-        count.counted = submitted.created
+        if submitted.created:
+            count.counted = True
+        elif submitted.command.outcome is None:
+            # A retry of a command still on its way waits for its outcome, up to the
+            # deadline: it is counted (or refused) now, not after that wait. One whose
+            # outcome is stored is answered at once, or supersedes it with a new command
+            # whose transaction carries the count.
+            count.settle()
         return submitted
 
     def send(self, command: Command, queue_url: str) -> None:

@@ -17,8 +17,10 @@ A request that sends a command to a charger writes the command record in a trans
 anyway: its count rides that transaction (``DeferredCount``) instead of
 costing a request of its own before it, one DynamoDB request and one round trip less on
 the reservation path. A request that ends before that transaction (an invalid body, an
-unknown port, a retry answered from its record) is counted when it ends; over the limit,
-its answer becomes the 429, and it changed nothing. The contract: the API function
+unknown port) is counted when it ends; over the limit, its answer becomes the 429, and
+it changed nothing. A retry that finds its command on the way is counted at once, before
+it waits for the outcome, so that a key over its limit cannot hold a function for a
+command's deadline. The contract: the API function
 defers the count for the request (``deferred``); the command channel adds ``due()``'s
 items to its transaction and marks it counted when that transaction wrote.
 """
@@ -142,7 +144,8 @@ class DeferredCount:
     limiter: RateLimiter
     key_id: str
     account_id: int | None
-    #: Set once a transaction carrying the count succeeded.
+    #: Set once the count is decided: carried by a transaction that wrote, refused by
+    #: one (a refused request counts nowhere), or settled.
     counted: bool = False
 
     def counts(self) -> tuple[list[dict[str, Any]], Refusal]:
@@ -152,8 +155,8 @@ class DeferredCount:
     def settle(self) -> None:
         """Count the request now if no transaction did (``RateLimited`` over the limit)."""
         if not self.counted:
-            self.limiter.hit(self.key_id, self.account_id)
             self.counted = True
+            self.limiter.hit(self.key_id, self.account_id)
 
 
 _deferred: ContextVar[DeferredCount | None] = ContextVar("evreserve_deferred_rate_count", default=None)
