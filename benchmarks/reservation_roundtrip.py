@@ -350,6 +350,8 @@ def main() -> None:
             # Warm: every client's function instances started, the authorizer's cache filled
             # (in each local API process), as in a service that has been running a while.
             run_stack_level(stack, hops, max(levels), 30, 1, next_id)
+            if isinstance(stack, ProcessStack):
+                report.notes.append(f"after the warm-up the stack was idle in {_wait_idle(stack):.1f} s")
             for c in levels:
                 if isinstance(stack, ProcessStack):
                     stack.function_requests()  # what came before this level
@@ -403,6 +405,28 @@ def _polls_per_request(counts: Any, requests: int) -> float | None:
     """The functions' GetItem on the commands table (their polls for the outcome) per API request."""
     polls = sum(n for (who, _, op), n in counts.items() if who == "function" and op.startswith("GetItem (commands"))
     return round(polls / requests, 2) if requests else None
+
+
+#: A stack process is idle below this share of one core, averaged over a second.
+IDLE_CPU_SHARE = 0.15
+
+
+def _wait_idle(stack: ProcessStack, limit_s: float = 90.0) -> float:
+    """Wait until every process of the stack is idle; the seconds it took.
+
+    The warm-up's cold starts outlast it (an invocation the local API timed out still
+    runs to its end): measured from the next level, they were seconds of p99 at 1 concurrent.
+    """
+    started = time.monotonic()
+    before = stack.cpu_seconds()
+    while time.monotonic() - started < limit_s:
+        time.sleep(1.0)
+        now = stack.cpu_seconds()
+        busiest = max((now[name] - before.get(name, now[name]) for name in now), default=0.0)
+        before = now
+        if busiest < IDLE_CPU_SHARE:
+            break
+    return time.monotonic() - started
 
 
 def _row(result: dict[str, Any]) -> dict[str, Any]:
