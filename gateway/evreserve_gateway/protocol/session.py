@@ -52,6 +52,7 @@ from .framing import (
 )
 from .library import LibraryHandlers, OCPPError, is_known_action, outgoing_call, validate_answer
 from .schemas import SchemaViolation, request_validator, violation_code
+from .wire import send_now
 
 #: Incoming CALLs whose answer waits on storage; they run off the reading task so
 #: that answers to the gateway's own CALLs are never stuck behind them.
@@ -216,11 +217,18 @@ class OcppSession(LibraryHandlers):
             return None
         return self._send_error(call.message_id, "GenericError", "too many CALLs outstanding", call)
 
-    def _reply(self, call: Call, frame: str) -> Awaitable[None]:
-        """Send the answer to a charger's CALL, and log both."""
+    def _reply(self, call: Call, frame: str) -> Awaitable[None] | None:
+        """Send the answer to a charger's CALL, and log both; what is left to await, if anything."""
         if self.traffic is not None:
             self.traffic.received(call.at_ms, call.action, call.raw, frame)
+        if send_now(self._connection, frame):
+            return None
         return self._connection.send(frame)  # type: ignore[no-any-return]
+
+    async def _reply_sent(self, call: Call, frame: str) -> None:
+        pending = self._reply(call, frame)
+        if pending is not None:
+            await pending
 
     async def _answer_directly(self, call: Call, handler: DirectHandler) -> None:
         try:
@@ -236,7 +244,7 @@ class OcppSession(LibraryHandlers):
             )
             return
         answer = handler(self, call.payload)
-        await self._reply(call, call_result(call.message_id, answer))
+        await self._reply_sent(call, call_result(call.message_id, answer))
 
     async def _drain_inbox(self) -> None:
         try:
@@ -284,14 +292,14 @@ class OcppSession(LibraryHandlers):
             await self._send_error(call.message_id, "InternalError", "the CSMS failed to handle this CALL", call)
             return
         if answer is not None:
-            await self._reply(call, answer)
+            await self._reply_sent(call, answer)
 
     async def _send_error(self, message_id: str, code: str, description: str, call: Call | None = None) -> None:
         """A CALLERROR; logged with its CALL when there is one (an unreadable frame is only counted)."""
         self.log.warning("answered with a CALLERROR", extra={"errorCode": code, "description": description})
         frame = call_error(message_id, code, description)
         if call is not None:
-            await self._reply(call, frame)
+            await self._reply_sent(call, frame)
         else:
             await self._connection.send(frame)
 
