@@ -19,7 +19,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help run invoke test lint format types cfn-lint audit audit-report lock sam-validate deploy unit integration e2e openapi bench build clean system-deps
+.PHONY: help run invoke test lint format types cfn-lint audit audit-report lock sam-validate deploy unit integration e2e openapi bench plots build clean system-deps
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -57,8 +57,15 @@ run: $(STAMP) $(NODE_STAMP)  ## Run the whole service locally (API on :3000, gat
 	$(BIN)/python -m devstack
 
 test: lint types cfn-lint sam-validate audit-report $(NODE_STAMP)  ## Lint, type-check, cfn-lint, audit and every test
-	@# The slowest tests are listed at the end: what to look at when CI nears its time budget.
-	$(BIN)/python -m pytest -q --durations=15
+	@# The unit tests (no servers, ~2 min of CPU) run beside the others, which spend much of
+	@# their time waiting on their servers; the slowest of those are listed at the end.
+	@mkdir -p .cache; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit > .cache/unit-tests.log 2>&1 & unit=$$!; \
+	$(BIN)/python -m pytest -q --durations=15 --ignore=tests/unit; others=$$?; \
+	wait $$unit; units=$$?; \
+	echo "== tests/unit (beside the others; whole log: .cache/unit-tests.log)"; \
+	if [ $$units -eq 0 ]; then tail -n 1 .cache/unit-tests.log; else cat .cache/unit-tests.log; fi; \
+	test $$others -eq 0 -a $$units -eq 0
 
 lint: $(STAMP)  ## ruff lint and format check, hadolint on the gateway image
 	$(BIN)/ruff check .
@@ -134,6 +141,9 @@ bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks (minutes; on a quiet machin
 	npm ci --prefix benchmarks --no-audit --no-fund --loglevel=error
 	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs lambda_start message_log_cost sqs_candidates; do \
 	  echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
+
+plots: $(STAMP)  ## Redraw docs/img/*.png from the benchmark results kept in docs/data/
+	$(BIN)/python benchmarks/plots.py --out docs/img docs/data/*.json
 
 clean:  ## Remove the venv, node_modules and caches
 	rm -rf $(VENV) $(SAM_VENV) node_modules .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -82,15 +82,8 @@ def roundtrip(documents: list[dict[str, Any]], out: Path) -> Path:
         style = _style(label)
         ax.plot(x, [p[1] for p in points], marker="o", label=f"{label}, p50", **style)
         ax.plot(x, [p[2] for p in points], marker="^", linestyle="--", label=f"{label}, p99", **style)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("reservation round trip, ms")
-    ax.set_title("Reservation round trip against concurrency")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, _caption(documents), fontsize=7, alpha=0.7)
-    return _save(fig, out / "roundtrip.png")
+    _axes(ax, "concurrent clients", "reservation round trip, ms", "Reservation round trip against concurrency")
+    return _save(fig, documents, out / "roundtrip.png")
 
 
 def throughput(documents: list[dict[str, Any]], out: Path) -> Path:
@@ -107,14 +100,8 @@ def throughput(documents: list[dict[str, Any]], out: Path) -> Path:
         for server, by_size in sorted(points[mix].items()):
             sizes = sorted(by_size)
             ax.plot(sizes, [_median(by_size[s]) for s in sizes], marker="o", label=server, **_style(server))
-        ax.set_xscale("log")
-        ax.set_xlabel("chargers")
-        ax.set_ylabel("messages / s")
-        ax.set_title(f"Gateway throughput, {mix} mix")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, _caption(documents), fontsize=7, alpha=0.7)
-    return _save(fig, out / "throughput.png")
+        _axes(ax, "chargers", "messages / s", f"Gateway throughput, {mix} mix", log_y=False)
+    return _save(fig, documents, out / "throughput.png")
 
 
 def memory(documents: list[dict[str, Any]], out: Path) -> Path:
@@ -128,15 +115,8 @@ def memory(documents: list[dict[str, Any]], out: Path) -> Path:
     for server, by_size in sorted(points.items()):
         sizes = sorted(by_size)
         ax.plot(sizes, [_median(by_size[s]) for s in sizes], marker="o", label=server, **_style(server))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("chargers connected")
-    ax.set_ylabel("server RSS, MiB")
-    ax.set_title("Gateway memory against chargers")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, _caption(documents), fontsize=7, alpha=0.7)
-    return _save(fig, out / "memory.png")
+    _axes(ax, "chargers connected", "server RSS, MiB", "Gateway memory against chargers")
+    return _save(fig, documents, out / "memory.png")
 
 
 DRAWERS = {"reservation_roundtrip": roundtrip, "gateway_throughput": throughput, "gateway_memory": memory}
@@ -148,7 +128,20 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _axes(ax: Any, x_label: str, y_label: str, title: str, *, log_y: bool = True) -> None:
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(fig: Any, documents: list[dict[str, Any]], path: Path) -> Path:
+    """Caption the figure with when and where its data was measured, and write it."""
+    fig.text(0.01, 0.01, _caption(documents), fontsize=7, alpha=0.7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     # No timestamp in the file: the same data draws the same bytes (a diff means new data).
     fig.savefig(path, dpi=110, metadata={"Software": None})
