@@ -188,8 +188,11 @@ def main() -> None:
         report.ratios[f"ours/echo KiB per charger at {size}"] = ratio(
             o and o["kib_per_charger"], e and e["kib_per_charger"]
         )
-    first = row("ours", sizes[0])
-    report.target(f"ours KiB per idle charger at {sizes[0]}", first and first["kib_per_charger"], 20, at_least=False)
+    # The target is set at 10,000 (issue 7): a smaller size's marginal figure still carries
+    # one-off costs (the first connections' allocator arenas), so judge at the largest run.
+    judged = 10_000 if 10_000 in sizes else max(sizes)
+    at = row("ours", judged)
+    report.target(f"ours KiB per idle charger at {judged:,}", at and at["kib_per_charger"], 20, at_least=False)
     big = row("ours", 50_000)
     report.target("ours heartbeat p99 ms at 50,000", big and big["hb_p99_ms"], 50, at_least=False)
     if big is None and 50_000 not in too_big:
