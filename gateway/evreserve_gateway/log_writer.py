@@ -23,8 +23,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
-import boto3
-
 from evreserve import aws
 from evreserve.errors import DependencyUnavailable
 from evreserve.settings import CoreSettings
@@ -90,9 +88,9 @@ def _exit_with(parent: int) -> None:
 def _open_store(settings: CoreSettings, retention_days: int, endpoint_url: str | None, parent: int) -> None:
     _exit_with(parent)
     global _store
-    # The log's requests are built whole by the store: botocore's parameter walk is skipped.
-    config = aws.client_config(settings, validate=False)
-    client = boto3.session.Session().client("dynamodb", config=config, endpoint_url=endpoint_url)
+    # The log's requests are built whole by the store: botocore's parameter walk (when
+    # AWS_CLIENT=botocore) is skipped.
+    client = aws.dynamodb_client(settings, validate=False, endpoint=endpoint_url)
     _store = MessageLogStore(client, settings.ocpp_messages_table, retention_days)
 
 
@@ -113,7 +111,7 @@ class ProcessWriter:
     """Writes from one spawned process; a process that died is replaced at the next batch."""
 
     def __init__(self, settings: CoreSettings, retention_days: int, endpoint_url: str | None = None) -> None:
-        """``endpoint_url`` overrides boto3's own (``AWS_ENDPOINT_URL_DYNAMODB``): tests point it at nothing."""
+        """``endpoint_url`` overrides ``AWS_ENDPOINT_URL_DYNAMODB``: tests point it at nothing."""
         self._init_args = (settings, retention_days, endpoint_url, os.getpid())
         self._executor: ProcessPoolExecutor | None = None
 

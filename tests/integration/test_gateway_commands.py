@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from dataclasses import replace
@@ -298,13 +299,17 @@ async def test_a_handled_command_costs_its_gateway_one_sqs_request(
     deleted but left to expire, hidden until then, so Send + Receive is the channel's cost."""
     calls: list[tuple[str, int]] = []
 
-    def count(model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        calls.append((model.name, len(parsed.get("Messages", []))))
-
     def counted(deps: Dependencies) -> Dependencies:
         # A client of the gateway's own, so that the test's requests are not counted.
         sqs = sqs_client(GatewaySettings(aws_read_timeout_s=10.0))
-        sqs.meta.events.register("after-call.sqs", count)
+        send = sqs._send  # type: ignore[attr-defined]
+
+        def count(body: bytes, target: str) -> Any:
+            answer = send(body, target)
+            calls.append((target.rsplit(".", 1)[1], len(json.loads(answer.body or b"{}").get("Messages", []))))
+            return answer
+
+        sqs._send = count  # type: ignore[attr-defined]
         return replace(deps, queue=InstanceQueue(sqs, deps.queue.name), poll_queue=InstanceQueue(sqs, deps.queue.name))
 
     gateway = await start_gateway(inject=counted)

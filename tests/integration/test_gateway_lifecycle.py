@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from botocore.exceptions import ClientError
 from fixtures.gateway_fixtures import Behaviour, charger_session, charger_url, wait_held
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from evreserve.aws import ClientError
 from evreserve.models import ConnectionState, OcppVersion, OutcomeKind
 
 pytestmark = pytest.mark.integration

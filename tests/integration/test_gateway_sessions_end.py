@@ -19,6 +19,8 @@ from botocore.awsrequest import AWSResponse
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
 
 from evreserve.aws import dynamodb_client
+from evreserve.awsjson import JsonClient
+from evreserve.awsjson.client import Answer
 from evreserve.errors import DependencyUnavailable, IdempotencyConflict
 from evreserve.models import ApiKey, OcppVersion, utcnow
 from evreserve.requests import ChargerChanges, NewCharger, NewPort, ReserveRequest
@@ -88,15 +90,26 @@ def _answer_with(client: Any, operation: str, code: str, times: int) -> list[int
     """Make the client's next ``times`` calls of ``operation`` come back as DynamoDB's error ``code``
     (a 400 on the wire, as DynamoDB sends it); the list counts the calls answered so."""
     answered: list[int] = []
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
+    if isinstance(client, JsonClient):
+        send = client._send
+
+        def answer(request: bytes, target: str) -> Answer:
+            if not target.endswith(f".{operation}") or len(answered) >= times:
+                return send(request, target)
+            answered.append(1)
+            return Answer(400, body, "injected", None, None)
+
+        client._send = answer  # type: ignore[method-assign]
+        return answered
 
     def respond(request: Any, **_kwargs: Any) -> Any:
         if len(answered) >= times:
             return None
         answered.append(1)
-        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
-        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, _Raw(body.encode()))
+        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, _Raw(body))
 
-    client.meta.events.register(f"before-send.dynamodb.{operation}", respond)
+    client.wrapped.meta.events.register(f"before-send.dynamodb.{operation}", respond)
     return answered
 
 
@@ -108,11 +121,14 @@ class _Raw:
         yield self._body
 
 
-async def test_a_transaction_conflict_on_registration_is_try_again_later(start_gateway, seed_charger, registry):
+@pytest.mark.parametrize("aws_client", ["awsjson", "botocore"])
+async def test_a_transaction_conflict_on_registration_is_try_again_later(
+    start_gateway, seed_charger, registry, aws_client: str
+):
     """Defect 6: DynamoDB answers the connection's registration with TransactionConflictException (the
     charger's item is in a transaction): the charger is asked to come back (1013), not crashed with 1011;
-    its next attempt connects."""
-    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0))
+    its next attempt connects. With either AWS client (AWS_CLIENT)."""
+    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0, aws_client=aws_client))
     answered = _answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
     gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
     charger = seed_charger()
@@ -123,10 +139,11 @@ async def test_a_transaction_conflict_on_registration_is_try_again_later(start_g
         await wait_held(gateway, charger, registry)
 
 
-def test_a_cancelled_registry_transaction_is_503_not_500(local_aws) -> None:
+@pytest.mark.parametrize("aws_client", ["awsjson", "botocore"])
+def test_a_cancelled_registry_transaction_is_503_not_500(local_aws, aws_client: str) -> None:
     """Defect 6: registering a charger (one transaction) that DynamoDB cancels for a conflicting
-    transaction is SERVICE_UNAVAILABLE (503, retry), not an unhandled error (500)."""
-    dynamodb = dynamodb_client(CoreSettings())  # type: ignore[call-arg]
+    transaction is SERVICE_UNAVAILABLE (503, retry), not an unhandled error (500). With either AWS client."""
+    dynamodb = dynamodb_client(CoreSettings(aws_client=aws_client))  # type: ignore[call-arg]
     _answer_with(dynamodb, "TransactWriteItems", "TransactionCanceledException", times=1)
     services = build_services(CoreSettings(), dynamodb=dynamodb)  # type: ignore[call-arg]
     owner = owner_of(424242)

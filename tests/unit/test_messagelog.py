@@ -7,8 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.exceptions import ClientError
 
+from evreserve.aws import ClientError
 from evreserve.errors import InvalidRequest
 from evreserve.messagelog import (
     MAX_PAGE_CHARS,

@@ -25,9 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from evreserve.aws import error_code, unavailable_on_transport_errors
+from evreserve.aws import ClientError, adopt, error_code, unavailable_on_transport_errors
 from evreserve.channel import CloseSession, close_session
 
 from ..offload import Offload
@@ -70,7 +68,7 @@ class InstanceQueue:
     """Blocking SQS calls for one queue; the gateway runs them on its I/O threads."""
 
     def __init__(self, sqs: SQSClient, name: str) -> None:
-        self._sqs = sqs
+        self._sqs = adopt(sqs)
         self.name = name
         self.url = ""
 

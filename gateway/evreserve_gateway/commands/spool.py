@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from evreserve.aws import unavailable_on_transport_errors
+from evreserve.aws import adopt, unavailable_on_transport_errors
 from evreserve.models import Command, CommandOutcome, Model
 from evreserve.storage.commands import CommandLedger
 
@@ -57,7 +57,7 @@ class OutcomeSpool:
     """The SQS side of the spool (blocking calls: run them on the Offload)."""
 
     def __init__(self, sqs: SQSClient, url: str) -> None:
-        self._sqs = sqs
+        self._sqs = adopt(sqs)
         self.url = url
 
     def put(self, command: Command, outcome: CommandOutcome) -> None:

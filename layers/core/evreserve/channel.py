@@ -28,10 +28,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from .aws import error_code, unavailable_on_transport_errors
+from .aws import ClientError, adopt, error_code, unavailable_on_transport_errors
 from .errors import DependencyUnavailable, DomainError, InvalidRequest, TooManyCommands
 from .models import Command, CommandOutcome, Model, OutcomeKind, utcnow
 from .settings import ChannelSettings
@@ -129,7 +128,7 @@ class CommandChannel:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ledger = ledger
-        self._sqs = sqs
+        self._sqs = adopt(sqs)
         self._settings = settings
         self._clock = clock
         self._sleep = sleep

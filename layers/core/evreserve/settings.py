@@ -7,6 +7,8 @@ missing or malformed variable fails the start, not the first request.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,7 +18,7 @@ class _Settings(BaseSettings):
 
 
 class AwsSettings(_Settings):
-    """How to reach AWS. Endpoints come from boto3's own ``AWS_ENDPOINT_URL_<SERVICE>``."""
+    """How to reach AWS. Endpoints come from ``AWS_ENDPOINT_URL_<SERVICE>`` as botocore reads them."""
 
     region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     #: Short timeouts and few attempts: a caller waiting on us must get an answer, not a hang.
@@ -24,6 +26,10 @@ class AwsSettings(_Settings):
     aws_read_timeout_s: float = Field(5.0, gt=0)
     aws_max_attempts: int = Field(3, ge=1)
     aws_max_pool_connections: int = Field(50, ge=1)
+    #: ``awsjson``: evreserve.awsjson's client (a fifth of botocore's CPU per request, no
+    #: botocore import); ``botocore``: boto3's clients, for what awsjson leaves out (an
+    #: HTTPS proxy) or to compare the two (benchmarks/aws_clients.py).
+    aws_client: Literal["awsjson", "botocore"] = "awsjson"
 
 
 class TableSettings(_Settings):

@@ -7,13 +7,15 @@ therefore be all a first request would build anyway, and nothing that must diffe
 between the copies.
 
 Before the snapshot (``prime``): the function's services are built (settings read, the
-boto3 clients created, botocore's service models and endpoint rules loaded: 80-140 ms
-otherwise paid by the first request). No network call is made, so the snapshot holds no
-open connection; credentials are not in it either: a SnapStart function gets them from
-the runtime's container credentials endpoint, which botocore refreshes itself.
+AWS clients created; under ``AWS_CLIENT=botocore`` also botocore's service models and
+endpoint rules loaded, 80-140 ms otherwise paid by the first request). No network call
+is made, so the snapshot holds no open connection (evreserve.awsjson opens its pool's
+first one at the first request); credentials are not in it either: awsjson reads the
+environment's keys per request, and where the runtime gives none it falls back to
+botocore's provider chain (the container credentials endpoint), refreshed by botocore.
 
 After each restore (``refresh``): Python's ``random`` is reseeded from the OS, or every
-copy would draw the same sequence (botocore's retry jitter uses it; ids and keys come
+copy would draw the same sequence (the clients' retry jitter uses it; ids and keys come
 from ``secrets`` / ``uuid4``, i.e. the OS, and need nothing). Nothing else the functions
 keep is tied to one instance: the port cache and settings are the same in every copy.
 

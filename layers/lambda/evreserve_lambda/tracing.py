@@ -4,9 +4,11 @@ Powertools imports the X-Ray SDK for every ``Tracer``, disabled or not, and outs
 Lambda the SDK's import builds two botocore X-Ray clients for centralized sampling
 (~150 ms here). Where tracing is off (the local stack, tests, benchmarks) the tracer
 gets a provider that records nothing, so the SDK is never imported. In Lambda,
-with active tracing, the SDK patches botocore only: it is the one library the
-functions call out through, and Powertools' default (``patch_all``) imports every
-other library the SDK can instrument that happens to be installed.
+with active tracing, the SDK patches ``http.client`` only: every call out of a
+function goes through it (evreserve.awsjson's requests to DynamoDB, SQS and
+EventBridge, botocore's under ``AWS_CLIENT=botocore``, webhook deliveries), each
+recorded as a remote call to its host. Powertools' default (``patch_all``) would
+import every other library the SDK can instrument that happens to be installed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 #: The libraries the X-Ray SDK instruments in Lambda.
-PATCHED = ("botocore",)
+PATCHED = ("httplib",)
 
 
 class _Unrecorded(BaseSegment):

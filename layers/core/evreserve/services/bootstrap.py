@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import boto3
-
 from ..aws import dynamodb_client, sqs_client
 from ..models import utcnow
 from ..settings import CoreSettings, WebhookSettings
@@ -118,10 +116,7 @@ def build_services(
     clock: Callable[[], datetime] = utcnow,
 ) -> Services:
     """Wire the stores and services; clients (or the whole channel) may be injected."""
-    # One session for both clients: the second reuses what the first loaded. Sessions are
-    # not thread-safe; the SQS client is built later, but under the lock of Services.
-    session = boto3.session.Session() if dynamodb is None or (channel is None and sqs is None) else None
-    dynamodb = dynamodb or dynamodb_client(settings, session)
+    dynamodb = dynamodb or dynamodb_client(settings)
     registry = RegistryStore(dynamodb, settings.registry_table)
     account_store = AccountStore(dynamodb, settings.registry_table)
 
@@ -129,10 +124,10 @@ def build_services(
     built: list[SQSClient] = []
 
     def sqs_once() -> SQSClient:
-        # Built on first use, under a lock: boto3 sessions are not thread-safe.
+        # Built on first use (most requests never queue a command), once.
         with sqs_lock:
             if not built:
-                built.append(sqs or sqs_client(settings, session))
+                built.append(sqs or sqs_client(settings))
             return built[0]
 
     def close_session(queue_url: str, request: CloseSession) -> None:

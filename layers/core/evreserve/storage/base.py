@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import error_code, unavailable_on_transport_errors
+from ..aws import ClientError, adopt, error_code, unavailable_on_transport_errors
 from ..errors import DependencyUnavailable
 from ..resources import GSI1, GSI1_PK
 from .paging import Key, iter_query
@@ -65,7 +63,7 @@ class DynamoStore:
     service = "DynamoDB"
 
     def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._client = client
+        self._client = adopt(client)
         self._table = table
 
     @property

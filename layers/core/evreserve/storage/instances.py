@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from . import keys
 from .base import is_condition_failure
 from .codec import from_item, to_item

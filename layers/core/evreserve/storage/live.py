@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from ..errors import NotFound, StaleWrite
 from ..models import BootInfo, Connection, ConnectionState, OcppStatus
 from ..resources import BY_INSTANCE, CONNECTED_TO

@@ -20,9 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import error_code, unavailable_on_transport_errors
+from ..aws import ClientError, error_code, unavailable_on_transport_errors
 from ..messagelog import (
     FORMAT_V1,
     SPAN_MAX_MS,

@@ -35,9 +35,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from ..errors import RateLimited
 from ..resources import PK, TTL_ATTRIBUTE
 from .base import ConditionsFailed, DynamoStore, is_condition_failure, transact

@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from ..errors import AlreadyExists
 from ..resources import GSI1_PK
 from . import keys

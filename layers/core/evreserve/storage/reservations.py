@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from ..lifecycle import Transition
 from ..models import Reservation, ReservationState
 from ..resources import ACTIVE_BY_CHARGER, ACTIVE_BY_EXPIRY, ACTIVE_ON, EXPIRES_IN, EXPIRY_SHARDS, GSI1_PK, PK, SK

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from ..aws import unavailable_on_transport_errors
+from ..aws import ClientError, unavailable_on_transport_errors
 from ..errors import AlreadyExists
 from ..resources import PK, SK, TTL_ATTRIBUTE
 from ..webhooks import DeliveryRecord, Webhook
