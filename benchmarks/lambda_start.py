@@ -10,8 +10,8 @@ time from ``-X importtime`` (the issue's target); ``first_request_ms`` the first
 invocation after it, whatever it imports or builds lazily; ``cold_total_ms`` their
 sum: Lambda runs both back to back, so work moved from the import into the first
 request does not shorten a cold start. ``services_ms`` then times building the
-services (settings, the DynamoDB and SQS clients, which load botocore's service
-JSON): what the first request that does reach AWS adds on top, before any network.
+services (settings, the DynamoDB and SQS clients; under ``AWS_CLIENT=botocore`` they
+load botocore's service JSON): what the first request that does reach AWS adds on top, before any network.
 Each figure is the median of ``--repeat`` fresh processes, bytecode caches present as
 in a deployed package; ``process_ms`` is the whole child process's wall time and
 ``process_cpu_ms`` its CPU time (user + system), which waits for CPUs busy elsewhere

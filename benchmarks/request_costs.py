@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/request_costs.py [--smoke] [--rounds 10]
 
-The whole local stack runs in this process (``stack.FullStack``), so one wrapper around
-botocore's ``Endpoint._send`` sees every HTTP request any piece makes to DynamoDB Local
-or the SQS server (retries included: one count per attempt, as AWS bills), attributed
+The whole local stack runs in this process (``stack.FullStack``), so one hook on the
+AWS clients' send (``stack.on_every_request``) sees every HTTP request any piece makes
+to DynamoDB Local or the SQS server (retries included: one count per attempt, as AWS bills), attributed
 to the gateway or the functions by thread; another around the local API's
 ``FunctionPool.invoke`` counts invocations. Each round is one reservation (POST, answered
 Accepted) then its cancel, sequential, with the counts taken after each request and

@@ -498,27 +498,19 @@ class _LightRequestCounter:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        from botocore.endpoint import Endpoint
-
-        send = Endpoint._send
         counter = self
 
-        @functools.wraps(send)
-        def counted(endpoint: Any, request: Any) -> Any:
-            target = request.headers.get("X-Amz-Target", b"")
-            target = target.decode() if isinstance(target, bytes) else str(target)
+        def counted(target: str, body: bytes, answer: bytes) -> None:
             service, _, operation = target.partition(".")
             service = "DynamoDB" if service.startswith("DynamoDB") else "SQS" if "SQS" in service else service
             if service == "DynamoDB":
-                body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
                 tables = sorted({m.lower().decode() for m in counter._table.findall(body)})
                 operation += f" ({'+'.join(tables)})" if tables else ""
             who = "function" if threading.current_thread().name.startswith("lambda-") else "local API"
             with counter._lock:
                 counter.counts[(who, service, operation)] += 1
-            return send(endpoint, request)
 
-        Endpoint._send = counted  # type: ignore[method-assign]
+        on_every_request(counted)
 
     def take(self) -> Counter[tuple[str, str, str]]:
         with self._lock:
@@ -605,11 +597,11 @@ LOAD_PARAMETERS = {
 
 
 class RequestCounter:
-    """Counts every HTTP request botocore sends in this process, by caller and operation.
+    """Counts every HTTP request to AWS sent in this process, by caller and operation.
 
-    Wraps ``botocore.endpoint.Endpoint._send`` (one call per HTTP attempt, retries
-    included: what AWS bills). The operation comes from the ``X-Amz-Target`` header
-    (DynamoDB and SQS both speak the JSON protocol); the caller from the thread name:
+    Hooks every HTTP attempt (``on_every_request``: retries included, what AWS bills).
+    The operation comes from the ``X-Amz-Target`` header (DynamoDB and SQS both speak the
+    JSON protocol); the caller from the thread name:
     the gateway's pool threads are ``gw-*``, the local API's function threads ``lambda-*``.
     ReceiveMessage answers without messages are counted apart (an idle long poll).
     """
@@ -620,38 +612,63 @@ class RequestCounter:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        from botocore.endpoint import Endpoint
-
-        send = Endpoint._send
         counter = self
 
-        @functools.wraps(send)
-        def counted(endpoint: Any, request: Any) -> Any:
-            response = send(endpoint, request)
-            if counter.enabled:
-                target = request.headers.get("X-Amz-Target", b"")
-                target = target.decode() if isinstance(target, bytes) else str(target)
-                service, _, operation = target.partition(".")
-                service = "DynamoDB" if service.startswith("DynamoDB") else "SQS" if "SQS" in service else service
-                if operation == "ReceiveMessage" and b'"Messages"' not in (response.content or b""):
-                    operation = "ReceiveMessage(empty)"
-                elif service == "DynamoDB":
-                    operation += _tables(request.body) + _cause()
-                    if b'"CHARGER#0"' in (request.body or b""):
-                        # The gateway's storage probe (one read every 10 s): idle cost.
-                        operation = "GetItem(probe)"
-                thread = threading.current_thread().name
-                who = "gateway" if thread.startswith("gw-") else "function" if thread.startswith("lambda-") else thread
-                with counter._lock:
-                    counter.counts[(who, service, operation)] += 1
-            return response
+        def counted(target: str, body: bytes, answer: bytes) -> None:
+            if not counter.enabled:
+                return
+            service, _, operation = target.partition(".")
+            service = "DynamoDB" if service.startswith("DynamoDB") else "SQS" if "SQS" in service else service
+            if operation == "ReceiveMessage" and b'"Messages"' not in answer:
+                operation = "ReceiveMessage(empty)"
+            elif service == "DynamoDB":
+                operation += _tables(body) + _cause()
+                if b'"CHARGER#0"' in body:
+                    # The gateway's storage probe (one read every 10 s): idle cost.
+                    operation = "GetItem(probe)"
+            thread = threading.current_thread().name
+            who = "gateway" if thread.startswith("gw-") else "function" if thread.startswith("lambda-") else thread
+            with counter._lock:
+                counter.counts[(who, service, operation)] += 1
 
-        Endpoint._send = counted  # type: ignore[method-assign]
+        on_every_request(counted)
 
     def take(self) -> Counter[tuple[str, str, str]]:
         with self._lock:
             taken, self.counts = self.counts, Counter()
         return taken
+
+
+def on_every_request(record: Callable[[str, bytes, bytes], None]) -> None:
+    """Call ``record(target, request body, answer body)`` after every HTTP attempt to AWS,
+    retries included (what AWS bills), from whichever client sends it: evreserve.awsjson's
+    ``JsonClient._send`` or botocore's ``Endpoint._send`` (``AWS_CLIENT=botocore``, the
+    stand-ins' own clients)."""
+    from botocore.endpoint import Endpoint
+
+    from evreserve.awsjson import JsonClient
+
+    botocore_send = Endpoint._send
+
+    @functools.wraps(botocore_send)
+    def botocore_counted(endpoint: Any, request: Any) -> Any:
+        response = botocore_send(endpoint, request)
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else str(target)
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+        record(target, body, response.content or b"")
+        return response
+
+    awsjson_send = JsonClient._send
+
+    @functools.wraps(awsjson_send)
+    def awsjson_counted(client: Any, body: bytes, target: str) -> Any:
+        answer = awsjson_send(client, body, target)
+        record(target, body, answer.body)
+        return answer
+
+    Endpoint._send = botocore_counted  # type: ignore[method-assign]
+    JsonClient._send = awsjson_counted  # type: ignore[method-assign]
 
 
 class InvocationCounter:

@@ -16,6 +16,7 @@ SCRIPTS = [
     "gateway_memory",
     "reservation_roundtrip",
     "request_costs",
+    "aws_clients",
     "lambda_start",
     "message_log_cost",
 ]
