@@ -51,7 +51,7 @@ def _schedule(settings: DelivererSettings) -> RetrySchedule:
 def _get_clients() -> _Clients:
     global _clients
     if _clients is None:
-        settings = DelivererSettings()
+        settings = DelivererSettings.from_environment()
         store = WebhookStore(
             aws.dynamodb_client(settings), settings.webhooks_table, settings.webhook_delivery_retention_days
         )

@@ -67,7 +67,7 @@ _clients: _Clients | None = None
 def _get_clients() -> _Clients:
     global _clients
     if _clients is None:
-        settings = PublisherSettings()
+        settings = PublisherSettings.from_environment()
         store = WebhookStore(
             aws.dynamodb_client(settings), settings.webhooks_table, settings.webhook_delivery_retention_days
         )

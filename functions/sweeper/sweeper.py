@@ -33,7 +33,7 @@ _store: ReservationStore | None = None
 def _reservations() -> ReservationStore:
     global _store
     if _store is None:
-        settings = FunctionSettings()
+        settings = FunctionSettings.from_environment()
         _store = ReservationStore(aws.dynamodb_client(settings), settings.reservations_table)
     return _store
 

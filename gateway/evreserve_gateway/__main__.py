@@ -39,7 +39,9 @@ def main() -> None:
     try:
         # On ECS the task id is the instance id (see ecs_task_id); INSTANCE_ID wins if set.
         task_id = ecs_task_id(os.environ)
-        settings = GatewaySettings(instance_id=task_id) if task_id else GatewaySettings()
+        settings = (
+            GatewaySettings.from_environment(instance_id=task_id) if task_id else GatewaySettings.from_environment()
+        )
     except Exception:
         logging.getLogger("evreserve_gateway").exception("invalid settings")
         raise SystemExit(2) from None

@@ -21,11 +21,10 @@ from typing import Any
 
 import botocore.session
 import pytest
-from pydantic_settings import BaseSettings
 
 from devstack.template import Intrinsic, check_resource_maps, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV, TTL_ATTRIBUTE
-from evreserve.settings import ChannelSettings
+from evreserve.settings import ChannelSettings, EnvSettings
 from evreserve_gateway.settings import GatewaySettings
 from evreserve_lambda.settings import DelivererSettings, FunctionSettings, PublisherSettings
 
@@ -65,7 +64,7 @@ def is_ref(value: Any, target: str) -> bool:
 # -- settings: which variables the code reads ------------------------------------------
 
 
-def env_names(settings: type[BaseSettings]) -> dict[str, bool]:
+def env_names(settings: type[EnvSettings]) -> dict[str, bool]:
     """Every environment variable ``settings`` reads -> whether it is required."""
     names: dict[str, bool] = {}
     for name, field in settings.model_fields.items():
@@ -94,13 +93,13 @@ def gateway_environment() -> dict[str, Any]:
 
 
 #: Functions whose settings are not the API functions' own.
-SETTINGS_OF: dict[str, type[BaseSettings]] = {
+SETTINGS_OF: dict[str, type[EnvSettings]] = {
     "PublisherFunction": PublisherSettings,
     "DelivererFunction": DelivererSettings,
 }
 
 
-def environments() -> Iterator[tuple[str, type[BaseSettings], dict[str, Any]]]:
+def environments() -> Iterator[tuple[str, type[EnvSettings], dict[str, Any]]]:
     for logical_id in resources(FUNCTION):
         yield logical_id, SETTINGS_OF.get(logical_id, FunctionSettings), function_environment(logical_id)
     yield "GatewayTaskDefinition", GatewaySettings, gateway_environment()

@@ -7,17 +7,49 @@ missing or malformed variable fails the start, not the first request.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
-class AwsSettings(_Settings):
+def _from_environment(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's variable: its ``validation_alias`` (the first of its choices that is
+    set) or else its name, in any case, as pydantic-settings matched them."""
+    environment = {name.lower(): value for name, value in os.environ.items()}
+    found: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        candidates = alias.choices if isinstance(alias, AliasChoices) else [alias or name]
+        for candidate in candidates:
+            value = environment.get(str(candidate).lower())
+            if value is not None:
+                found[name] = value
+                break
+    return found
+
+
+class EnvSettings(BaseModel):
+    """Settings from the environment; keyword arguments win over it.
+
+    What pydantic-settings did for these flat fields (strings that pydantic coerces to
+    numbers, booleans, paths and literals), without its ~60 ms of import on every cold
+    start of every function (docs/performance.md).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    def __init__(self, /, **values: Any) -> None:
+        super().__init__(**{**_from_environment(type(self)), **values})
+
+    @classmethod
+    def from_environment(cls, **overrides: Any) -> Self:
+        """``cls(**overrides)``, spelled so that a type checker knows the required fields
+        come from the environment (pydantic's mypy plugin only knows that of BaseSettings)."""
+        return cls(**overrides)
+
+
+class AwsSettings(EnvSettings):
     """How to reach AWS. Endpoints come from ``AWS_ENDPOINT_URL_<SERVICE>`` as botocore reads them."""
 
     region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
@@ -32,7 +64,7 @@ class AwsSettings(_Settings):
     aws_client: Literal["awsjson", "botocore"] = "awsjson"
 
 
-class TableSettings(_Settings):
+class TableSettings(EnvSettings):
     """Physical table names, set by template.yaml in AWS and by devstack locally."""
 
     registry_table: str
@@ -42,7 +74,7 @@ class TableSettings(_Settings):
     ocpp_messages_table: str
 
 
-class ChannelSettings(_Settings):
+class ChannelSettings(EnvSettings):
     """The command channel between the API functions and the gateways."""
 
     #: How long a charger gets to answer a command. With the grace below it stays
@@ -63,14 +95,14 @@ class ChannelSettings(_Settings):
     account_commands_in_flight: int = Field(100, ge=1)
 
 
-class AccountSettings(_Settings):
+class AccountSettings(EnvSettings):
     """What one account may have."""
 
     #: API keys per account (MAX_API_KEYS_PER_ACCOUNT): each is a budget of requests.
     max_api_keys_per_account: int = Field(100, ge=1)
 
 
-class ReservationSettings(_Settings):
+class ReservationSettings(EnvSettings):
     """Rules of the reservations themselves."""
 
     #: The latest expiryDate a reservation may have, in days from now (RESERVATION_MAX_DAYS).
@@ -79,7 +111,7 @@ class ReservationSettings(_Settings):
     reservation_retention_days: int = Field(90, ge=1, le=3650)
 
 
-class RateLimitSettings(_Settings):
+class RateLimitSettings(EnvSettings):
     """Requests per API key (the API family's 200 per minute), counted across instances."""
 
     #: The table of per-key request counters (template.yaml's RateLimitTable).
@@ -90,13 +122,13 @@ class RateLimitSettings(_Settings):
     rate_limit_per_account_per_minute: int = Field(1000, ge=1)
 
 
-class EventSettings(_Settings):
+class EventSettings(EnvSettings):
     """Where reservation events go (template.yaml's EventBus)."""
 
     event_bus_name: str
 
 
-class WebhookSettings(_Settings):
+class WebhookSettings(EnvSettings):
     """Webhooks (template.yaml's WebhooksTable; docs/api.md, "Webhooks")."""
 
     webhooks_table: str

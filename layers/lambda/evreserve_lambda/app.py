@@ -204,7 +204,7 @@ class RateLimit:
 
     def limiter(self) -> RateLimiter:
         if self._limiter is None:
-            settings = RateLimitSettings()  # read from the environment
+            settings = RateLimitSettings.from_environment()
             self._limiter = RateLimiter(
                 services().dynamodb,
                 settings.rate_limit_table,

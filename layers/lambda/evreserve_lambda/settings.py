@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from evreserve.settings import CoreSettings, DeliverySettings, EventSettings, RateLimitSettings, WebhookSettings
+from evreserve.settings import (
+    CoreSettings,
+    DeliverySettings,
+    EnvSettings,
+    EventSettings,
+    RateLimitSettings,
+    WebhookSettings,
+)
 
 
-class CorsSettings(BaseSettings):
+class CorsSettings(EnvSettings):
     """The one browser origin allowed to call the API (template parameter CorsAllowOrigin); empty: none."""
-
-    model_config = SettingsConfigDict(frozen=True)
 
     cors_allow_origin: str = Field(default="", validation_alias="CORS_ALLOW_ORIGIN")
 

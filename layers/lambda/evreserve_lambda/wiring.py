@@ -17,7 +17,7 @@ def services() -> Services:
     """The services of this function instance, built on first use (no AWS calls at import)."""
     global _services
     if _services is None:
-        _services = build_services(FunctionSettings())
+        _services = build_services(FunctionSettings.from_environment())
     return _services
 
 

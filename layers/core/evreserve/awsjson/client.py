@@ -248,7 +248,8 @@ class JsonClient:
 
     def _result(self, answer: Answer, attempt: int) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(answer.body) if answer.body else {}
-        if self.service.blobs and b'"B' in answer.body:
+        # Walk the answer for blobs only when it has one ('"BOOL"' would match '"B').
+        if self.service.blobs and (b'"B":' in answer.body or b'"BS":' in answer.body):
             parsed = _blobs(parsed)
         parsed["ResponseMetadata"] = {
             "RequestId": answer.request_id,
