@@ -10,7 +10,9 @@ document ``common.Report.emit`` prints). What each benchmark gives:
 * ``gateway_throughput`` -> ``throughput.png``: msg/s against chargers, one panel per
   load mix, every server;
 * ``gateway_memory`` -> ``memory.png``: RSS with every charger connected against
-  chargers, every server.
+  chargers, every server;
+* ``aws_clients`` -> ``aws_clients.png``: CPU per call of each operation, awsjson beside
+  botocore.
 
 Several files of one benchmark are drawn together (e.g. runs at different sizes); a
 smoke run is refused, its figures mean nothing. The data behind the committed figures
@@ -119,7 +121,30 @@ def memory(documents: list[dict[str, Any]], out: Path) -> Path:
     return _save(fig, documents, out / "memory.png")
 
 
-DRAWERS = {"reservation_roundtrip": roundtrip, "gateway_throughput": throughput, "gateway_memory": memory}
+def aws_clients(documents: list[dict[str, Any]], out: Path) -> Path:
+    rows = [row for document in documents for row in document["results"]]
+    operations = list(dict.fromkeys(row["operation"] for row in rows))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    height = 0.38
+    for offset, (client, colour) in enumerate((("awsjson", "tab:blue"), ("botocore", "tab:gray"))):
+        cpu = [_median([r[f"{client}_cpu_us"] for r in rows if r["operation"] == op]) for op in operations]
+        positions = [i + (offset - 0.5) * height for i in range(len(operations))]
+        ax.barh(positions, cpu, height=height, label=client, color=colour)
+    ax.set_yticks(range(len(operations)), operations, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU per call, µs (the calling thread)")
+    ax.set_title("AWS calls: evreserve.awsjson beside botocore")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, documents, out / "aws_clients.png")
+
+
+DRAWERS = {
+    "reservation_roundtrip": roundtrip,
+    "gateway_throughput": throughput,
+    "gateway_memory": memory,
+    "aws_clients": aws_clients,
+}
 
 
 def _median(values: list[float]) -> float:

@@ -93,7 +93,7 @@ def _document(benchmark: str, results: list[dict[str, object]], smoke: bool = Fa
 
 
 def test_plots_draw_each_benchmark_figure_from_its_json(tmp_path: Path) -> None:
-    """Given outputs of the three benchmarks (whole stdout), one PNG each comes out, and the same
+    """Given outputs of the four benchmarks (whole stdout), one PNG each comes out, and the same
     data draws the same bytes."""
     plots = _load("plots")
     roundtrip = tmp_path / "roundtrip.out"
@@ -127,12 +127,19 @@ def test_plots_draw_each_benchmark_figure_from_its_json(tmp_path: Path) -> None:
             [{"server": s, "chargers": n, "rss_connected_mib": n / 10} for s in ("echo", "ours") for n in (100, 1000)],
         )
     )
+    clients = tmp_path / "clients.json"
+    clients.write_text(
+        _document(
+            "aws_clients",
+            [{"operation": op, "awsjson_cpu_us": 500, "botocore_cpu_us": 1700} for op in ("GetItem", "PutEvents")],
+        )
+    )
     out = tmp_path / "img"
-    written = plots.draw([roundtrip, throughput, memory], out)
-    assert sorted(p.name for p in written) == ["memory.png", "roundtrip.png", "throughput.png"]
+    written = plots.draw([roundtrip, throughput, memory, clients], out)
+    assert sorted(p.name for p in written) == ["aws_clients.png", "memory.png", "roundtrip.png", "throughput.png"]
     first = {p.name: p.read_bytes() for p in written}
     assert all(data.startswith(b"\x89PNG") and len(data) > 10_000 for data in first.values())
-    plots.draw([roundtrip, throughput, memory], out)
+    plots.draw([roundtrip, throughput, memory, clients], out)
     assert {p.name: p.read_bytes() for p in written} == first
 
 
@@ -143,7 +150,7 @@ def test_plots_refuse_a_smoke_run_and_an_unknown_benchmark(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="smoke"):
         plots.draw([smoke], tmp_path)
     other = tmp_path / "other.json"
-    other.write_text(_document("lambda_start", []))
+    other.write_text(_document("request_costs", []))
     with pytest.raises(ValueError, match="no figure for"):
         plots.draw([other], tmp_path)
     nothing = tmp_path / "nothing.txt"
