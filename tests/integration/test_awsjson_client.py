@@ -260,3 +260,68 @@ def test_a_connection_the_server_closed_is_not_reused(scripted: Scripted) -> Non
         time.sleep(0.05)
     assert len(scripted.requests) == 3
     assert len(scripted.connections) == 2  # the hung-up one, then one kept for the other two
+
+
+def test_waits_follow_botocore_transient_short_throttled_long_hinted_longer(
+    scripted: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With random() at its top: a 5xx waits DynamoDB's 25 ms, a throttle (or a bare 429) 1 s,
+    then twice that; an x-amz-retry-after of 300 ms stretches a 25 ms wait to 300."""
+    monkeypatch.setattr("evreserve.awsjson.client.random.random", lambda: 1.0)
+    waits: list[float] = []
+    scripted.script = [
+        answer(503, {"__type": "ServiceUnavailable"}),
+        answer(400, {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException"}),
+        answer(429, {}),
+        answer(500, {"__type": "InternalServerError"}, {"x-amz-retry-after": "300"}),
+        answer(200, {}),
+    ]
+    ddb = awsjson.JsonClient(
+        awsjson.DYNAMODB, region="us-east-1", endpoint=scripted.url, max_attempts=5, sleep=waits.append
+    )
+    ddb.get_item(TableName="t", Key={})
+    assert waits == pytest.approx([0.025, 2.0, 4.0, 0.3])
+
+
+def test_a_server_failure_past_the_retries_is_an_unavailable_dependency(scripted: Scripted) -> None:
+    """A 502 page from a proxy (not JSON) keeps botocore's code, the status, and is a 503 to our caller."""
+
+    def html(handler: http.server.BaseHTTPRequestHandler) -> None:
+        data = b"<html>Bad Gateway</html>"
+        handler.send_response(502)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    scripted.script = [html]
+    ddb = client(awsjson.DYNAMODB, endpoint=scripted.url, max_attempts=2)
+    with pytest.raises(ClientError) as failed:
+        ddb.get_item(TableName="t", Key={})
+    assert failed.value.response["Error"]["Code"] == "502"
+    with pytest.raises(DependencyUnavailable), unavailable_on_transport_errors("DynamoDB"):
+        ddb.get_item(TableName="t", Key={})
+
+
+def test_error_codes_as_botocore_reads_them(scripted: Scripted) -> None:
+    """``__type`` past a '#' and before a ':'; SQS's Query code only from a well-formed header."""
+    scripted.script = [answer(400, {"__type": "aws.protocoltests#Bad:http://internal.amazon.com/"})]
+    with pytest.raises(ClientError) as colon:
+        client(awsjson.DYNAMODB, endpoint=scripted.url).get_item(TableName="t", Key={})
+    assert colon.value.response["Error"]["Code"] == "Bad"
+    scripted.script = [
+        answer(400, {"__type": "com.amazonaws.sqs#QueueDoesNotExist"}, {"x-amzn-query-error": ";Sender"})
+    ]
+    with pytest.raises(ClientError) as malformed:
+        client(awsjson.SQS, endpoint=scripted.url).get_queue_url(QueueName="q")
+    assert malformed.value.response["Error"]["Code"] == "QueueDoesNotExist"
+
+
+def test_sqs_requests_opt_in_to_query_error_codes(scripted: Scripted) -> None:
+    """As botocore: ``x-amzn-query-mode: true``, signed, on every SQS request (not DynamoDB's)."""
+    scripted.script = [answer(200, {})]
+    client(awsjson.SQS, endpoint=scripted.url).send_message(QueueUrl="q", MessageBody="x")
+    client(awsjson.DYNAMODB, endpoint=scripted.url).get_item(TableName="t", Key={})
+    sqs_request, dynamodb_request = scripted.requests
+    assert sqs_request["x-amzn-query-mode"] == "true"
+    assert "x-amzn-query-mode" in sqs_request["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+    assert "x-amzn-query-mode" not in dynamodb_request

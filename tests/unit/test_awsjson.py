@@ -4,6 +4,9 @@ operation names, the retry quota, and the DynamoDB codec it needs instead of bot
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import resource
+import socket
 from decimal import Decimal
 from unittest import mock
 
@@ -13,6 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from evreserve.awsjson import RetryQuota, Signer, operation_name
+from evreserve.awsjson.client import _dropped
 from evreserve.storage.codec import deserialize, from_item, serialize, to_item
 
 NOW = dt.datetime(2026, 12, 7, 12, 30, 5, tzinfo=dt.UTC)
@@ -73,14 +77,38 @@ def test_method_names_are_the_operations(method: str, operation: str) -> None:
 
 
 def test_the_retry_quota_runs_dry_and_refills() -> None:
-    """As botocore's standard mode: 500 tokens, 5 a retry, 10 a retry after a timeout."""
+    """As botocore's standard mode: 500 tokens, 14 a retry, 5 a retry after throttling."""
     quota = RetryQuota()
-    taken = [quota.acquire(timeout=True) for _ in range(50)]
-    assert taken == [10] * 50
-    assert quota.acquire(timeout=False) == 0
-    quota.release(5)
-    assert quota.acquire(timeout=False) == 5
-    assert quota.acquire(timeout=False) == 0
+    taken = [quota.acquire(throttling=False) for _ in range(35)]
+    assert taken == [14] * 35
+    assert quota.acquire(throttling=False) == 0  # 10 left: not enough for a retry...
+    assert [quota.acquire(throttling=True) for _ in range(3)] == [5, 5, 0]  # ...but for two after throttling
+    quota.release(14)
+    assert quota.acquire(throttling=False) == 14
+    assert quota.acquire(throttling=True) == 0
+
+
+def test_an_idle_kept_connection_past_descriptor_1023_is_not_taken_for_dropped() -> None:
+    """The gateway holds thousands of sockets: select() would refuse the descriptor and every
+    kept connection would look closed (a new TCP and TLS handshake per call)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2100:
+        pytest.skip(f"the open-file hard limit ({hard}) does not reach descriptor 2000")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    ours, theirs = socket.socketpair()
+    try:
+        high = socket.socket(fileno=fcntl.fcntl(ours.fileno(), fcntl.F_DUPFD, 2000))
+        try:
+            assert high.fileno() >= 2000
+            assert _dropped(high) is False
+            theirs.close()
+            assert _dropped(high) is True  # the other end hung up
+        finally:
+            high.close()
+    finally:
+        ours.close()
+        theirs.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_codec_round_trips_every_type() -> None:

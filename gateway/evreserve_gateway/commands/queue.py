@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evreserve.aws import ClientError, adopt, error_code, unavailable_on_transport_errors
+from evreserve.aws import ClientError, adopt, error_code, queue_is_gone, unavailable_on_transport_errors
 from evreserve.channel import CloseSession, close_session
 
 from ..offload import Offload
@@ -48,12 +48,6 @@ RETENTION_S = 60
 HIDDEN_S = 2 * RETENTION_S
 #: Longest pause between attempts to reach a failing SQS.
 MAX_POLL_BACKOFF_S = 5.0
-
-
-def queue_is_gone(exc: ClientError) -> bool:
-    """SQS's answer for a queue that does not exist (query and JSON protocols spell it differently)."""
-    code = error_code(exc)
-    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
 
 
 @dataclass(frozen=True, slots=True)

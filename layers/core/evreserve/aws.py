@@ -119,6 +119,10 @@ def _from_botocore(exc: BaseException) -> AwsError | None:
         return awsjson.EndpointUnreachable(str(exc))
     if isinstance(exc, bce.ConnectionClosedError):
         return awsjson.ConnectionClosed(str(exc))
+    if isinstance(exc, bce.ConnectionError | bce.HTTPClientError):
+        return TransportError(str(exc))
+    if isinstance(exc, bce.ParamValidationError):
+        return None  # the code's mistake, not AWS's: raised as it is
     if isinstance(exc, bce.BotoCoreError):
         return AwsError(str(exc))
     return None
@@ -158,6 +162,12 @@ def adopt(client: Any) -> Any:
     return client
 
 
+def queue_is_gone(exc: ClientError) -> bool:
+    """SQS's answer for a queue that does not exist (the Query and JSON protocols spell it differently)."""
+    code = error_code(exc)
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
 def error_code(exc: ClientError) -> str:
     code: Any = exc.response.get("Error", {}).get("Code", "")
     return str(code)
@@ -180,8 +190,12 @@ def unavailable_on_transport_errors(service: str) -> Iterator[None]:
 
 def _raise_translated(service: str, error: AwsError, cause: BaseException) -> None:
     if isinstance(error, ClientError):
-        if error_code(error) in _THROTTLING:
+        code = error_code(error)
+        if code in _THROTTLING or code in awsjson.THROTTLING_CODES:
             raise DependencyUnavailable(f"{service} is overloaded", service=service) from cause
+        if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            # The service (or a proxy before it) failed, past the client's retries: not the caller's fault.
+            raise DependencyUnavailable(f"{service} failed ({code})", service=service) from cause
         if error is cause:
             raise error
         raise error from cause

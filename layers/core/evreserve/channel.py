@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from .aws import ClientError, adopt, error_code, unavailable_on_transport_errors
+from .aws import ClientError, adopt, queue_is_gone, unavailable_on_transport_errors
 from .errors import DependencyUnavailable, DomainError, InvalidRequest, TooManyCommands
 from .models import Command, CommandOutcome, Model, OutcomeKind, utcnow
 from .settings import ChannelSettings
@@ -111,7 +111,7 @@ def close_session(sqs: SQSClient, queue_url: str, request: CloseSession) -> None
         with unavailable_on_transport_errors("SQS"):
             sqs.send_message(QueueUrl=queue_url, MessageBody=ControlEnvelope(close=request).to_json())
     except ClientError as exc:
-        if not error_code(exc).endswith("NonExistentQueue"):
+        if not queue_is_gone(exc):
             raise
 
 
@@ -206,7 +206,7 @@ class CommandChannel:
                 command,
                 CommandOutcome(kind=OutcomeKind.NOT_SENT, completed_at=self._clock(), completed_by="api"),
             )
-            if isinstance(exc, ClientError) and error_code(exc).endswith("NonExistentQueue"):
+            if isinstance(exc, ClientError) and queue_is_gone(exc):
                 # The instance that held the charger is gone and took its queue with it.
                 raise DependencyUnavailable("the gateway holding this charger is gone; retry") from exc
             raise

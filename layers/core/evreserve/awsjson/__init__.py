@@ -24,7 +24,17 @@ service answers ``ValidationException``), proxies, and X-Ray subsegments per ope
 """
 
 from .auth import Credentials, EnvironmentCredentials, Signer
-from .client import DYNAMODB, EVENTBRIDGE, SQS, JsonClient, RetryQuota, Service, endpoint_url, operation_name
+from .client import (
+    DYNAMODB,
+    EVENTBRIDGE,
+    SQS,
+    THROTTLING_CODES,
+    JsonClient,
+    RetryQuota,
+    Service,
+    endpoint_url,
+    operation_name,
+)
 from .errors import (
     AwsError,
     ClientError,
@@ -40,6 +50,7 @@ __all__ = [
     "DYNAMODB",
     "EVENTBRIDGE",
     "SQS",
+    "THROTTLING_CODES",
     "AwsError",
     "ClientError",
     "ConnectTimeout",

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import NoCredentials
@@ -59,14 +60,24 @@ class Signer:
         return key
 
     def headers(
-        self, body: bytes, content_type: str, target: str, credentials: Credentials, now: dt.datetime
+        self,
+        body: bytes,
+        content_type: str,
+        target: str,
+        credentials: Credentials,
+        now: dt.datetime,
+        extra: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
+        """The request's headers, ``Authorization`` included; ``extra`` ones (lower-case
+        names) are sent and signed too."""
         access_key, secret, token = credentials
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
         signed = {"content-type": content_type, "host": self._host, "x-amz-date": stamp, "x-amz-target": target}
         if token:
             signed["x-amz-security-token"] = token
+        if extra:
+            signed.update(extra)
         names = sorted(signed)
         canonical = "\n".join(
             (
@@ -93,4 +104,6 @@ class Signer:
         }
         if token:
             headers["X-Amz-Security-Token"] = token
+        if extra:
+            headers.update(extra)
         return headers

@@ -45,14 +45,18 @@ class Service:
     query_compatible: bool = False
     #: DynamoDB's attribute values carry blobs as base64 (``{"B": ...}``).
     blobs: bool = False
+    #: The first retry's mean wait after a transient error (a throttled one waits up to 1 s).
+    transient_backoff_s: float = 0.05
 
 
-DYNAMODB = Service("dynamodb", "DynamoDB_20120810", "1.0", "DYNAMODB", crc32=True, blobs=True)
+DYNAMODB = Service(
+    "dynamodb", "DynamoDB_20120810", "1.0", "DYNAMODB", crc32=True, blobs=True, transient_backoff_s=0.025
+)
 SQS = Service("sqs", "AmazonSQS", "1.0", "SQS", query_compatible=True)
 EVENTBRIDGE = Service("events", "AWSEvents", "1.1", "EVENTBRIDGE")
 
-#: botocore's standard retry mode: the codes it retries (throttling and transient).
-RETRYABLE_CODES = frozenset(
+#: botocore's standard retry mode: the codes it takes for throttling...
+THROTTLING_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -68,12 +72,17 @@ RETRYABLE_CODES = frozenset(
         "SlowDown",
         "PriorRequestNotComplete",
         "EC2ThrottledException",
-        "RequestTimeout",
-        "RequestTimeoutException",
     }
 )
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+#: ... and the ones it retries as transient, with these statuses and any failure on the way.
+TRANSIENT_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete", "CRC32CheckFailed"}
+)
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+THROTTLING_STATUS = 429
 MAX_BACKOFF_S = 20.0
+#: How far past the computed backoff an ``x-amz-retry-after`` hint may push a retry.
+RETRY_AFTER_MAX_EXTRA_S = 5.0
 
 
 def endpoint_url(service: Service, region: str) -> str:
@@ -89,16 +98,16 @@ class RetryQuota:
     so an outage does not multiply every caller's requests by the attempts."""
 
     CAPACITY = 500
-    RETRY_COST = 5
-    TIMEOUT_RETRY_COST = 10
+    RETRY_COST = 14
+    THROTTLING_RETRY_COST = 5
 
     def __init__(self) -> None:
         self._available = self.CAPACITY
         self._lock = threading.Lock()
 
-    def acquire(self, *, timeout: bool) -> int:
+    def acquire(self, *, throttling: bool) -> int:
         """The tokens a retry took, or 0 when the quota is spent (then no retry)."""
-        cost = self.TIMEOUT_RETRY_COST if timeout else self.RETRY_COST
+        cost = self.THROTTLING_RETRY_COST if throttling else self.RETRY_COST
         with self._lock:
             if cost > self._available:
                 return 0
@@ -145,6 +154,7 @@ class Answer:
     request_id: str
     query_error: str | None
     crc32: str | None
+    retry_after_ms: str | None = None
 
 
 class JsonClient:
@@ -180,12 +190,13 @@ class JsonClient:
         self._read_timeout = read_timeout
         self._max_attempts = max_attempts
         self._max_pool = max_pool
-        self._credentials = credentials or EnvironmentCredentials()
+        self._credentials = credentials or _ENVIRONMENT_CREDENTIALS
+        # botocore's opt-in for SQS: error codes of the Query protocol, whatever SQS speaks next.
+        self._extra = {"x-amzn-query-mode": "true"} if service.query_compatible else None
         self._sleep = sleep
         self._quota = RetryQuota()
         self._pool: list[http.client.HTTPConnection] = []
         self._pool_lock = threading.Lock()
-        self._ssl: ssl.SSLContext | None = None
 
     def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
         if method.startswith("_"):
@@ -225,21 +236,34 @@ class JsonClient:
                 # As botocore: a success gives back what its retry spent, or earns one token.
                 self._quota.release(spent or 1)
                 return self._result(answer, attempt)
-            retryable, timeout = self._retryable(error, answer)
-            spent = self._quota.acquire(timeout=timeout) if retryable and attempt < self._max_attempts else 0
+            retryable, throttling = self._retryable(error, answer)
+            spent = self._quota.acquire(throttling=throttling) if retryable and attempt < self._max_attempts else 0
             if not spent:
                 if isinstance(error, ClientError):
                     error.response["ResponseMetadata"]["RetryAttempts"] = attempt - 1
                 raise error
-            self._sleep(min(random.random() * 2 ** (attempt - 1), MAX_BACKOFF_S))
+            self._sleep(self._backoff(attempt, throttling, answer))
             attempt += 1
 
+    def _backoff(self, attempt: int, throttling: bool, answer: Answer | None) -> float:
+        """botocore's: ``random() * min(scale * 2**(attempt-1), 20)``, the scale 1 s when
+        throttled, else the service's; a server's ``x-amz-retry-after`` (ms) may lengthen it."""
+        scale = 1.0 if throttling else self.service.transient_backoff_s
+        delay: float = random.random() * min(scale * 2.0 ** (attempt - 1), MAX_BACKOFF_S)
+        hint = answer.retry_after_ms if answer is not None else None
+        if hint is not None and hint.isdigit():
+            delay = max(delay, min(int(hint) / 1000, RETRY_AFTER_MAX_EXTRA_S + delay))
+        return delay
+
     def _retryable(self, error: AwsError, answer: Answer | None) -> tuple[bool, bool]:
+        """Whether to retry, and whether it was throttling (it waits longer and costs less quota)."""
         if isinstance(error, TransportError):
-            return True, isinstance(error, ReadTimeout | ConnectTimeout)
+            return True, False
         assert isinstance(error, ClientError) and answer is not None
         code = error.response["Error"]["Code"]
-        return answer.status in RETRYABLE_STATUS or code in RETRYABLE_CODES or code == "CRC32CheckFailed", False
+        if code in THROTTLING_CODES or answer.status == THROTTLING_STATUS:
+            return True, True
+        return answer.status in TRANSIENT_STATUS or code in TRANSIENT_CODES, False
 
     def _intact(self, answer: Answer) -> bool:
         if not self.service.crc32 or answer.crc32 is None:
@@ -269,10 +293,13 @@ class JsonClient:
             document = {}
         if not isinstance(document, dict):
             document = {}
-        code = str(document.pop("__type", "") or document.pop("code", "") or http.client.responses.get(answer.status))
-        code = code.rsplit("#", 1)[-1]
+        # As botocore: "aws.protocoltests#Code:http://..." is Code; no JSON, the status.
+        code = str(document.pop("__type", "") or document.pop("code", "") or answer.status)
+        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
         if self.service.query_compatible and answer.query_error:
-            code = answer.query_error.split(";", 1)[0]
+            parts = answer.query_error.split(";")
+            if len(parts) == 2 and parts[0]:
+                code = parts[0]
         message = document.pop("message", None) or document.pop("Message", None) or ""
         if self.service.blobs:
             document = _blobs(document)
@@ -281,7 +308,9 @@ class JsonClient:
         )
 
     def _send(self, body: bytes, target: str) -> Answer:
-        headers = self._signer.headers(body, self._content_type, target, self._credentials(), dt.datetime.now(dt.UTC))
+        headers = self._signer.headers(
+            body, self._content_type, target, self._credentials(), dt.datetime.now(dt.UTC), self._extra
+        )
         conn = self._connection()
         try:
             conn.request("POST", "/", body, headers)
@@ -303,6 +332,7 @@ class JsonClient:
             response.getheader("x-amzn-RequestId") or "",
             response.getheader("x-amzn-query-error"),
             response.getheader("x-amz-crc32"),
+            response.getheader("x-amz-retry-after"),
         )
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -325,9 +355,8 @@ class JsonClient:
     def _connect(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
         if self._https:
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._connect_timeout, context=self._ssl)
+            context = _tls_context()
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._connect_timeout, context=context)
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
         try:
@@ -344,10 +373,29 @@ class JsonClient:
         return conn
 
 
+#: One provider for every client: the chain's credentials (ECS, a SnapStart restore without
+#: keys in the environment) are fetched once, not once per client.
+_ENVIRONMENT_CREDENTIALS = EnvironmentCredentials()
+_TLS: list[ssl.SSLContext] = []
+_TLS_LOCK = threading.Lock()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One context for every client (loading the CA bundle takes ~30 ms), built at first use."""
+    with _TLS_LOCK:
+        if not _TLS:
+            _TLS.append(ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None))
+        return _TLS[0]
+
+
 def _dropped(sock: socket.socket) -> bool:
-    """A kept connection the other end closed (or that has stray bytes) is readable while idle."""
+    """A kept connection the other end closed (or that has stray bytes) is readable while idle.
+
+    poll, not select: the gateway holds thousands of sockets, and select() refuses any
+    descriptor past 1023 (every kept connection would look dropped)."""
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
