@@ -1,7 +1,7 @@
 """The home of the gateway's wiring: settings in, the stores and adapters one instance runs on out.
 
 The gateway's ``build_services`` (``evreserve.services.bootstrap``): the one place it
-builds boto3 clients, stores, its queue's clients and thread pools. ``Gateway`` takes
+builds AWS clients, stores, its queue's clients and thread pools. ``Gateway`` takes
 what this returns, so a test hands it a stand-in (a store that fails on cue, a counting
 password check) with ``dataclasses.replace`` instead of patching a running gateway.
 Nothing here calls AWS: clients connect on first use, from the gateway's I/O threads.
@@ -72,7 +72,7 @@ def bootstrap(
     dynamodb: DynamoDBClient | None = None,
     sqs: SQSClient | None = None,
 ) -> Dependencies:
-    """Build what a gateway instance runs on; boto3 clients may be injected (tests)."""
+    """Build what a gateway instance runs on; AWS clients may be injected (tests)."""
     injected = dynamodb
     dynamodb = dynamodb or aws.dynamodb_client(settings)
     # Long polls outlast the core's short read timeout, so they get their own client;

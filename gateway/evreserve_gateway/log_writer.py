@@ -1,6 +1,6 @@
 """Where the OCPP message log's batches are stored from: a process of its own, or a thread.
 
-Deployed, a process (``ProcessWriter``). Packing a batch and botocore's request building
+Deployed, a process (``ProcessWriter``). Packing a batch and the AWS client's request building
 are pure Python: on a thread of the gateway's process they hold the GIL the event loop
 needs, and every time the loop gave the GIL up at a poll it then waited for the writer to
 hand it back. At 1,000 busy chargers that cost a fifth of the gateway's throughput, of which

@@ -1,4 +1,4 @@
-"""Running the core's blocking (boto3, scrypt) calls off the event loop."""
+"""Running the core's blocking (AWS, password hash) calls off the event loop."""
 
 from __future__ import annotations
 

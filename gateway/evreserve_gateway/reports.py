@@ -95,7 +95,7 @@ class ChargerReports:
         #: is not written again. A tuple, not the model: this lives as long as the socket.
         self._stored: dict[Slot, Signature] = {}
         #: Slots with a write in flight, and the reports waiting behind it (see _enqueue):
-        #: one write at a time per slot, so a burst costs two writes and no boto3 work
+        #: one write at a time per slot, so a burst costs two writes and no AWS work
         #: piles up behind a slow table. Per slot, not per port: one connector's report
         #: must not replace another's waiting one.
         self._writing: dict[Slot, list[OcppStatus]] | None = None
