@@ -185,7 +185,10 @@ class Scripted:
 
 
 @pytest.fixture
-def scripted() -> Iterator[Scripted]:
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scripted]:
+    # Keys to sign with, whether or not the local stack's environment is in place.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSCRIPTED")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "scripted")
     with Scripted() as server:
         yield server
 
@@ -239,7 +242,9 @@ def test_silence_is_a_read_timeout_and_an_unavailable_dependency(scripted: Scrip
     assert len(scripted.requests) == 2
 
 
-def test_nothing_listening_is_unreachable() -> None:
+def test_nothing_listening_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSCRIPTED")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "scripted")
     with Scripted() as gone:
         url = gone.url
     with pytest.raises(awsjson.EndpointUnreachable):
@@ -325,3 +330,50 @@ def test_sqs_requests_opt_in_to_query_error_codes(scripted: Scripted) -> None:
     assert sqs_request["x-amzn-query-mode"] == "true"
     assert "x-amzn-query-mode" in sqs_request["Authorization"].split("SignedHeaders=")[1].split(",")[0]
     assert "x-amzn-query-mode" not in dynamodb_request
+
+
+def test_with_tracing_each_call_is_an_aws_subsegment(scripted: Scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As X-Ray's botocore patch recorded botocore's calls: a subsegment named after the service in
+    the ``aws`` namespace, with the operation, the table, the request id and the status; an error
+    answer is flagged and carries its exception (evreserve_lambda.tracing.record_aws_calls)."""
+    from aws_xray_sdk.core.recorder import AWSXRayRecorder
+
+    from evreserve_lambda.tracing import record_aws_calls
+
+    sent: list[Any] = []
+
+    class Captured:
+        def send_entity(self, entity: Any) -> None:
+            sent.append(entity)
+
+    recorder = AWSXRayRecorder()
+    recorder.configure(sampling=False, context_missing="LOG_ERROR", emitter=Captured())
+    monkeypatch.setattr("aws_xray_sdk.core.xray_recorder", recorder)
+    scripted.script = [
+        answer(200, {"Item": {"pk": {"S": "a"}}}),
+        answer(400, {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException", "message": "no"}),
+    ]
+    ddb = client(awsjson.DYNAMODB, endpoint=scripted.url)
+    awsjson.observe(record_aws_calls)
+    try:
+        segment = recorder.begin_segment("invocation")
+        assert ddb.get_item(TableName="registry", Key={})["Item"] == {"pk": {"S": "a"}}
+        with pytest.raises(ClientError):
+            ddb.put_item(TableName="registry", Item={})
+        recorder.end_segment()
+    finally:
+        awsjson.observe(None)
+    ok, failed = segment.subsegments
+    assert [(s.name, s.namespace, s.aws["operation"], s.aws["table_name"]) for s in (ok, failed)] == [
+        ("DynamoDB", "aws", "GetItem", "registry"),
+        ("DynamoDB", "aws", "PutItem", "registry"),
+    ]
+    assert ok.aws["request_id"] == "req-1" and ok.http["response"]["status"] == 200
+    assert not (getattr(ok, "error", False) or getattr(ok, "fault", False))
+    assert failed.http["response"]["status"] == 400 and getattr(failed, "error", False)
+    (thrown,) = failed.cause["exceptions"]
+    assert thrown.type == "ClientError" and thrown.remote and "ConditionalCheckFailedException" in thrown.message
+    assert sent == [segment]
+    with pytest.raises(ClientError):  # the script's last answer again, now seen by no observer
+        ddb.get_item(TableName="registry", Key={})
+    assert len(segment.subsegments) == 2

@@ -19,8 +19,9 @@ from evreserve_lambda.tracing import NoTracing, create_tracer
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 _LOADED = (
-    "import json, sys; import evreserve_lambda.app as app; "
-    "print(json.dumps({'disabled': app.tracer.disabled, 'modules': sorted(sys.modules)}))"
+    "import json, sys; import evreserve_lambda.app as app; from evreserve.awsjson import client; "
+    "print(json.dumps({'disabled': app.tracer.disabled, 'modules': sorted(sys.modules), "
+    "'aws_calls_recorded': bool(client._OBSERVER)}))"
 )
 
 
@@ -43,6 +44,7 @@ def test_where_tracing_is_disabled_the_xray_sdk_is_never_imported() -> None:
     loaded = loaded_by_the_glue(POWERTOOLS_TRACE_DISABLED="true")
     assert loaded["disabled"] is True
     assert not [m for m in loaded["modules"] if m.startswith("aws_xray_sdk.core")]
+    assert loaded["aws_calls_recorded"] is False
 
 
 def test_in_lambda_with_tracing_the_sdk_patches_http_client_only() -> None:
@@ -51,6 +53,7 @@ def test_in_lambda_with_tracing_the_sdk_patches_http_client_only() -> None:
     patches = [m for m in loaded["modules"] if m.startswith("aws_xray_sdk.ext.") and m.endswith(".patch")]
     assert loaded["disabled"] is False
     assert patches == ["aws_xray_sdk.ext.httplib.patch"]
+    assert loaded["aws_calls_recorded"] is True  # evreserve.awsjson's calls get their subsegments
 
 
 def test_a_method_traced_while_tracing_is_off_answers_and_raises_as_untraced(monkeypatch: pytest.MonkeyPatch) -> None:

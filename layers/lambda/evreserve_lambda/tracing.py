@@ -3,22 +3,27 @@
 Powertools imports the X-Ray SDK for every ``Tracer``, disabled or not, and outside
 Lambda the SDK's import builds two botocore X-Ray clients for centralized sampling
 (~150 ms here). Where tracing is off (the local stack, tests, benchmarks) the tracer
-gets a provider that records nothing, so the SDK is never imported. In Lambda,
-with active tracing, the SDK patches ``http.client`` only: every call out of a
-function goes through it (evreserve.awsjson's requests to DynamoDB, SQS and
-EventBridge, botocore's under ``AWS_CLIENT=botocore``, webhook deliveries), each
-recorded as a remote call to its host. Powertools' default (``patch_all``) would
-import every other library the SDK can instrument that happens to be installed.
+gets a provider that records nothing, so the SDK is never imported. In Lambda, with
+active tracing, every AWS call of evreserve.awsjson gets a subsegment of its own, as
+the SDK's botocore patch gave botocore's calls: named after the service, in the ``aws``
+namespace, with the operation, the table or queue and the request id, so X-Ray's
+service map shows DynamoDB, SQS and EventBridge as such (``record_aws_calls``). The
+SDK also patches ``http.client``, for the rest (webhook deliveries; inside an AWS
+call's subsegment it adds the HTTP exchange). Powertools' default (``patch_all``)
+would import every other library the SDK can instrument that happens to be installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+from evreserve import awsjson
 
 #: The libraries the X-Ray SDK instruments in Lambda.
 PATCHED = ("httplib",)
@@ -76,4 +81,52 @@ def create_tracer() -> Tracer:
     # Powertools' own rule: off when POWERTOOLS_TRACE_DISABLED is set, or outside Lambda.
     if Tracer._is_tracer_disabled():
         return Tracer(disabled=True, provider=NoTracing())
-    return Tracer(patch_modules=PATCHED)
+    tracer = Tracer(patch_modules=PATCHED)
+    awsjson.observe(record_aws_calls)
+    return tracer
+
+
+#: X-Ray's names for the services, as its botocore patch names them.
+_SERVICE_NAMES = {"dynamodb": "DynamoDB", "sqs": "SQS", "events": "EventBridge"}
+
+
+def _ignore(answer: dict[str, Any]) -> None:
+    pass
+
+
+@contextmanager
+def record_aws_calls(
+    client: awsjson.JsonClient, operation: str, params: dict[str, Any]
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """One X-Ray subsegment per AWS call, with what the SDK's botocore patch recorded."""
+    from aws_xray_sdk.core import xray_recorder  # loaded already: tracing is on
+
+    service = client.service.signing_name
+    subsegment = xray_recorder.begin_subsegment(_SERVICE_NAMES.get(service, service), "aws")
+    if subsegment is None:  # no segment to record into (outside an invocation)
+        yield _ignore
+        return
+    aws: dict[str, Any] = {"operation": operation, "region": client.region}
+    for parameter, key in (("TableName", "table_name"), ("QueueUrl", "queue_url")):
+        if parameter in params:
+            aws[key] = params[parameter]
+
+    def answered(answer: dict[str, Any]) -> None:
+        metadata = answer.get("ResponseMetadata", {})
+        aws["request_id"] = metadata.get("RequestId")
+        subsegment.put_http_meta("status", metadata.get("HTTPStatusCode"))
+
+    try:
+        yield answered
+    except awsjson.ClientError as exc:
+        # As the botocore patch: the status (4xx marks an error, 429 a throttle, 5xx a
+        # fault) and the exception, remote.
+        answered(exc.response)
+        subsegment.add_exception(exc, traceback.extract_stack(), True)
+        raise
+    except Exception as exc:
+        subsegment.add_exception(exc, traceback.extract_stack())
+        raise
+    finally:
+        subsegment.set_aws(aws)
+        xray_recorder.end_subsegment()

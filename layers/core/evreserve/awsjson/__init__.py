@@ -18,8 +18,8 @@ imported only then, refreshed as botocore refreshes them), the "standard" retry 
 DynamoDB's CRC32 check, SQS's query-compatible error codes
 (``AWS.SimpleQueueService.NonExistentQueue``), blobs as bytes, and the shape of
 ``ClientError.response``. What it leaves out: parameter validation before sending (the
-service answers ``ValidationException``), proxies, and X-Ray subsegments per operation
-(the SDK's ``httplib`` patch records each call as a remote call to the service's host).
+service answers ``ValidationException``) and proxies. Tracing sees every call through
+``observe`` (evreserve_lambda.tracing records each as X-Ray's AWS subsegment).
 ``AWS_CLIENT=botocore`` builds botocore's clients instead (evreserve.aws).
 """
 
@@ -33,6 +33,7 @@ from .client import (
     RetryQuota,
     Service,
     endpoint_url,
+    observe,
     operation_name,
 )
 from .errors import (
@@ -66,5 +67,6 @@ __all__ = [
     "Signer",
     "TransportError",
     "endpoint_url",
+    "observe",
     "operation_name",
 ]

@@ -15,6 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -218,6 +219,15 @@ class JsonClient:
             conn.close()
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        observer = _OBSERVER[0] if _OBSERVER else None
+        if observer is None:
+            return self._call(operation, params)
+        with observer(self, operation, params) as answered:
+            result = self._call(operation, params)
+            answered(result)
+            return result
+
+    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(params, default=_json_default, separators=(",", ":")).encode()
         target = f"{self.service.target_prefix}.{operation}"
         attempt = 1
@@ -371,6 +381,18 @@ class JsonClient:
         conn.sock.settimeout(self._read_timeout)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
+
+
+#: What sees every call, if anything (tracing): entered around the call with the client, the
+#: operation and its parameters, it yields a callable that is handed the answer; an error
+#: (``ClientError``, ``TransportError``) goes through it as an exception.
+Observer = Callable[["JsonClient", str, dict[str, Any]], AbstractContextManager[Callable[[dict[str, Any]], None]]]
+_OBSERVER: list[Observer] = []
+
+
+def observe(observer: Observer | None) -> None:
+    """Show every call of every client to ``observer`` (``None``: to nothing)."""
+    _OBSERVER[:] = [observer] if observer is not None else []
 
 
 #: One provider for every client: the chain's credentials (ECS, a SnapStart restore without
