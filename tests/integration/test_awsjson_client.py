@@ -336,9 +336,16 @@ def test_with_tracing_each_call_is_an_aws_subsegment(scripted: Scripted, monkeyp
     """As X-Ray's botocore patch recorded botocore's calls: a subsegment named after the service in
     the ``aws`` namespace, with the operation, the table, the request id and the status; an error
     answer is flagged and carries its exception (evreserve_lambda.tracing.record_aws_calls)."""
+    from aws_xray_sdk import global_sdk_config
     from aws_xray_sdk.core.recorder import AWSXRayRecorder
 
     from evreserve_lambda.tracing import record_aws_calls
+
+    # A disabled Tracer (the functions loaded in this process, tracing off) turns the SDK off
+    # for the whole process: on here, as in a function with tracing on, and back after.
+    monkeypatch.delenv("AWS_XRAY_SDK_ENABLED", raising=False)
+    was_enabled = global_sdk_config.sdk_enabled()
+    global_sdk_config.set_sdk_enabled(True)
 
     sent: list[Any] = []
 
@@ -363,6 +370,7 @@ def test_with_tracing_each_call_is_an_aws_subsegment(scripted: Scripted, monkeyp
         recorder.end_segment()
     finally:
         awsjson.observe(None)
+        global_sdk_config.set_sdk_enabled(was_enabled)
     ok, failed = segment.subsegments
     assert [(s.name, s.namespace, s.aws["operation"], s.aws["table_name"]) for s in (ok, failed)] == [
         ("DynamoDB", "aws", "GetItem", "registry"),
