@@ -22,17 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["AwsError", "ClientError", "TransportError", "adopt", "error_code", "unavailable_on_transport_errors"]
 
 #: Error codes AWS returns when it is overloaded or throttling: retryable, not the caller's fault.
-#: A TransactionConflictException is a write that met an item inside another transaction.
-_THROTTLING = frozenset(
-    {
-        "TransactionConflictException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
+#: The clients' throttling codes, and a TransactionConflictException (a write that met an item
+#: inside another transaction) and the services' own failures.
+_OVERLOADED = awsjson.THROTTLING_CODES | {"TransactionConflictException", "InternalServerError", "ServiceUnavailable"}
 
 
 def client_config(settings: AwsSettings, *, validate: bool = True) -> Any:
@@ -191,7 +183,7 @@ def unavailable_on_transport_errors(service: str) -> Iterator[None]:
 def _raise_translated(service: str, error: AwsError, cause: BaseException) -> None:
     if isinstance(error, ClientError):
         code = error_code(error)
-        if code in _THROTTLING or code in awsjson.THROTTLING_CODES:
+        if code in _OVERLOADED:
             raise DependencyUnavailable(f"{service} is overloaded", service=service) from cause
         if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
             # The service (or a proxy before it) failed, past the client's retries: not the caller's fault.
