@@ -24,7 +24,7 @@ import pytest
 
 from devstack.template import Intrinsic, check_resource_maps, load_template
 from evreserve.resources import QUEUE_ENV, TABLE_ENV, TTL_ATTRIBUTE
-from evreserve.settings import ChannelSettings, EnvSettings
+from evreserve.settings import ChannelSettings, EnvSettings, variables
 from evreserve_gateway.settings import GatewaySettings
 from evreserve_lambda.settings import DelivererSettings, FunctionSettings, PublisherSettings
 
@@ -68,10 +68,8 @@ def env_names(settings: type[EnvSettings]) -> dict[str, bool]:
     """Every environment variable ``settings`` reads -> whether it is required."""
     names: dict[str, bool] = {}
     for name, field in settings.model_fields.items():
-        alias = field.validation_alias
-        choices = getattr(alias, "choices", None) or ([alias] if isinstance(alias, str) else [name])
-        for choice in choices:
-            names[str(choice).upper()] = field.is_required()
+        for variable in variables(name, field):
+            names[variable] = field.is_required()
     return names
 
 

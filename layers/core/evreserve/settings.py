@@ -11,18 +11,24 @@ import os
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+
+def variables(name: str, field: FieldInfo) -> list[str]:
+    """The environment variables a field is read from, first one set wins: its
+    ``validation_alias`` (each of its choices) or else its name, upper case."""
+    alias = field.validation_alias
+    candidates = alias.choices if isinstance(alias, AliasChoices) else [alias or name]
+    return [str(candidate).upper() for candidate in candidates]
 
 
 def _from_environment(model: type[BaseModel]) -> dict[str, str]:
-    """Each field's variable: its ``validation_alias`` (the first of its choices that is
-    set) or else its name, in any case, as pydantic-settings matched them."""
+    """Each field's value from its variables, in any case, as pydantic-settings matched them."""
     environment = {name.lower(): value for name, value in os.environ.items()}
     found: dict[str, str] = {}
     for name, field in model.model_fields.items():
-        alias = field.validation_alias
-        candidates = alias.choices if isinstance(alias, AliasChoices) else [alias or name]
-        for candidate in candidates:
-            value = environment.get(str(candidate).lower())
+        for variable in variables(name, field):
+            value = environment.get(variable.lower())
             if value is not None:
                 found[name] = value
                 break
