@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.client
 import json
 import os
 import random
@@ -30,6 +29,7 @@ from .errors import (
     ReadTimeout,
     TransportError,
 )
+from .exchange import Connection, Malformed
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class JsonClient:
         self._extra = {"x-amzn-query-mode": "true"} if service.query_compatible else None
         self._sleep = sleep
         self._quota = RetryQuota()
-        self._pool: list[http.client.HTTPConnection] = []
+        self._pool: list[Connection] = []
         self._pool_lock = threading.Lock()
 
     def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
@@ -321,66 +321,65 @@ class JsonClient:
         headers = self._signer.headers(
             body, self._content_type, target, self._credentials(), dt.datetime.now(dt.UTC), self._extra
         )
+        head = "".join([_REQUEST_LINE, *(f"\r\n{name}: {value}" for name, value in headers.items())])
         conn = self._connection()
         try:
-            conn.request("POST", "/", body, headers)
-            response = conn.getresponse()
-            data = response.read()
+            answer = conn.exchange(head.encode("latin-1"), body)
         except TimeoutError as exc:
             conn.close()
             raise ReadTimeout(f"no answer from {self.endpoint} within {self._read_timeout} s") from exc
-        except (http.client.HTTPException, OSError) as exc:
+        except (Malformed, OSError) as exc:
             conn.close()
             raise ConnectionClosed(f"connection to {self.endpoint} failed: {exc!r}") from exc
-        if response.will_close:
-            conn.close()
-        else:
+        if answer.reusable:
             self._release(conn)
+        else:
+            conn.close()
+        get = answer.headers.get
         return Answer(
-            response.status,
-            data,
-            response.getheader("x-amzn-RequestId") or "",
-            response.getheader("x-amzn-query-error"),
-            response.getheader("x-amz-crc32"),
-            response.getheader("x-amz-retry-after"),
+            answer.status,
+            answer.body,
+            get("x-amzn-requestid") or "",
+            get("x-amzn-query-error"),
+            get("x-amz-crc32"),
+            get("x-amz-retry-after"),
         )
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Connection:
         while True:
             with self._pool_lock:
                 conn = self._pool.pop() if self._pool else None
             if conn is None:
                 return self._connect()
-            if conn.sock is not None and not _dropped(conn.sock):
+            if not _dropped(conn.sock):
                 return conn
             conn.close()
 
-    def _release(self, conn: http.client.HTTPConnection) -> None:
+    def _release(self, conn: Connection) -> None:
         with self._pool_lock:
             if len(self._pool) < self._max_pool:
                 self._pool.append(conn)
                 return
         conn.close()
 
-    def _connect(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
-        if self._https:
-            context = _tls_context()
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._connect_timeout, context=context)
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
+    def _connect(self) -> Connection:
         try:
-            conn.connect()
+            return Connection.open(
+                self._host,
+                self._port,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                tls=_tls_context() if self._https else None,
+            )
         except TimeoutError as exc:
-            conn.close()
             raise ConnectTimeout(f"could not connect to {self.endpoint} within {self._connect_timeout} s") from exc
         except OSError as exc:
-            conn.close()
             raise EndpointUnreachable(f"could not connect to {self.endpoint}: {exc!r}") from exc
-        assert conn.sock is not None
-        conn.sock.settimeout(self._read_timeout)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+
+
+#: Every request is a POST of a JSON document to ``/``; http.client sent this encoding too,
+#: so that no service compresses an answer.
+_REQUEST_LINE = "POST / HTTP/1.1\r\nAccept-Encoding: identity"
 
 
 #: What sees every call, if anything (tracing): entered around the call with the client, the
