@@ -1,4 +1,4 @@
-"""The functions' tracer: nothing of the X-Ray SDK where tracing is off, http.client only in Lambda.
+"""The functions' tracer: nothing of the X-Ray SDK where tracing is off, no library patched in Lambda.
 
 Which modules a fresh interpreter loads is the behaviour under test, so those tests
 import the glue in a child process with the environment of each case.
@@ -47,13 +47,24 @@ def test_where_tracing_is_disabled_the_xray_sdk_is_never_imported() -> None:
     assert loaded["aws_calls_recorded"] is False
 
 
-def test_in_lambda_with_tracing_the_sdk_patches_http_client_only() -> None:
-    """GIVEN Lambda's environment with tracing on WHEN the glue is imported THEN only http.client is instrumented."""
+def test_in_lambda_with_tracing_the_sdk_patches_no_library() -> None:
+    """GIVEN Lambda's environment with tracing on WHEN the glue is imported THEN no library is
+    instrumented (awsjson records its calls itself), and urllib3 and botocore's client are not loaded (the
+    SDK imports botocore's top package only)."""
     loaded = loaded_by_the_glue(LAMBDA_TASK_ROOT=str(FUNCTIONS / "admin"))
     patches = [m for m in loaded["modules"] if m.startswith("aws_xray_sdk.ext.") and m.endswith(".patch")]
     assert loaded["disabled"] is False
-    assert patches == ["aws_xray_sdk.ext.httplib.patch"]
+    assert [m for m in loaded["modules"] if m.startswith("aws_xray_sdk.core")]
+    assert patches == []
+    assert not [m for m in loaded["modules"] if m.startswith(("urllib3", "botocore.", "http.client"))]
     assert loaded["aws_calls_recorded"] is True  # evreserve.awsjson's calls get their subsegments
+
+
+def test_in_lambda_on_botocore_the_sdk_patches_botocore() -> None:
+    """GIVEN AWS_CLIENT=botocore WHEN the glue is imported in Lambda THEN botocore's calls are instrumented."""
+    loaded = loaded_by_the_glue(LAMBDA_TASK_ROOT=str(FUNCTIONS / "admin"), AWS_CLIENT="botocore")
+    patches = [m for m in loaded["modules"] if m.startswith("aws_xray_sdk.ext.") and m.endswith(".patch")]
+    assert patches == ["aws_xray_sdk.ext.botocore.patch"]
 
 
 def test_a_method_traced_while_tracing_is_off_answers_and_raises_as_untraced(monkeypatch: pytest.MonkeyPatch) -> None:

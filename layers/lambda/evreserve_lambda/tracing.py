@@ -7,10 +7,12 @@ gets a provider that records nothing, so the SDK is never imported. In Lambda, w
 active tracing, every AWS call of evreserve.awsjson gets a subsegment of its own, as
 the SDK's botocore patch gave botocore's calls: named after the service, in the ``aws``
 namespace, with the operation, the table or queue and the request id, so X-Ray's
-service map shows DynamoDB, SQS and EventBridge as such (``record_aws_calls``). The
-SDK also patches ``http.client``, for the rest (webhook deliveries; inside an AWS
-call's subsegment it adds the HTTP exchange). Powertools' default (``patch_all``)
-would import every other library the SDK can instrument that happens to be installed.
+service map shows DynamoDB, SQS and EventBridge as such (``record_aws_calls``). The SDK
+patches no library then: awsjson sends through its own HTTP exchange, and the API
+functions call out to nothing else (the ``http.client`` patch would cost ~40 ms of
+import, urllib3's, for nothing). Under ``AWS_CLIENT=botocore`` it patches botocore, as
+before awsjson. Powertools' default (``patch_all``) would import every other library
+the SDK can instrument that happens to be installed.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from evreserve import awsjson
+from evreserve.settings import AwsSettings
 
-#: The libraries the X-Ray SDK instruments in Lambda.
-PATCHED = ("httplib",)
+
+def patched_libraries() -> tuple[str, ...]:
+    """What the X-Ray SDK instruments in Lambda: the AWS client's library if it is botocore."""
+    return ("botocore",) if AwsSettings.from_environment().aws_client == "botocore" else ()
 
 
 class _Unrecorded(BaseSegment):
@@ -81,7 +86,9 @@ def create_tracer() -> Tracer:
     # Powertools' own rule: off when POWERTOOLS_TRACE_DISABLED is set, or outside Lambda.
     if Tracer._is_tracer_disabled():
         return Tracer(disabled=True, provider=NoTracing())
-    tracer = Tracer(patch_modules=PATCHED)
+    patched = patched_libraries()
+    # auto_patch off when there is nothing to patch: Powertools takes no modules as "all".
+    tracer = Tracer(patch_modules=patched, auto_patch=bool(patched))
     awsjson.observe(record_aws_calls)
     return tracer
 
