@@ -8,10 +8,11 @@ the whole queue, so it slows down as a backlog grows; queues that the stack drai
 continuously never get there.
 
 ``python -m devstack.sqs --port 0`` is the child's entry point: it serves moto's SQS
-application with werkzeug, prints ``DEVSTACK_LISTENING host:port`` and exits when its
-stdin closes. It serves the SQS application alone, not moto's dispatcher of every
-service (which works out the service from each request anew), with Flask's debug mode
-off and no per-request log line: the three together were a fifth of the server's CPU in
+application with waitress, keeping connections as SQS does (``serve_moto``), prints
+``DEVSTACK_LISTENING host:port`` and exits when its stdin closes. It serves the SQS
+application alone, not moto's dispatcher of every service (which works out the service
+from each request anew), with Flask's debug mode off and no per-request log line: the
+three together were a fifth of the server's CPU in
 ``benchmarks/reservation_roundtrip.py``'s profile, and that CPU is shared with the rest
 of the stack.
 
@@ -166,27 +167,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_moto(app, args.port)
 
 
-def serve_moto(app: Any, port: int) -> None:
-    """Serve a moto WSGI app on ``HOST:port`` until stdin closes; print the readiness line."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
+#: Worker threads of the stand-in's server: each long poll (a gateway's ReceiveMessage,
+#: an SQS event source's) holds one for up to 20 s, and sends must never wait behind them.
+SERVER_THREADS = 128
+#: Open connections it accepts: every process of the stack keeps a pool of its own.
+SERVER_CONNECTIONS = 2000
 
-    class QuietHandler(MotoRequestHandler):
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            pass  # one line per request on a busy stack is CPU nobody reads
+
+def serve_moto(app: Any, port: int) -> None:
+    """Serve a moto WSGI app on ``HOST:port`` until stdin closes; print the readiness line.
+
+    With waitress, not werkzeug's development server: werkzeug closes the connection
+    after every answer (and, after each one, reads whatever the client sent next as
+    leftovers of the request body, so it cannot keep one), and every SQS and EventBridge
+    call of the stack then paid a TCP connect and close, and the server a new thread,
+    that the real services, which keep connections, do not charge. No per-request log
+    line: on a busy stack it is CPU nobody reads.
+    """
+    from waitress.server import create_server  # type: ignore[import-untyped]
 
     _exit_when_stdin_closes()
-    server = make_server(
-        HOST,
-        port,
+    server = create_server(
         app,
-        threaded=True,  # a long poll must not block the sends that would end it
-        request_handler=QuietHandler,
+        host=HOST,
+        port=port,
+        threads=SERVER_THREADS,
+        connection_limit=SERVER_CONNECTIONS,
+        # poll, not select: the connections of a large stack pass descriptor 1023.
+        asyncore_use_poll=True,
+        ident="devstack",
     )
     # moto builds some URLs from MOTO_PORT rather than the request's Host header.
-    os.environ["MOTO_PORT"] = str(server.server_port)
-    print(f"DEVSTACK_LISTENING {HOST}:{server.server_port}", flush=True)
-    server.serve_forever()
+    os.environ["MOTO_PORT"] = str(server.effective_port)
+    print(f"DEVSTACK_LISTENING {HOST}:{server.effective_port}", flush=True)
+    server.run()
 
 
 if __name__ == "__main__":

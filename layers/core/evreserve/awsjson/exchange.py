@@ -99,10 +99,16 @@ class Connection:
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
+        readline = self._reader.readline
+        # _line() inlined: this loop runs for every header of every answer.
         for _ in range(MAX_HEADERS + 1):
-            line = self._line()
-            if line in (b"\r\n", b"\n"):
+            line = readline(MAX_LINE + 1)
+            if line == b"\r\n" or line == b"\n":
                 return headers
+            if len(line) > MAX_LINE:
+                raise Malformed("a line of the answer is too long")
+            if not line.endswith(b"\n"):
+                raise Malformed("the connection ended inside the answer")
             name, colon, value = line.partition(b":")
             if not colon:
                 raise Malformed(f"not a header line: {line[:80]!r}")
