@@ -42,10 +42,15 @@ endef
 $(STAMP): requirements-dev.txt pyproject.toml layers/core/pyproject.toml layers/lambda/pyproject.toml gateway/pyproject.toml
 	@echo "== installing the locked Python dependencies into $(VENV) (the first time takes a few minutes)"
 	$(call fresh_venv,$(VENV))
-	$(BIN)/pip install $(PIP_PROGRESS) --require-hashes -r requirements-dev.txt
+	@# --no-deps: the lock is complete by construction (pip check below proves it), and the
+	@# bundled pip's resolver reads a dependency with extras (pip-audit's
+	@# CacheControl[filecache]>=...) as a requirement of its own that hash-checking mode
+	@# refuses as unpinned once a newer release of it exists.
+	$(BIN)/pip install $(PIP_PROGRESS) --require-hashes --no-deps -r requirements-dev.txt
 	@# Exactly the lock: what an earlier lock installed and this one dropped goes (uv comes with the lock).
 	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes requirements-dev.txt
 	$(BIN)/pip install -q --no-deps $(OURS)
+	$(BIN)/pip check
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json | system-deps
