@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from evreserve.awsjson.exchange import MAX_HEADERS, MAX_LINE, Connection, HttpAnswer, Malformed
+from evreserve.awsjson import DYNAMODB, JsonClient
+from evreserve.awsjson.exchange import MAX_BODY, MAX_HEADERS, MAX_LINE, Connection, HttpAnswer, Malformed
 
 HEAD = b"POST / HTTP/1.1\r\nHost: example\r\nX-Amz-Target: DynamoDB_20120810.GetItem"
 
@@ -117,6 +118,15 @@ def test_without_a_length_the_body_runs_to_the_close(pair: tuple[Connection, Pee
         pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", id="no last chunk"),
         pytest.param(b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_LINE + b"\r\n\r\n", id="line too long"),
         pytest.param(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * (MAX_HEADERS + 1) + b"\r\n", id="too many headers"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % (MAX_BODY + 1), id="length past the cap"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", id="length past memory"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1), id="chunk past the cap"
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}}", id="two lengths"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", id="other coding"),
+        pytest.param(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", id="switched protocols"),
+        pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" * 12 + b"HTTP/1.1 200 OK\r\n\r\n", id="endless interim"),
     ],
 )
 def test_a_malformed_answer_is_refused(pair: tuple[Connection, Peer], canned: bytes) -> None:
@@ -148,3 +158,47 @@ def test_open_connects_with_no_delay_and_the_read_timeout() -> None:
             sock.close()
         server.close()
     assert conn.sock.fileno() == -1
+
+
+def test_bytes_past_the_answer_make_the_connection_unusable(pair: tuple[Connection, Peer]) -> None:
+    """A second answer nobody asked for, sent with the first, must never answer the next request."""
+    conn, peer = pair
+    stale = b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{"stale":"yes"}'
+    answer = exchange(conn, peer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" + stale)
+    assert (answer.body, answer.reusable) == (b"{}", False)
+
+
+def test_a_stray_line_break_after_the_body_makes_the_connection_unusable(pair: tuple[Connection, Peer]) -> None:
+    conn, peer = pair
+    answer = exchange(conn, peer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}\r\n")
+    assert (answer.body, answer.reusable) == (b"{}", False)
+
+
+def test_a_repeated_equal_length_is_read(pair: tuple[Connection, Peer]) -> None:
+    conn, peer = pair
+    answer = exchange(conn, peer, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+    assert (answer.body, answer.reusable) == (b"{}", True)
+
+
+def test_no_body_after_204_whatever_its_length_says(pair: tuple[Connection, Peer]) -> None:
+    conn, peer = pair
+    answer = exchange(conn, peer, b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n")
+    assert (answer.status, answer.body) == (204, b"")
+
+
+def test_a_close_after_the_last_chunk_ends_the_answer(pair: tuple[Connection, Peer]) -> None:
+    conn, peer = pair
+    canned = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+    answer = exchange(conn, peer, canned, then_close=True)
+    assert (answer.body, answer.reusable) == (b"{}", False)
+
+
+@pytest.mark.parametrize("operation", ["GetItem\r\nX-Injected: yes", "GetItem\nX", "GetItem\0"])
+def test_a_line_break_in_a_header_is_refused_before_sending(operation: str) -> None:
+    # Port 9 (discard) is never reached: the request is refused before a connection is taken.
+    client = JsonClient(
+        DYNAMODB, region="us-east-1", endpoint="http://127.0.0.1:9", credentials=lambda: ("key", "secret", None)
+    )
+    with pytest.raises(ValueError, match="line break or NUL"):
+        client.call(operation, {})
+    assert client._pool == []

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -322,15 +323,22 @@ class JsonClient:
             body, self._content_type, target, self._credentials(), dt.datetime.now(dt.UTC), self._extra
         )
         head = "".join([_REQUEST_LINE, *(f"\r\n{name}: {value}" for name, value in headers.items())])
+        # A line break in a value (an operation name, a token) would add headers of its own.
+        if _UNSAFE.search("".join([*headers, *headers.values()])):
+            raise ValueError(f"a header of the {target} request holds a line break or NUL")
+        request = head.encode("latin-1")
         conn = self._connection()
         try:
-            answer = conn.exchange(head.encode("latin-1"), body)
+            answer = conn.exchange(request, body)
         except TimeoutError as exc:
             conn.close()
             raise ReadTimeout(f"no answer from {self.endpoint} within {self._read_timeout} s") from exc
         except (Malformed, OSError) as exc:
             conn.close()
             raise ConnectionClosed(f"connection to {self.endpoint} failed: {exc!r}") from exc
+        except BaseException:
+            conn.close()
+            raise
         if answer.reusable:
             self._release(conn)
         else:
@@ -380,6 +388,7 @@ class JsonClient:
 #: Every request is a POST of a JSON document to ``/``; http.client sent this encoding too,
 #: so that no service compresses an answer.
 _REQUEST_LINE = "POST / HTTP/1.1\r\nAccept-Encoding: identity"
+_UNSAFE = re.compile("[\r\n\0]")
 
 
 #: What sees every call, if anything (tracing): entered around the call with the client, the
