@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from evreserve.awsjson import DYNAMODB, JsonClient
+from evreserve.awsjson import exchange as exchange_module
 from evreserve.awsjson.exchange import MAX_BODY, MAX_HEADERS, MAX_LINE, Connection, HttpAnswer, Malformed
 
 HEAD = b"POST / HTTP/1.1\r\nHost: example\r\nX-Amz-Target: DynamoDB_20120810.GetItem"
@@ -120,6 +121,11 @@ def test_without_a_length_the_body_runs_to_the_close(pair: tuple[Connection, Pee
         pytest.param(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * (MAX_HEADERS + 1) + b"\r\n", id="too many headers"),
         pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % (MAX_BODY + 1), id="length past the cap"),
         pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", id="length past memory"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", id="length past int()"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"T: x\r\n" * (MAX_HEADERS + 1),
+            id="endless trailers",
+        ),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1), id="chunk past the cap"
         ),
@@ -202,3 +208,20 @@ def test_a_line_break_in_a_header_is_refused_before_sending(operation: str) -> N
     with pytest.raises(ValueError, match="line break or NUL"):
         client.call(operation, {})
     assert client._pool == []
+
+
+def test_a_kept_connection_does_not_hold_its_last_answer(pair: tuple[Connection, Peer]) -> None:
+    conn, peer = pair
+    answer = exchange(conn, peer, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000)
+    assert answer.reusable
+    assert len(conn._buffer) == 0
+
+
+def test_an_answer_in_too_many_chunks_is_refused(
+    pair: tuple[Connection, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exchange_module, "MAX_CHUNKS", 3)
+    conn, peer = pair
+    canned = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 4 + b"0\r\n\r\n"
+    with pytest.raises(Malformed, match="more than 3 chunks"):
+        exchange(conn, peer, canned)

@@ -23,6 +23,8 @@ MAX_HEADERS = 100
 MAX_BODY = 64 * 1024 * 1024
 #: Interim (1xx) answers passed over before the real one; a server sending more is broken.
 MAX_INTERIM = 10
+#: Chunks of one chunked answer: a server's are kilobytes, so 16 MB fits at 160 bytes each.
+MAX_CHUNKS = 100_000
 _RECEIVE = 65536
 _HEX = b"0123456789abcdefABCDEF"
 _BLANK = (b"\r\n", b"\n")
@@ -164,8 +166,9 @@ class Connection:
             body, closed = self._chunked()
             reusable = reusable and not closed
         elif (length := headers.get("content-length")) is not None:
-            if not (length.isascii() and length.isdigit()):
-                raise Malformed(f"Content-Length is not a length: {length[:40]!r}")
+            # More than 19 digits is past any cap (and past 4,300, int() itself refuses).
+            if not (length.isascii() and length.isdigit()) or len(length) > 19:
+                raise Malformed(f"Content-Length is not a length this client takes: {length[:40]!r}")
             body = self._exactly(int(length))
         else:
             # Neither length nor chunks: the body is whatever comes until the server closes.
@@ -173,6 +176,10 @@ class Connection:
             reusable = False
         if self._start < len(self._buffer):
             reusable = False  # bytes past the answer: the next one could not be told from them
+        else:
+            # Not kept until the next exchange: a pooled connection would hold its last answer.
+            self._buffer.clear()
+            self._start = 0
         return HttpAnswer(status, headers, body, reusable)
 
     def _exactly(self, size: int) -> bytes:
@@ -183,7 +190,12 @@ class Connection:
                 missing = size - (len(self._buffer) - self._start)
                 raise Malformed(f"the connection ended {missing} bytes before the answer's end")
         end = self._start + size
-        data = bytes(self._buffer[self._start : end])
+        if self._start == 0 and end == len(self._buffer):
+            # The whole buffer (a large body, usually): one copy, not a slice and a copy.
+            data = bytes(self._buffer)
+        else:
+            with memoryview(self._buffer) as view:
+                data = bytes(view[self._start : end])
         self._start = end
         return data
 
@@ -197,23 +209,29 @@ class Connection:
 
     def _chunked(self) -> tuple[bytes, bool]:
         """The body, and whether the server closed after its last chunk."""
-        chunks: list[bytes] = []
-        total = 0
-        while True:
+        body = bytearray()
+        # Bounded by count as well as size: a body in 2-byte chunks costs a parse per 2 bytes.
+        for _ in range(MAX_CHUNKS):
             size_field = self._line().split(b";", 1)[0].strip()
             if not size_field or size_field.strip(_HEX):
                 raise Malformed(f"not a chunk size: {size_field[:40]!r}")
             size = int(size_field, 16)
             if size == 0:
-                # Trailers, if any, up to the blank line that ends the answer; a server
-                # that closes instead has ended it too (as http.client reads it).
-                while (line := self._line(end_ok=True)) not in _BLANK:
-                    if not line:
-                        return b"".join(chunks), True
-                return b"".join(chunks), False
-            total += size
-            if total > MAX_BODY:
+                return bytes(body), self._trailers()
+            if len(body) + size > MAX_BODY:
                 raise Malformed(f"an answer past the {MAX_BODY} bytes this client holds")
-            chunks.append(self._exactly(size))
+            body += self._exactly(size)
             if self._line() not in _BLANK:
                 raise Malformed("a chunk is longer than its size")
+        raise Malformed(f"an answer in more than {MAX_CHUNKS} chunks")
+
+    def _trailers(self) -> bool:
+        """Skip the trailers up to the blank line that ends the answer; ``True`` if the
+        server closed instead, which ends it too (as http.client reads it)."""
+        for _ in range(MAX_HEADERS + 1):
+            line = self._line(end_ok=True)
+            if not line:
+                return True
+            if line in _BLANK:
+                return False
+        raise Malformed("too many trailers")
