@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import ocpp.messages
 import pytest
@@ -10,7 +11,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult
 
 from evreserve.models import OcppVersion
-from evreserve_gateway.protocol import SESSION_CLASSES
+from evreserve_gateway.protocol import SESSION_CLASSES, library, schemas
 from evreserve_gateway.protocol.schemas import SchemaViolation, request_validator, violation_code
 from evreserve_gateway.protocol.session import EMPTY_ANSWER
 
@@ -127,3 +128,83 @@ def test_direct_answers_are_valid_confirmations(version):
     for action in session_class._direct:
         result = CallResult("1", ocpp.messages.json.loads(EMPTY_ANSWER), action)
         ocpp.messages._validate_payload(result, LIBRARY_VERSION[version])  # raises if invalid
+
+
+# -- the gateway's own CALLs and their answers ----------------------------------------------
+
+_RESERVE = {
+    OcppVersion.V16: {"connectorId": 1, "expiryDate": TS, "idTag": "RFID001", "reservationId": 7},
+    OcppVersion.V201: {"id": 7, "expiryDateTime": TS, "idToken": {"idToken": "RFID001", "type": "ISO14443"}},
+}
+
+
+def _outgoing_cases() -> list[tuple[OcppVersion, str, bool, dict]]:
+    """(version, action, answer?, payload): valid ones and one violation of each kind."""
+    cases = []
+    for version in OcppVersion:
+        reserve = _RESERVE[version]
+        id_key = "reservationId" if version is OcppVersion.V16 else "id"
+        cases += [
+            (version, "ReserveNow", False, reserve),
+            (version, "ReserveNow", False, {k: v for k, v in reserve.items() if k != id_key}),
+            (version, "ReserveNow", False, {**reserve, id_key: "seven"}),
+            (version, "ReserveNow", False, {**reserve, "unknownField": 1}),
+            (version, "CancelReservation", False, {"reservationId": 7}),
+            (version, "CancelReservation", False, {"reservationId": 7.5}),
+            (version, "CancelReservation", False, {}),
+            (version, "ReserveNow", True, {"status": "Accepted"}),
+            (version, "ReserveNow", True, {"status": "Maybe"}),
+            (version, "ReserveNow", True, {"status": 1}),
+            (version, "ReserveNow", True, {}),
+            (version, "ReserveNow", True, {"status": "Accepted", "unknownField": 1}),
+            (version, "CancelReservation", True, {"status": "Rejected"}),
+            (version, "CancelReservation", True, {"status": "Occupied"}),
+        ]
+    cases.append((OcppVersion.V16, "ReserveNow", False, {**_RESERVE[OcppVersion.V16], "idTag": "x" * 21}))
+    cases.append((OcppVersion.V201, "ReserveNow", False, {**_RESERVE[OcppVersion.V201], "evseId": "one"}))
+    return cases
+
+
+def _verdict(check: Any) -> tuple[str, str | None]:
+    """('ok', frame) or (the OCPPError subclass raised, None)."""
+    try:
+        call = check()
+    except OCPPError as error:
+        return type(error).__name__, None
+    return "ok", call.to_json() if call is not None else None
+
+
+@pytest.mark.parametrize(("version", "action", "answer", "payload"), _outgoing_cases())
+def test_the_gateway_calls_and_answers_get_the_library_verdict(
+    version: OcppVersion, action: str, answer: bool, payload: dict
+) -> None:
+    """GIVEN a CALL the gateway sends (or its answer) WHEN validated by the compiled validators
+    THEN it passes or fails as with the library, with the same exception, and the same frame."""
+    ours = schemas.validate_answer if answer else schemas.outgoing_call
+    theirs = library.validate_answer if answer else library.outgoing_call
+    expected = _verdict(lambda: theirs(version, "m1", action, copy.deepcopy(payload)))
+    assert _verdict(lambda: ours(version, "m1", action, copy.deepcopy(payload))) == expected
+
+
+def test_an_action_without_a_schema_is_not_implemented_as_in_the_library() -> None:
+    with pytest.raises(OCPPError) as raised:
+        schemas.outgoing_call(OcppVersion.V16, "1", "NoSuchAction", {})
+    assert raised.value.code == "NotImplemented"
+
+
+def test_decimal_payloads_are_left_to_the_library() -> None:
+    """1.6 SetChargingProfile's limits are multipleOf 0.1: 21.4 passes only with the library's Decimals."""
+    profile = {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 21.4}],
+            },
+        },
+    }
+    assert _verdict(lambda: schemas.outgoing_call(OcppVersion.V16, "1", "SetChargingProfile", profile))[0] == "ok"

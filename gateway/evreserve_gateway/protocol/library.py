@@ -84,9 +84,10 @@ def is_known_action(version: OcppVersion, action: str) -> bool:
     return action in _KNOWN_ACTIONS[version]
 
 
-def schema_path(version: OcppVersion, action: str) -> Path:
-    """The library's schema file of a CALL's request payload."""
-    name = action if version is OcppVersion.V16 else f"{action}Request"
+def schema_path(version: OcppVersion, action: str, *, answer: bool = False) -> Path:
+    """The library's schema file of a CALL's request payload, or of its answer's."""
+    suffix = "Response" if answer else "" if version is OcppVersion.V16 else "Request"
+    name = f"{action}{suffix}"
     return Path(ocpp.__file__).parent / _SCHEMA_DIRS[version] / "schemas" / f"{name}.json"
 
 

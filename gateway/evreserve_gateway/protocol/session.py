@@ -50,8 +50,8 @@ from .framing import (
     heartbeat_result,
     refusable_call_id,
 )
-from .library import LibraryHandlers, OCPPError, is_known_action, outgoing_call, validate_answer
-from .schemas import SchemaViolation, request_validator, violation_code
+from .library import LibraryHandlers, OCPPError, is_known_action
+from .schemas import SchemaViolation, outgoing_call, request_validator, validate_answer, violation_code
 from .wire import send_now
 
 #: Incoming CALLs whose answer waits on storage; they run off the reading task so
