@@ -4,9 +4,9 @@ Why not ``http.client``: per call it builds the request line and headers through
 methods, and parses the answer's headers with the ``email`` package into a message
 object; about half of awsjson's CPU per call (docs/performance.md, issue 18). What these
 services need is narrower: one POST to ``/`` written in one ``sendall``, and an answer
-whose status, five headers and body are read off the connection's own buffer. That is this module,
-strict where it matters: a malformed or cut-short answer is an error (the client retries
-it as a lost connection), never a guess.
+whose status, five headers and body are read off the connection's own buffer. That is
+this module, strict where it matters: a malformed or cut-short answer is an error (the
+client retries it as a lost connection), never a guess.
 """
 
 from __future__ import annotations
@@ -87,9 +87,10 @@ class Connection:
 
     def exchange(self, head: bytes, body: bytes) -> HttpAnswer:
         """Send a request (``head``: its request line and headers, without the blank line
-        that ends them) and read its answer. Raises ``TimeoutError``, ``OSError`` or ``Malformed``."""
-        self._buffer.clear()
-        self._start = 0
+        that ends them) and read its answer. Raises ``TimeoutError``, ``OSError`` or ``Malformed``.
+
+        The buffer is empty here: an answer that leaves bytes in it makes the connection
+        not reusable, and one that does not clears it (``_answer``)."""
         self.sock.sendall(b"%s\r\nContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
         for _ in range(MAX_INTERIM + 1):
             version, status = self._status_line()
@@ -183,26 +184,21 @@ class Connection:
         return HttpAnswer(status, headers, body, reusable)
 
     def _exactly(self, size: int) -> bytes:
-        if size > MAX_BODY:
-            raise Malformed(f"an answer of {size} bytes is past the {MAX_BODY} this client holds")
+        _within_cap(size)
         while len(self._buffer) - self._start < size:
             if not self._receive():
                 missing = size - (len(self._buffer) - self._start)
                 raise Malformed(f"the connection ended {missing} bytes before the answer's end")
         end = self._start + size
-        if self._start == 0 and end == len(self._buffer):
-            # The whole buffer (a large body, usually): one copy, not a slice and a copy.
-            data = bytes(self._buffer)
-        else:
-            with memoryview(self._buffer) as view:
-                data = bytes(view[self._start : end])
+        # Through a view: one copy of the body, not a slice and then a copy of it.
+        with memoryview(self._buffer) as view:
+            data = bytes(view[self._start : end])
         self._start = end
         return data
 
     def _until_closed(self) -> bytes:
         while self._receive():
-            if len(self._buffer) - self._start > MAX_BODY:
-                raise Malformed(f"an answer past the {MAX_BODY} bytes this client holds")
+            _within_cap(len(self._buffer) - self._start)
         data = bytes(self._buffer[self._start :])
         self._start = len(self._buffer)
         return data
@@ -218,8 +214,7 @@ class Connection:
             size = int(size_field, 16)
             if size == 0:
                 return bytes(body), self._trailers()
-            if len(body) + size > MAX_BODY:
-                raise Malformed(f"an answer past the {MAX_BODY} bytes this client holds")
+            _within_cap(len(body) + size)
             body += self._exactly(size)
             if self._line() not in _BLANK:
                 raise Malformed("a chunk is longer than its size")
@@ -235,3 +230,8 @@ class Connection:
             if line in _BLANK:
                 return False
         raise Malformed("too many trailers")
+
+
+def _within_cap(size: int) -> None:
+    if size > MAX_BODY:
+        raise Malformed(f"an answer of {size} bytes is past the {MAX_BODY} this client holds")
