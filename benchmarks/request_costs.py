@@ -273,9 +273,10 @@ def main() -> None:
         "charger answers."
     )
     report.notes.append(
-        "warm: the function instance remembers which charger a port is on, so a reservation reads the charger "
-        "item only; an instance's first request for a port also reads the port pointer (+1 GetItem, see "
-        "first_round_cold)"
+        "warm: the function instance remembers the connected charger and which charger a port is on, so a "
+        "reservation reads no registry item (the command's transaction checks the charger unchanged); an "
+        "instance's first request for a charger reads it, and its first for a port also the port pointer "
+        "(+2 GetItem, see first_round_cold)"
     )
     report.notes.append(
         "an authorizer cache miss (first request of a key, then every ReauthorizeEvery s) adds what "

@@ -19,6 +19,7 @@ from api_harness import (
     OCPP_ID,
     OTHER_ACCOUNT_ID,
     PORT_ID,
+    QUEUE_URL,
     SECOND_PORT_ID,
     Stack,
     add_other_account,
@@ -29,9 +30,10 @@ from api_harness import (
 )
 
 from evreserve.errors import ChargerOffline, NotFound
-from evreserve.models import Charger, Port, ReserveStatus
+from evreserve.models import Charger, Connection, ConnectionState, OcppVersion, Port, ReserveStatus
+from evreserve.requests import CancelRequest, ChargerChanges, NewPort
+from evreserve.services.memory import ChargerCache, PortCache
 from evreserve.services.principal import Principal
-from evreserve.services.reservations import PortCache
 from evreserve_lambda.schemas import ChargerCreate, PortInput, ReserveRequest
 
 OWNER = Principal(key_id="acct", account_id=ACCOUNT_ID)
@@ -72,13 +74,20 @@ def charger(charger_id: int, account_id: int, ports: tuple[Port, ...]) -> Charge
     )
 
 
-def test_first_request_reads_the_pointer_later_ones_only_the_charger(stack: Stack, reads: list[str]):
-    """Cold: the port's pointer then the charger; warm: the charger alone."""
+def test_first_request_reads_the_pointer_and_the_charger_later_ones_neither(stack: Stack, reads: list[str]):
+    """Cold: the port's pointer then the charger; warm: no read, the command's transaction checks the charger."""
     assert reserve(stack, OWNER, reservation_id=1) is ReserveStatus.ACCEPTED
     assert [k for k in reads if k.startswith(("PORT#", "CHARGER#"))] == [f"PORT#{PORT_ID}", f"CHARGER#{CHARGER_ID}"]
     reads.clear()
+    checked: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        checked.extend(i["ConditionCheck"]["Key"]["pk"]["S"] for i in params["TransactItems"] if "ConditionCheck" in i)
+
+    stack.dynamodb.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", record)
     assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
-    assert [k for k in reads if k.startswith(("PORT#", "CHARGER#"))] == [f"CHARGER#{CHARGER_ID}"]
+    assert [k for k in reads if k.startswith(("PORT#", "CHARGER#"))] == []
+    assert checked == [f"CHARGER#{CHARGER_ID}"]
 
 
 def test_deleted_port_is_404_with_a_warm_pointer(stack: Stack, reads: list[str]):
@@ -181,3 +190,95 @@ def test_cache_drops_the_least_recently_used():
     assert cache.get(1) == (10, 7)
     cache.put(3, 30, 7)
     assert (cache.get(1), cache.get(2), cache.get(3), len(cache)) == ((10, 7), None, (30, 7), 2)
+
+
+# -- the charger an instance remembers (ChargerCache) -------------------------------------
+
+
+def reconnect(stack: Stack, session: str, queue: str) -> None:
+    """The charger connects anew (another session, on another instance)."""
+    stack.services.registry.register_connection(
+        CHARGER_ID,
+        Connection(
+            state=ConnectionState.CONNECTED,
+            timestamp=datetime.now(UTC),
+            session_id=session,
+            instance_id="i2",
+            queue_url=queue,
+            protocol=OcppVersion.V16,
+        ),
+    )
+
+
+def test_a_reconnected_charger_gets_its_command_on_the_new_connection(stack: Stack, reads: list[str]):
+    """GIVEN the charger remembered WHEN it reconnects elsewhere THEN the transaction's check fails, nothing is
+    written, the charger is read again and the one command goes to the new session's queue."""
+    reserve(stack, OWNER, reservation_id=1)
+    reconnect(stack, "s-new", "http://sqs.local/000000000000/evreserve-gw-i2")
+    sent = len(stack.gateway.sent)
+    reads.clear()
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert [k for k in reads if k.startswith("CHARGER#")] == [f"CHARGER#{CHARGER_ID}"]
+    assert [(c.session_id, c.instance_id) for c in stack.gateway.sent[sent:]] == [("s-new", "i2")]
+    assert reserve(stack, OWNER, reservation_id=3) is ReserveStatus.ACCEPTED  # remembered again
+    assert stack.gateway.sent[-1].session_id == "s-new"
+
+
+def test_a_port_added_to_a_remembered_charger_is_found(stack: Stack):
+    """The remembered copy lacks a port added since: the charger is read again, not 404."""
+    reserve(stack, OWNER, reservation_id=1)
+    _, port = stack.services.chargers.add_port(OWNER, CHARGER_ID, NewPort(port_number=3))
+    assert reserve(stack, OWNER, port_id=port.id, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert stack.gateway.sent[-1].payload["connectorId"] == 3
+
+
+def test_a_registry_change_is_read_before_the_next_command(stack: Stack):
+    """An update of the charger (here its OCPP version) after it was remembered: the next command is built
+    from the charger as it is now, and only one is sent."""
+    reserve(stack, OWNER, reservation_id=1)
+    stack.services.registry.register_disconnection(CHARGER_ID, f"s-{CHARGER_ID}", datetime.now(UTC))
+    stack.services.chargers.update(
+        OWNER, CHARGER_ID, ChargerChanges(given=frozenset({"ocpp_version"}), ocpp_version=OcppVersion.V201)
+    )
+    connect(stack, CHARGER_ID, OcppVersion.V201)
+    sent = len(stack.gateway.sent)
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert [c.ocpp_version for c in stack.gateway.sent[sent:]] == [OcppVersion.V201]
+
+
+def test_cancel_on_a_charger_gone_offline_since_is_409(stack: Stack):
+    """Cancel uses the remembered charger too: offline since is 409, not a command to a dead session."""
+    reserve(stack, OWNER, reservation_id=1)
+    stack.services.registry.register_disconnection(CHARGER_ID, f"s-{CHARGER_ID}", datetime.now(UTC))
+    sent = len(stack.gateway.sent)
+    with pytest.raises(ChargerOffline):
+        stack.services.reservations.cancel(OWNER, CancelRequest(charger_id=CHARGER_ID, reservation_id=1))
+    assert len(stack.gateway.sent) == sent
+    connect(stack, CHARGER_ID)
+    cancelled = stack.services.reservations.cancel(OWNER, CancelRequest(charger_id=CHARGER_ID, reservation_id=1))
+    assert cancelled == "Accepted"
+
+
+def test_a_failed_check_writes_nothing(stack: Stack):
+    """The refused transaction leaves nothing behind: the request that follows from a fresh read is the one
+    command sent, and the reservation record is that command's."""
+    reserve(stack, OWNER, reservation_id=1)
+    reconnect(stack, "s-new", QUEUE_URL)
+    calls: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(sum("ConditionCheck" in i for i in params["TransactItems"]))
+
+    stack.dynamodb.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", record)
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert calls[:2] == [1, 0]  # the checked attempt, refused; then the one from a fresh read
+    assert len(stack.gateway.sent) == 2
+    assert stack.services.reservations.get(OWNER, 2).command_id == stack.gateway.sent[-1].command_id
+
+
+def test_charger_cache_keeps_the_most_recently_used():
+    cache = ChargerCache(max_entries=1)
+    first, second = charger(1, 7, ()), charger(2, 7, ())
+    cache.put(first)
+    cache.put(second)
+    assert (cache.get(1), cache.get(2), len(cache)) == (None, second, 1)

@@ -1,16 +1,15 @@
 """Reserving and cancelling ports, and reading the reservations recorded.
 
-The happy path of a reservation costs one read (the charger; the port pointer too on
-the first request for a port in this instance, see ``PortCache``), one transaction
-(command + pending reservation), one SQS message and the polls for the outcome; the
-reservation record is read only on a retry, to tell a plain retry from a request that
-must be sent again.
+The happy path of a reservation costs one transaction (command + pending reservation,
+with a check that the charger remembered by this instance still stands), one SQS
+message and the polls for the outcome. The charger is read on the first request for it
+in this instance, and again whenever the check fails (``ChargerCache``); its port's
+pointer on the first request for the port (``PortCache``). The reservation record is
+read only on a retry, to tell a plain retry from a request that must be sent again.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +46,7 @@ from ..storage.paging import Page
 from ..storage.registry import RegistryStore
 from ..storage.reservations import ReservationStore
 from .idempotency import RequestIdentity, body_of
+from .memory import ChargerCache, ChargerLookup, PortCache
 from .principal import Principal
 
 #: Outcomes that mean the charger gave no answer: a retry of the request sends the
@@ -58,49 +58,12 @@ NO_ANSWER = frozenset({OutcomeKind.TIMEOUT, OutcomeKind.OFFLINE, OutcomeKind.EXP
 MAX_GENERATIONS = 8
 
 
-#: Ports whose charger an instance remembers (two ints each: ~1 MB at most).
-PORT_CACHE_ENTRIES = 10_000
+class _ChargerChanged(DependencyUnavailable):
+    """A remembered charger changed before its command was recorded (nothing was written).
 
-
-class PortCache:
-    """port id -> (charger id, account id), least recently used dropped first.
-
-    Safe to keep for the life of a function instance because the mapping never changes
-    while the port exists: port and charger ids come from sequences and are never
-    reused, a port never moves to another charger (``RegistryStore.update_charger``
-    only adds, renumbers or releases a charger's own ports) and a charger never changes
-    account. What can change is that the port or its charger is deleted: the caller
-    confirms every hit on the charger item it reads anyway, and ``drop``s the entry
-    when the port is not on it.
+    Caught where the request starts, which reads the charger again; should it ever
+    escape, it is the 503 a retry overcomes.
     """
-
-    def __init__(self, max_entries: int = PORT_CACHE_ENTRIES) -> None:
-        self._max = max_entries
-        self._entries: OrderedDict[int, tuple[int, int]] = OrderedDict()
-        # A function instance serves one request at a time, but the local API and the
-        # tests share one service between threads.
-        self._lock = threading.Lock()
-
-    def get(self, port_id: int) -> tuple[int, int] | None:
-        with self._lock:
-            found = self._entries.get(port_id)
-            if found is not None:
-                self._entries.move_to_end(port_id)
-            return found
-
-    def put(self, port_id: int, charger_id: int, account_id: int) -> None:
-        with self._lock:
-            self._entries[port_id] = (charger_id, account_id)
-            self._entries.move_to_end(port_id)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-
-    def drop(self, port_id: int) -> None:
-        with self._lock:
-            self._entries.pop(port_id, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +96,7 @@ class ReservationService:
         ports: PortCache | None = None,
         *,
         rules: ReservationSettings | None = None,
+        chargers: ChargerCache | None = None,
     ) -> None:
         self._registry = registry
         self._reservations = reservations
@@ -140,47 +104,13 @@ class ReservationService:
         self._settings = settings
         self._rules = rules or ReservationSettings()
         self._clock = clock
-        self._ports = ports if ports is not None else PortCache()
+        self._lookup = ChargerLookup(
+            registry,
+            ports if ports is not None else PortCache(),
+            chargers if chargers is not None else ChargerCache(),
+        )
 
     # -- commands ------------------------------------------------------------------------
-
-    def _connected_charger(self, principal: Principal, charger_id: int, not_found: str) -> Charger:
-        charger = self._registry.get_charger(charger_id)
-        if charger is None or not principal.may_access_charger(charger.account_id, charger.id):
-            raise NotFound(not_found)
-        if not charger.is_connected:
-            raise ChargerOffline("The charger is not connected")
-        return charger
-
-    def _charger_with_port(self, principal: Principal, port_id: int) -> tuple[Charger, Port]:
-        """The port's charger as stored now, and the port on it; ``NotFound`` as one answer for all misses.
-
-        A remembered pointer saves the pointer read; the charger item read in any case
-        decides (tenant, key scope, the port still on it). When a remembered charger is
-        gone or no longer has the port, the pointer is read once more: the port was
-        deleted (no pointer: 404) or, in principle, the memory was wrong.
-        """
-        cached = self._ports.get(port_id)
-        if cached is not None:
-            charger_id, account_id = cached
-            if not principal.may_access_charger(account_id, charger_id):
-                raise NotFound("Port not found")
-            charger = self._registry.get_charger(charger_id)
-            port = charger.port_by_id(port_id) if charger is not None and charger.account_id == account_id else None
-            if charger is not None and port is not None:
-                return charger, port
-            self._ports.drop(port_id)
-        ref = self._registry.get_port_ref(port_id)
-        if ref is None or not principal.may_access_charger(ref.account_id, ref.charger_id):
-            raise NotFound("Port not found")
-        charger = self._registry.get_charger(ref.charger_id)
-        if charger is None or charger.account_id != ref.account_id:
-            raise NotFound("Port not found")
-        port = charger.port_by_id(port_id)
-        if port is None:
-            raise NotFound("Port not found")
-        self._ports.put(port_id, charger.id, charger.account_id)
-        return charger, port
 
     def _command(
         self,
@@ -193,7 +123,7 @@ class ReservationService:
         request_hash: str,
     ) -> Command:
         conn = charger.connection
-        assert conn is not None  # checked by _connected_charger
+        assert conn is not None  # checked by ChargerLookup.connected
         request = correlation.current()
         return Command(
             command_id=command_id,
@@ -253,6 +183,14 @@ class ReservationService:
     def reserve(
         self, principal: Principal, request: ReserveRequest, idempotency_key: str | None = None
     ) -> ReserveStatus:
+        try:
+            return self._reserve(principal, request, idempotency_key, fresh=False)
+        except _ChargerChanged:
+            return self._reserve(principal, request, idempotency_key, fresh=True)
+
+    def _reserve(
+        self, principal: Principal, request: ReserveRequest, idempotency_key: str | None, fresh: bool
+    ) -> ReserveStatus:
         account_id = principal.require_account()
         latest = self._clock() + timedelta(days=self._rules.reservation_max_days)
         if request.expiry_date > latest:
@@ -261,13 +199,15 @@ class ReservationService:
             )
         port: Port | None
         if request.port_id is not None:
-            charger, port = self._charger_with_port(principal, request.port_id)
+            charger, port, remembered = self._lookup.with_port(principal, request.port_id, fresh)
             if not charger.is_connected:
                 raise ChargerOffline("The charger is not connected")
         else:
             assert request.charger_id is not None  # exactly one of the two: the request's rule
-            charger, port = self._connected_charger(principal, request.charger_id, "Charger not found"), None
+            charger, remembered = self._lookup.connected(principal, request.charger_id, "Charger not found", fresh)
+            port = None
         assert charger.connection is not None
+        checks = self._lookup.unchanged(charger, remembered)
         payload = ocpp_mapping.reserve_now_payload(
             self._version(charger),
             reservation_id=request.reservation_id,
@@ -312,6 +252,9 @@ class ReservationService:
             budget, too_many = self._channel.budget(account_id)
 
             def conflict(index: int) -> DomainError:
+                index -= len(checks)
+                if index < 0:
+                    return _ChargerChanged("the charger changed since it was read")
                 if index == 1:
                     return too_many()
                 # Nothing of the reservation that holds the id (its port, its charger) is
@@ -321,7 +264,9 @@ class ReservationService:
                     reservationId=request.reservation_id,
                 )
 
-            return self._channel.submit(command, also=[put, budget], on_conflict=conflict, keep_s=identity.replay_s)
+            return self._channel.submit(
+                command, also=[*checks, put, budget], on_conflict=conflict, keep_s=identity.replay_s
+            )
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None
@@ -334,9 +279,18 @@ class ReservationService:
         return ocpp_mapping.reserve_status(outcome)
 
     def cancel(self, principal: Principal, request: CancelRequest, idempotency_key: str | None = None) -> CancelStatus:
+        try:
+            return self._cancel(principal, request, idempotency_key, fresh=False)
+        except _ChargerChanged:
+            return self._cancel(principal, request, idempotency_key, fresh=True)
+
+    def _cancel(
+        self, principal: Principal, request: CancelRequest, idempotency_key: str | None, fresh: bool
+    ) -> CancelStatus:
         account_id = principal.require_account()
-        charger = self._connected_charger(principal, request.charger_id, "Charger not found")
+        charger, remembered = self._lookup.connected(principal, request.charger_id, "Charger not found", fresh)
         assert charger.connection is not None
+        checks = self._lookup.unchanged(charger, remembered)
         record = self._reservations.get(account_id, request.reservation_id)
         # The cancel command's id follows the reservation's current command: a retry is
         # deduplicated, but cancel -> reserve again -> cancel sends a new command.
@@ -356,9 +310,11 @@ class ReservationService:
                 charger, command_id, CommandAction.CANCEL_RESERVATION, payload, now, ref, identity.request_hash
             )
             budget, too_many = self._channel.budget(account_id)
-            return self._channel.submit(
-                command, also=[budget], on_conflict=lambda _i: too_many(), keep_s=identity.replay_s
-            )
+
+            def conflict(index: int) -> DomainError:
+                return _ChargerChanged("the charger changed since it was read") if index < len(checks) else too_many()
+
+            return self._channel.submit(command, also=[*checks, budget], on_conflict=conflict, keep_s=identity.replay_s)
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import AlreadyExists, NotFound, StaleWrite
-from ..models import Charger
+from ..models import Charger, ConnectionState
 from . import keys
 from .base import ConditionsFailed, transact
 from .codec import from_item, serialize, to_item
@@ -59,6 +59,30 @@ class RegistryStore(LiveChargerState):
             return None
         data = from_item(item)
         return PortRef(port_id, int(data["chargerId"]), int(data["accountId"]), int(data["portNumber"]))
+
+    def unchanged_request(self, charger: Charger) -> dict[str, Any]:
+        """A transaction ``ConditionCheck`` that ``charger`` (a connected one, as read) still stands.
+
+        Its registry fields (``updatedAt``: ``update_charger`` moves it with every change,
+        ``delete_charger`` takes it away) and its live connection (the same session, still
+        connected) are what a command to it relies on; port status and boot info are not.
+        It lets a warm API function skip the charger's read and still never send a command
+        on a charger that changed since.
+        """
+        assert charger.connection is not None
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": keys.charger(charger.id),
+                "ConditionExpression": "#u = :u AND #c.#s = :s AND #c.#st = :connected",
+                "ExpressionAttributeNames": {"#u": "updatedAt", "#c": "connection", "#s": "sessionId", "#st": "state"},
+                "ExpressionAttributeValues": {
+                    ":u": {"S": iso(charger.updated_at)},
+                    ":s": {"S": charger.connection.session_id},
+                    ":connected": {"S": ConnectionState.CONNECTED.value},
+                },
+            }
+        }
 
     # -- creation --------------------------------------------------------------------
 
