@@ -6,6 +6,7 @@ with timeouts short enough that a down DynamoDB or SQS gives a clear error fast.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,22 @@ def client_config(settings: AwsSettings, *, validate: bool = True) -> Any:
     )
 
 
+#: The process's one boto3 session for ``AWS_CLIENT=botocore``: a session of its own per
+#: client loads botocore's data files again (~4x the cost of a client from a loaded one).
+_session: Any = None
+#: A boto3 session is not safe to build clients from in two threads at once.
+_session_lock = threading.Lock()
+
+
+def _shared_session() -> Any:
+    global _session
+    if _session is None:
+        import boto3
+
+        _session = boto3.session.Session()
+    return _session
+
+
 def _client(
     service: awsjson.Service,
     botocore_name: str,
@@ -51,13 +68,12 @@ def _client(
     endpoint: str | None = None,
 ) -> Any:
     if settings.aws_client == "botocore" or session is not None:
-        import boto3
-
-        built = (session or boto3.session.Session()).client(
-            botocore_name,  # type: ignore[call-overload]
-            config=client_config(settings, validate=validate),
-            endpoint_url=endpoint,
-        )
+        with _session_lock:
+            built = (session or _shared_session()).client(
+                botocore_name,
+                config=client_config(settings, validate=validate),
+                endpoint_url=endpoint,
+            )
         return adopt(built)
     return awsjson.JsonClient(
         service,

@@ -17,7 +17,8 @@ botocore's provider chain (the container credentials endpoint), refreshed by bot
 After each restore (``refresh``): Python's ``random`` is reseeded from the OS, or every
 copy would draw the same sequence (the clients' retry jitter uses it; ids and keys come
 from ``secrets`` / ``uuid4``, i.e. the OS, and need nothing). Nothing else the functions
-keep is tied to one instance: the port cache and settings are the same in every copy.
+keep is tied to one instance: settings are the same in every copy, and the port and
+charger memories (``evreserve.services.memory``) are empty in the snapshot.
 
 Outside SnapStart (``AWS_LAMBDA_INITIALIZATION_TYPE`` is not ``snap-start``: on-demand
 Lambda, the local stack, the tests) nothing is registered and nothing is primed.
