@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument(
         "--poll-schedule",
         type=lambda text: [float(x) for x in text.split(",")],
-        help="the functions' pauses between polls (s, comma-separated) instead of POLL_SCHEDULE_S",
+        help="the functions' pauses between polls (s, comma-separated) instead of POLL_SCHEDULE_S, the first one fixed",
     )
     parser.add_argument(
         "--api-processes",

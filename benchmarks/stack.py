@@ -263,7 +263,8 @@ class ProcessStack:
     ) -> None:
         #: Local API processes sharing its port (SO_REUSEPORT), as Lambda runs requests apart.
         self.api_processes = api_processes
-        #: Replaces ``evreserve.channel.POLL_SCHEDULE_S`` in the functions, to compare schedules.
+        #: Replaces ``evreserve.channel.POLL_SCHEDULE_S`` in the functions (the first pause fixed, not
+        #: learnt), to compare schedules.
         self.poll_schedule = poll_schedule
         self.count = chargers
         self.prefix = prefix
@@ -529,6 +530,8 @@ def run_local_api(argv: list[str], counts_file: Path, poll_schedule: str | None 
         import evreserve.channel
 
         evreserve.channel.POLL_SCHEDULE_S = tuple(float(x) for x in poll_schedule.split(","))
+        # A fixed schedule, as given: the learnt first pause would blur the comparison.
+        evreserve.channel.LEARN_FIRST_POLL = False
     counter = _LightRequestCounter()
     counter.install()
 

@@ -42,16 +42,48 @@ if TYPE_CHECKING:
 
 ENVELOPE_VERSION = 1
 
-#: Seconds between polls for an outcome. The first read waits 20 ms: a charger that
-#: answers at once has its outcome stored by then, so one read is the usual cost. A
-#: miss is read again every 10 ms for a while (the answer is due any moment), then the
-#: pauses grow to bound the reads of a slow command. They stop growing at 0.25 s: under
-#: load the outcomes land a second or more in, and the waiting function oversleeps each
-#: by half the last pause on average (0.25 s when it grew to 0.5 s). The price: an
-#: outcome at 1.5 s takes 14 reads instead of 12, a command that runs into its deadline
-#: and grace (22 s) ~96 instead of ~53. ``benchmarks/reservation_roundtrip.py
+#: Seconds between polls for an outcome. The first pause is a cold instance's; after that
+#: it is learnt (``FirstPoll``). A miss is read again 5 ms later, twice, then every 10 ms
+#: for a while (the answer is due any moment), then the pauses grow to bound the reads of
+#: a slow command. They stop growing at 0.25 s: under load the outcomes land a second or
+#: more in, and the waiting function oversleeps each by half the last pause on average
+#: (0.25 s when it grew to 0.5 s). The price: an outcome at 1.5 s takes 15 reads, a command
+#: that runs into its deadline and grace (22 s) ~97. ``benchmarks/reservation_roundtrip.py
 #: --poll-schedule`` compares schedules.
-POLL_SCHEDULE_S: Sequence[float] = (0.02, 0.01, 0.01, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.25)
+POLL_SCHEDULE_S: Sequence[float] = (0.02, 0.005, 0.005, 0.01, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.25)
+#: Whether the first pause is learnt; the benchmarks turn it off to compare fixed schedules.
+LEARN_FIRST_POLL = True
+#: The share of first reads meant to find the outcome; the rest cost one read more.
+FIRST_POLL_HITS = 0.85
+#: How far one first read moves the first pause (a hit: 15% of it shorter; a miss: 85% longer).
+FIRST_POLL_STEP_S = 0.002
+#: The learnt first pause stays within these.
+FIRST_POLL_BOUNDS_S = (0.005, 0.25)
+
+
+class FirstPoll:
+    """When to read first after queuing a command, learnt from this instance's first reads.
+
+    Where an outcome lands depends on the deployment (SQS's wake-up, the gateway, the
+    storage's write latency) and on the load, so any fixed first pause is either early (a
+    wasted read) or late (the caller waits on an answer already stored; at 20 ms fixed the
+    local stack's answers waited ~10 ms). The pause tracks the ``FIRST_POLL_HITS`` quantile
+    of the landing times (stochastic quantile tracking): each first read that finds the
+    outcome shortens it by ``(1 - FIRST_POLL_HITS) * FIRST_POLL_STEP_S``, each that misses
+    lengthens it by ``FIRST_POLL_HITS * FIRST_POLL_STEP_S``, so it settles where one first
+    read in seven misses. A slow charger moves it one step, never by its own delay.
+
+    Shared by the threads of one process (the local API): a lost update between two
+    threads only drops one step.
+    """
+
+    def __init__(self, initial_s: float) -> None:
+        self.pause_s = initial_s
+
+    def learn(self, found: bool) -> None:
+        step = -(1 - FIRST_POLL_HITS) * FIRST_POLL_STEP_S if found else FIRST_POLL_HITS * FIRST_POLL_STEP_S
+        low, high = FIRST_POLL_BOUNDS_S
+        self.pause_s = min(high, max(low, self.pause_s + step))
 
 
 class CommandEnvelope(Model):
@@ -132,6 +164,7 @@ class CommandChannel:
         self._settings = settings
         self._clock = clock
         self._sleep = sleep
+        self.first_poll = FirstPoll(POLL_SCHEDULE_S[0])
 
     def deadline(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.command_timeout_s)
@@ -211,15 +244,20 @@ class CommandChannel:
                 raise DependencyUnavailable("the gateway holding this charger is gone; retry") from exc
             raise
 
-    def wait(self, command: Command) -> CommandOutcome:
+    def wait(self, command: Command, *, sent_now: bool = True) -> CommandOutcome:
         """Poll for the outcome; past the deadline and grace, record a timeout (exactly-once).
 
-        The first read comes after the first pause, not at once: the caller has just
-        queued the command (or found it without an outcome), so an immediate read would
-        almost always be a wasted request.
+        The first read comes after the first pause (``FirstPoll``), not at once: the
+        caller has just queued the command (or found it without an outcome), so an
+        immediate read would almost always be a wasted request. Only a command queued
+        just now (``sent_now``) teaches the first pause: another request's command is
+        somewhere along its way already.
         """
         give_up_at = command.deadline + timedelta(seconds=self._settings.command_grace_s)
-        polls = iter(POLL_SCHEDULE_S)
+        learn = sent_now and LEARN_FIRST_POLL
+        pause = self.first_poll.pause_s if LEARN_FIRST_POLL else POLL_SCHEDULE_S[0]
+        later = iter(POLL_SCHEDULE_S[1:])
+        first = True
         while True:
             now = self._clock()
             if now >= give_up_at:
@@ -227,14 +265,21 @@ class CommandChannel:
                 return self._ledger.complete(
                     command, CommandOutcome(kind=OutcomeKind.TIMEOUT, completed_at=now, completed_by="api")
                 )
-            pause = next(polls, POLL_SCHEDULE_S[-1])
+            if not first:
+                pause = next(later, POLL_SCHEDULE_S[-1])
             self._sleep(max(0.0, min(pause, (give_up_at - now).total_seconds())))
             try:
                 current = self._ledger.get(command.command_id)
             except DependencyUnavailable:
                 # A read that failed says nothing of the charger: keep polling until the
                 # deadline and grace, rather than answer 503 for a command that may be
-                # answered a moment later (a short DynamoDB hiccup).
+                # answered a moment later (a short DynamoDB hiccup). Nor of the timing.
+                first = False
                 continue
-            if current is not None and current.outcome is not None:
+            found = current is not None and current.outcome is not None
+            if first and learn:
+                self.first_poll.learn(found)
+            first = False
+            if found:
+                assert current is not None and current.outcome is not None
                 return current.outcome

@@ -173,7 +173,7 @@ class ReservationService:
                 return command.outcome
             if submitted.created:
                 self._channel.send(command, queue_url)
-            return self._channel.wait(command)
+            return self._channel.wait(command, sent_now=submitted.created)
         raise DependencyUnavailable("This request was repeated too often in a short time; wait and retry")
 
     def _replay_over(self, outcome: CommandOutcome, replay_s: int) -> bool:

@@ -1,0 +1,155 @@
+"""The waiting function's first read is learnt: it settles where most outcomes are found at once, never far off."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from evreserve import channel as channel_module
+from evreserve.channel import (
+    FIRST_POLL_BOUNDS_S,
+    FIRST_POLL_HITS,
+    POLL_SCHEDULE_S,
+    CommandChannel,
+    FirstPoll,
+)
+from evreserve.errors import DependencyUnavailable
+from evreserve.models import Command, CommandAction, CommandOutcome, OcppVersion, OutcomeKind
+from evreserve.settings import ChannelSettings
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def landing_times(n: int) -> list[float]:
+    """Outcomes landing 6-12 ms after the send, evenly spread (a fixed sequence: the test is deterministic)."""
+    return [0.006 + 0.006 * ((i * 7919) % 1000) / 1000 for i in range(n)]
+
+
+def test_the_first_pause_settles_at_the_quantile_of_the_landing_times() -> None:
+    """From the cold 20 ms it comes down to where ~85% of outcomes are stored by the first read."""
+    first = FirstPoll(0.02)
+    misses = 0
+    for i, lands in enumerate(landing_times(3000)):
+        found = lands <= first.pause_s
+        first.learn(found)
+        if i >= 2000:
+            misses += not found
+    expected = 0.006 + 0.006 * FIRST_POLL_HITS  # the 85th percentile of 6-12 ms
+    assert first.pause_s == pytest.approx(expected, abs=0.002)
+    assert 0.08 <= misses / 1000 <= 0.22
+
+
+def test_it_follows_a_deployment_where_outcomes_land_later() -> None:
+    """Outcomes at 60 ms (a slower storage or queue): the pause grows to them, not beyond the bound."""
+    first = FirstPoll(0.02)
+    for _ in range(500):
+        first.learn(first.pause_s >= 0.06)
+    assert 0.055 <= first.pause_s <= 0.065
+
+
+def test_the_pause_stays_within_its_bounds() -> None:
+    low, high = FIRST_POLL_BOUNDS_S
+    always, never = FirstPoll(0.02), FirstPoll(0.02)
+    for _ in range(10_000):
+        always.learn(True)
+        never.learn(False)
+    assert (always.pause_s, never.pause_s) == (low, high)
+
+
+def test_one_slow_charger_moves_it_one_step() -> None:
+    """A command whose charger takes seconds is one miss like any other: the pause does not jump to it."""
+    first = FirstPoll(0.01)
+    first.learn(False)
+    assert first.pause_s == pytest.approx(0.01 + FIRST_POLL_HITS * channel_module.FIRST_POLL_STEP_S)
+
+
+# -- the waiting function -------------------------------------------------------------------
+
+
+def command() -> Command:
+    return Command(
+        command_id="c",
+        account_id=1,
+        charger_id=2,
+        ocpp_id="CP",
+        ocpp_version=OcppVersion.V16,
+        action=CommandAction.RESERVE_NOW,
+        payload={},
+        instance_id="i",
+        session_id="s",
+        created_at=NOW,
+        deadline=NOW + timedelta(seconds=20),
+        request_hash="h",
+    )
+
+
+class Ledger:
+    """Answers the reads in order: ``None`` = not yet, an exception = a failed read, else the outcome's command."""
+
+    def __init__(self, *reads: Any) -> None:
+        self.reads = list(reads)
+
+    def get(self, _command_id: str) -> Command | None:
+        read = self.reads.pop(0)
+        if isinstance(read, Exception):
+            raise read
+        return read  # type: ignore[no-any-return]
+
+
+def answered() -> Command:
+    outcome = CommandOutcome(
+        kind=OutcomeKind.RESULT, payload={"status": "Accepted"}, completed_at=NOW, completed_by="i"
+    )
+    return command().model_copy(update={"outcome": outcome})
+
+
+def waiting(*reads: Any) -> tuple[CommandChannel, list[float]]:
+    slept: list[float] = []
+    channel = CommandChannel(
+        Ledger(*reads),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        ChannelSettings(),
+        clock=lambda: NOW,
+        sleep=slept.append,
+    )
+    return channel, slept
+
+
+def test_a_hit_shortens_the_next_wait_and_a_miss_reads_again_5_ms_later() -> None:
+    channel, slept = waiting(answered(), None, None, answered())
+    start = channel.first_poll.pause_s
+    assert channel.wait(command()).kind is OutcomeKind.RESULT
+    shorter = channel.first_poll.pause_s
+    assert shorter < start
+    channel.wait(command())
+    assert slept == [start, shorter, POLL_SCHEDULE_S[1], POLL_SCHEDULE_S[2]]
+    assert channel.first_poll.pause_s > shorter
+
+
+def test_a_command_queued_by_another_request_teaches_nothing() -> None:
+    """A retry that found its command already on its way waits the learnt pause but learns nothing from it."""
+    channel, slept = waiting(answered(), None, answered())
+    start = channel.first_poll.pause_s
+    channel.wait(command(), sent_now=False)
+    channel.wait(command(), sent_now=False)
+    assert channel.first_poll.pause_s == start
+    assert slept[0] == start
+
+
+def test_a_failed_first_read_teaches_nothing() -> None:
+    channel, _ = waiting(DependencyUnavailable("hiccup"), answered())
+    start = channel.first_poll.pause_s
+    assert channel.wait(command()).kind is OutcomeKind.RESULT
+    assert channel.first_poll.pause_s == start
+
+
+def test_learning_switched_off_keeps_the_fixed_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(channel_module, "LEARN_FIRST_POLL", False)
+    channel, slept = waiting(answered(), answered())
+    channel.first_poll.pause_s = 0.007
+    channel.wait(command())
+    channel.wait(command())
+    assert slept == [POLL_SCHEDULE_S[0], POLL_SCHEDULE_S[0]]
+    assert channel.first_poll.pause_s == 0.007
