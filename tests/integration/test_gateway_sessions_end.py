@@ -8,25 +8,23 @@ service as the API function runs it (issue "Every answer true under faults", def
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse
+from fixtures.aws_faults import answer_with
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
 
 from evreserve.aws import dynamodb_client
-from evreserve.awsjson import JsonClient
-from evreserve.awsjson.client import Answer
 from evreserve.errors import DependencyUnavailable, IdempotencyConflict
 from evreserve.models import ApiKey, OcppVersion, utcnow
 from evreserve.requests import ChargerChanges, NewCharger, NewPort, ReserveRequest
 from evreserve.services.bootstrap import build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import CoreSettings
+from evreserve.storage.live import CONFLICT_PAUSES_S
 from evreserve.storage.registry import RegistryStore
 from evreserve_gateway import GatewaySettings
 from evreserve_lambda.http import status_of
@@ -86,55 +84,22 @@ async def test_a_password_change_or_deletion_closes_the_live_session(
         await wait_until(lambda: not holder.holds(charger.ocpp_id), 5, what="the session to be let go")
 
 
-def _answer_with(client: Any, operation: str, code: str, times: int) -> list[int]:
-    """Make the client's next ``times`` calls of ``operation`` come back as DynamoDB's error ``code``
-    (a 400 on the wire, as DynamoDB sends it); the list counts the calls answered so."""
-    answered: list[int] = []
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
-    if isinstance(client, JsonClient):
-        send = client._send
-
-        def answer(request: bytes, target: str) -> Answer:
-            if not target.endswith(f".{operation}") or len(answered) >= times:
-                return send(request, target)
-            answered.append(1)
-            return Answer(400, body, "injected", None, None)
-
-        client._send = answer  # type: ignore[method-assign]
-        return answered
-
-    def respond(request: Any, **_kwargs: Any) -> Any:
-        if len(answered) >= times:
-            return None
-        answered.append(1)
-        return AWSResponse(request.url, 400, {"x-amzn-ErrorType": code}, _Raw(body))
-
-    client.wrapped.meta.events.register(f"before-send.dynamodb.{operation}", respond)
-    return answered
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Any:
-        yield self._body
-
-
 @pytest.mark.parametrize("aws_client", ["awsjson", "botocore"])
 async def test_a_transaction_conflict_on_registration_is_try_again_later(
     start_gateway, seed_charger, registry, aws_client: str
 ):
     """Defect 6: DynamoDB answers the connection's registration with TransactionConflictException (the
-    charger's item is in a transaction): the charger is asked to come back (1013), not crashed with 1011;
-    its next attempt connects. With either AWS client (AWS_CLIENT)."""
+    charger's item is in a transaction) past the writes again (``CONFLICT_PAUSES_S``): the charger is
+    asked to come back (1013), not crashed with 1011; its next attempt connects. With either AWS client
+    (AWS_CLIENT). One conflict alone is written again and connects (``test_warm_charger``)."""
+    conflicts = len(CONFLICT_PAUSES_S) + 1
     dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0, aws_client=aws_client))
-    answered = _answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
+    answered = answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=conflicts)
     gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
     charger = seed_charger()
     async with charger_session(gateway, charger) as first:
         assert await closed(first) == 1013
-    assert answered == [1]
+    assert answered == [1] * conflicts
     async with charger_session(gateway, charger):
         await wait_held(gateway, charger, registry)
 
@@ -144,7 +109,7 @@ def test_a_cancelled_registry_transaction_is_503_not_500(local_aws, aws_client: 
     """Defect 6: registering a charger (one transaction) that DynamoDB cancels for a conflicting
     transaction is SERVICE_UNAVAILABLE (503, retry), not an unhandled error (500). With either AWS client."""
     dynamodb = dynamodb_client(CoreSettings(aws_client=aws_client))  # type: ignore[call-arg]
-    _answer_with(dynamodb, "TransactWriteItems", "TransactionCanceledException", times=1)
+    answer_with(dynamodb, "TransactWriteItems", "TransactionCanceledException", times=1)
     services = build_services(CoreSettings(), dynamodb=dynamodb)  # type: ignore[call-arg]
     owner = owner_of(424242)
     request = NewCharger(ocpp_id=f"TX-{os.urandom(4).hex()}", ports=(NewPort(port_number=1),), password="p" * 20)

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from fixtures.aws_faults import answer_with
 from fixtures.gateway_fixtures import Behaviour, charger_session, wait_held, wait_until
+from ocpp.v16 import call as call16
 
+from evreserve.aws import dynamodb_client
 from evreserve.errors import ChargerOffline, NotFound
-from evreserve.models import Charger, OcppVersion, utcnow
+from evreserve.models import Charger, OcppVersion, ReservationState, utcnow
 from evreserve.requests import CancelRequest, ReserveRequest
 from evreserve.services.bootstrap import Services, build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import CoreSettings
 from evreserve.storage.registry import RegistryStore
+from evreserve.storage.reservations import ReservationStore
+from evreserve_gateway import GatewaySettings
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +122,49 @@ async def test_a_deleted_charger_is_404_though_remembered(
             with pytest.raises(NotFound):
                 await asyncio.to_thread(reserve, services, charger, 22, by_port)
     assert [a for a, _ in behaviour.received] == ["ReserveNow"]
+
+
+@pytest.mark.parametrize("aws_client", ["awsjson", "botocore"])
+async def test_a_status_report_meeting_a_commands_transaction_is_stored(
+    start_gateway: Any,
+    seed_charger: Any,
+    seed_reservation: Any,
+    registry: RegistryStore,
+    reservation_store: ReservationStore,
+    aws_client: str,
+) -> None:
+    """The command's transaction checks the charger item, and DynamoDB rejects a plain write to an item
+    inside an ongoing transaction (TransactionConflictException). The gateway's StatusNotification write
+    that meets one is written again: the status is stored and ends the reservation it ends, not dropped."""
+    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0, aws_client=aws_client))
+    gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
+    charger = seed_charger()
+    reservation = seed_reservation(charger, 1)
+    async with charger_session(gateway, charger) as cp:
+        await wait_held(gateway, charger, registry)
+        answered = answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
+        await cp.call(call16.StatusNotification(connector_id=1, error_code="GroundFailure", status="Faulted"))
+
+        def removed() -> bool:
+            stored = reservation_store.get(charger.account_id, reservation.reservation_id)
+            return stored is not None and stored.state is ReservationState.REMOVED
+
+        await wait_until(removed, 5, what="the reservation ended by the Faulted port")
+    assert answered == [1]
+    port = registry.get_charger(charger.id).port_by_number(1)  # type: ignore[union-attr]
+    assert port is not None and port.ocpp_status is not None and port.ocpp_status.status == "Faulted"
+
+
+async def test_a_connection_meeting_a_commands_transaction_connects(
+    start_gateway: Any, seed_charger: Any, registry: RegistryStore
+) -> None:
+    """The same for the connection's registration: one conflict is written again and the charger is held,
+    not sent away to come back later."""
+    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0))
+    answered = answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
+    gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
+    charger = seed_charger()
+    async with charger_session(gateway, charger) as session:
+        await wait_held(gateway, charger, registry)
+        assert session._connection.close_code is None
+    assert answered == [1]

@@ -7,11 +7,12 @@ older connection (or a dead instance's leftovers) can never overwrite a newer on
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
-from ..aws import ClientError, unavailable_on_transport_errors
-from ..errors import NotFound, StaleWrite
+from ..aws import ClientError, error_code, unavailable_on_transport_errors
+from ..errors import DependencyUnavailable, NotFound, StaleWrite
 from ..models import BootInfo, Connection, ConnectionState, OcppStatus
 from ..resources import BY_INSTANCE, CONNECTED_TO
 from . import keys
@@ -25,12 +26,42 @@ def epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+#: Pauses before writing again a live update that met a transaction on the charger item.
+#: A reserve or cancel checks the charger item inside its command's transaction
+#: (``RegistryStore.unchanged_request``), and DynamoDB rejects a plain write to an item an
+#: ongoing transaction holds (TransactionConflictException) for the few milliseconds it
+#: lasts. Each write below is conditional on what it replaces, so writing it again is safe.
+CONFLICT_PAUSES_S = (0.02, 0.05, 0.1, 0.2)
+
+
+def _met_a_transaction(error: DependencyUnavailable) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and error_code(cause) == "TransactionConflictException"
+
+
 class LiveChargerState(RegistryTable):
-    def _update(self, key: dict[str, Any], expression: str, condition: str, **kwargs: Any) -> dict[str, Any]:
-        with unavailable_on_transport_errors(self.service):
-            answer = self._client.update_item(
-                TableName=self._table, Key=key, UpdateExpression=expression, ConditionExpression=condition, **kwargs
-            )
+    def _update(
+        self, key: dict[str, Any], expression: str, condition: str, *, again: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem; met a transaction, written again after ``CONFLICT_PAUSES_S``
+        (``again=False``: the caller answers that itself). Runs off the gateway's event loop."""
+        pauses = iter(CONFLICT_PAUSES_S if again else ())
+        while True:
+            try:
+                with unavailable_on_transport_errors(self.service):
+                    answer = self._client.update_item(
+                        TableName=self._table,
+                        Key=key,
+                        UpdateExpression=expression,
+                        ConditionExpression=condition,
+                        **kwargs,
+                    )
+                break
+            except DependencyUnavailable as error:
+                pause = next(pauses, None)
+                if pause is None or not _met_a_transaction(error):
+                    raise
+                time.sleep(pause)
         attributes: dict[str, Any] = answer.get("Attributes") or {}
         return attributes
 
