@@ -29,7 +29,8 @@ from api_harness import (
     start_stack,
 )
 
-from evreserve.errors import ChargerOffline, NotFound
+from evreserve.aws import ClientError
+from evreserve.errors import ChargerOffline, DependencyUnavailable, NotFound
 from evreserve.models import Charger, Connection, ConnectionState, OcppVersion, Port, ReserveStatus
 from evreserve.requests import CancelRequest, ChargerChanges, NewPort
 from evreserve.services.memory import ChargerCache, PortCache
@@ -282,3 +283,61 @@ def test_charger_cache_keeps_the_most_recently_used():
     cache.put(first)
     cache.put(second)
     assert (cache.get(1), cache.get(2), len(cache)) == (None, second, 1)
+
+
+def test_a_queue_that_came_back_under_another_url_is_followed(stack: Stack):
+    """The gateway writes its held connections again, same session, when its queue is created anew under
+    another URL: the remembered queue fails the check and the command goes to the new one."""
+    reserve(stack, OWNER, reservation_id=1)
+    registry = stack.services.registry
+    held = registry.get_charger(CHARGER_ID).connection  # type: ignore[union-attr]
+    assert held is not None
+    moved = "http://sqs.local/000000000000/evreserve-gw-i1-again"
+    registry.register_connection(CHARGER_ID, held.model_copy(update={"queue_url": moved}))
+    urls: list[str] = []
+    send = stack.gateway.send_message
+
+    def recording(QueueUrl: str, MessageBody: str) -> dict[str, Any]:
+        urls.append(QueueUrl)
+        return send(QueueUrl=QueueUrl, MessageBody=MessageBody)
+
+    stack.gateway.send_message = recording  # type: ignore[method-assign]
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert urls == [moved]
+
+
+def test_a_failed_send_forgets_the_charger(stack: Stack, reads: list[str]):
+    """SQS refusing the remembered queue: 503 for this request, and the next one reads the charger again."""
+    reserve(stack, OWNER, reservation_id=1)
+    send = stack.gateway.send_message
+
+    def gone(QueueUrl: str, MessageBody: str) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue"}}, "SendMessage")
+
+    stack.gateway.send_message = gone  # type: ignore[method-assign]
+    with pytest.raises(DependencyUnavailable):
+        reserve(stack, OWNER, reservation_id=2)
+    stack.gateway.send_message = send  # type: ignore[method-assign]
+    reads.clear()
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert [k for k in reads if k.startswith("CHARGER#")] == [f"CHARGER#{CHARGER_ID}"]
+
+
+@pytest.mark.parametrize("change", ["deleted", "offline"])
+def test_a_retry_on_a_charger_changed_since_answers_as_a_cold_instance(stack: Stack, change: str):
+    """The same request again (its command recorded and answered) after the charger was deleted or went
+    offline: the remembered charger's failed check stands before the recorded command, so the warm instance
+    answers 404 / 409 as a cold one reads it, and sends nothing."""
+    request = ReserveRequest.model_validate(
+        {"portId": PORT_ID, "expiryDate": future(), "idTag": "RFID001", "reservationId": 7}
+    ).to_domain()
+    service = stack.services.reservations
+    assert service.reserve(OWNER, request, "order-1") is ReserveStatus.ACCEPTED
+    if change == "deleted":
+        stack.services.chargers.delete(OWNER, CHARGER_ID)
+    else:
+        stack.services.registry.register_disconnection(CHARGER_ID, f"s-{CHARGER_ID}", datetime.now(UTC))
+    sent = len(stack.gateway.sent)
+    with pytest.raises(NotFound if change == "deleted" else ChargerOffline):
+        service.reserve(OWNER, request, "order-1")
+    assert len(stack.gateway.sent) == sent

@@ -59,6 +59,8 @@ FIRST_POLL_HITS = 0.85
 FIRST_POLL_STEP_S = 0.002
 #: The learnt first pause stays within these.
 FIRST_POLL_BOUNDS_S = (0.005, 0.25)
+#: A first read that missed teaches only if the outcome turned up within this after it.
+FIRST_POLL_WINDOW_S = 0.05
 
 
 class FirstPoll:
@@ -71,7 +73,15 @@ class FirstPoll:
     of the landing times (stochastic quantile tracking): each first read that finds the
     outcome shortens it by ``(1 - FIRST_POLL_HITS) * FIRST_POLL_STEP_S``, each that misses
     lengthens it by ``FIRST_POLL_HITS * FIRST_POLL_STEP_S``, so it settles where one first
-    read in seven misses. A slow charger moves it one step, never by its own delay.
+    read in seven misses.
+
+    A miss teaches only when the outcome turned up within ``FIRST_POLL_WINDOW_S`` after
+    it: one that came much later is a slow charger (a mobile network's 0.5-2 s, a
+    timeout), which says nothing about when the pipeline delivers. Counting those, a
+    fleet where more than one charger in seven is slow would drag the pause into the slow
+    ones' range and delay every fast charger's answer with it. An outcome landing later
+    than the pause plus the window never teaches, so the pause is never worse than the
+    fixed one it started from.
 
     Shared by the threads of one process (the local API): a lost update between two
     threads only drops one step.
@@ -80,7 +90,12 @@ class FirstPoll:
     def __init__(self, initial_s: float) -> None:
         self.pause_s = initial_s
 
-    def learn(self, found: bool) -> None:
+    def learn(self, found_after_s: float | None) -> None:
+        """``0``: the first read found the outcome; ``t``: a later read, ``t`` s after the first;
+        ``None``: not found (a timeout)."""
+        if found_after_s is None or found_after_s > FIRST_POLL_WINDOW_S:
+            return
+        found = found_after_s <= 0
         step = -(1 - FIRST_POLL_HITS) * FIRST_POLL_STEP_S if found else FIRST_POLL_HITS * FIRST_POLL_STEP_S
         low, high = FIRST_POLL_BOUNDS_S
         self.pause_s = min(high, max(low, self.pause_s + step))
@@ -195,17 +210,19 @@ class CommandChannel:
         also: Sequence[dict[str, Any]] = (),
         on_conflict: Callable[[int], DomainError] | None = None,
         keep_s: int | None = None,
+        checks: int = 0,
     ) -> Submitted:
         """Create the command record (``CommandLedger.create``), kept for the idempotency window.
 
         ``keep_s``: at least this long after the deadline (an ``Idempotency-Key``'s 24 h).
+        ``checks``: how many leading items of ``also`` are checks (``CommandLedger.create``).
         """
         now = self._clock()
         keep = max(self._settings.idempotency_window_s, keep_s or 0)
         ttl = int((command.deadline + timedelta(seconds=keep)).timestamp())
         count = ratelimit.due()
         if count is None:
-            return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict)
+            return self._ledger.create(command, now=now, ttl=ttl, also=also, on_conflict=on_conflict, checks=checks)
         # The request's rate count rides this transaction (evreserve.storage.ratelimit).
         counts, refused = count.counts()
 
@@ -217,7 +234,9 @@ class CommandChannel:
                 return DependencyUnavailable("could not record the command", items=[index + 1])
             return on_conflict(index)
 
-        submitted = self._ledger.create(command, now=now, ttl=ttl, also=[*also, *counts], on_conflict=conflict)
+        submitted = self._ledger.create(
+            command, now=now, ttl=ttl, also=[*also, *counts], on_conflict=conflict, checks=checks
+        )
         if submitted.created:
             count.counted = True
         elif submitted.command.outcome is None:
@@ -254,9 +273,10 @@ class CommandChannel:
         somewhere along its way already.
         """
         give_up_at = command.deadline + timedelta(seconds=self._settings.command_grace_s)
-        learn = sent_now and LEARN_FIRST_POLL
         pause = self.first_poll.pause_s if LEARN_FIRST_POLL else POLL_SCHEDULE_S[0]
         later = iter(POLL_SCHEDULE_S[1:])
+        #: Seconds slept since the first read; ``None`` once nothing is left to learn.
+        since_first: float | None = None
         first = True
         while True:
             now = self._clock()
@@ -267,19 +287,23 @@ class CommandChannel:
                 )
             if not first:
                 pause = next(later, POLL_SCHEDULE_S[-1])
-            self._sleep(max(0.0, min(pause, (give_up_at - now).total_seconds())))
+            slept = max(0.0, min(pause, (give_up_at - now).total_seconds()))
+            self._sleep(slept)
+            if since_first is not None and not first:
+                since_first += slept
             try:
                 current = self._ledger.get(command.command_id)
             except DependencyUnavailable:
                 # A read that failed says nothing of the charger: keep polling until the
                 # deadline and grace, rather than answer 503 for a command that may be
-                # answered a moment later (a short DynamoDB hiccup). Nor of the timing.
+                # answered a moment later (a short DynamoDB hiccup). A failed first read
+                # says nothing of the timing either.
                 first = False
                 continue
-            found = current is not None and current.outcome is not None
-            if first and learn:
-                self.first_poll.learn(found)
+            if first and sent_now and LEARN_FIRST_POLL:
+                since_first = 0.0
             first = False
-            if found:
-                assert current is not None and current.outcome is not None
+            if current is not None and current.outcome is not None:
+                if since_first is not None:
+                    self.first_poll.learn(since_first)
                 return current.outcome

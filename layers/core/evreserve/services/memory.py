@@ -161,6 +161,10 @@ class ChargerLookup:
             return None
         return charger, port, remembered
 
+    def forget(self, charger_id: int) -> None:
+        """Read the charger again next time: its command went nowhere or got no answer."""
+        self._chargers.drop(charger_id)
+
     def unchanged(self, charger: Charger, remembered: bool) -> list[dict[str, Any]]:
         """The transaction items that confirm a remembered charger (none for one read just now)."""
         return [self._registry.unchanged_request(charger)] if remembered else []

@@ -172,8 +172,16 @@ class ReservationService:
             if command.outcome is not None:
                 return command.outcome
             if submitted.created:
-                self._channel.send(command, queue_url)
-            return self._channel.wait(command, sent_now=submitted.created)
+                try:
+                    self._channel.send(command, queue_url)
+                except Exception:
+                    # The remembered queue may be gone: the next request reads the charger again.
+                    self._lookup.forget(command.charger_id)
+                    raise
+            outcome = self._channel.wait(command, sent_now=submitted.created)
+            if outcome.kind in NO_ANSWER:
+                self._lookup.forget(command.charger_id)
+            return outcome
         raise DependencyUnavailable("This request was repeated too often in a short time; wait and retry")
 
     def _replay_over(self, outcome: CommandOutcome, replay_s: int) -> bool:
@@ -265,7 +273,11 @@ class ReservationService:
                 )
 
             return self._channel.submit(
-                command, also=[*checks, put, budget], on_conflict=conflict, keep_s=identity.replay_s
+                command,
+                also=[*checks, put, budget],
+                on_conflict=conflict,
+                keep_s=identity.replay_s,
+                checks=len(checks),
             )
 
         def superseded(command: Command) -> bool:
@@ -314,7 +326,9 @@ class ReservationService:
             def conflict(index: int) -> DomainError:
                 return _ChargerChanged("the charger changed since it was read") if index < len(checks) else too_many()
 
-            return self._channel.submit(command, also=[*checks, budget], on_conflict=conflict, keep_s=identity.replay_s)
+            return self._channel.submit(
+                command, also=[*checks, budget], on_conflict=conflict, keep_s=identity.replay_s, checks=len(checks)
+            )
 
         def superseded(command: Command) -> bool:
             assert command.outcome is not None

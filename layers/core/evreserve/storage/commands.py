@@ -122,17 +122,23 @@ class CommandLedger(DynamoStore):
         ttl: int,
         also: Sequence[dict[str, Any]] = (),
         on_conflict: Callable[[int], DomainError] | None = None,
+        checks: int = 0,
     ) -> Submitted:
         """Create the command record together with ``also`` (transaction items).
 
         If a record for the same request already exists, that one is returned
         (``created=False``). ``on_conflict(i)`` turns a failed condition of ``also[i]``
-        into the domain error to raise.
+        into the domain error to raise. The first ``checks`` items of ``also`` check what
+        the request rests on (a remembered charger): their failure stands before an
+        existing record, as a read before the transaction would have.
         """
         items = [self._put_request(command, ttl, now), *also]
         try:
             transact(self._client, items, self.service)
         except ConditionsFailed as failure:
+            failed_checks = [i for i in failure.items if 1 <= i <= checks]
+            if failed_checks and on_conflict is not None:
+                raise on_conflict(min(failed_checks) - 1) from failure
             if 0 in failure.items:
                 existing = self.get(command.command_id)
                 if existing is None:

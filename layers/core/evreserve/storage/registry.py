@@ -64,8 +64,10 @@ class RegistryStore(LiveChargerState):
         """A transaction ``ConditionCheck`` that ``charger`` (a connected one, as read) still stands.
 
         Its registry fields (``updatedAt``: ``update_charger`` moves it with every change,
-        ``delete_charger`` takes it away) and its live connection (the same session, still
-        connected) are what a command to it relies on; port status and boot info are not.
+        ``delete_charger`` takes it away) and its live connection (the same session on the
+        same instance and queue, still connected: an instance whose queue came back under
+        another URL registers its sessions again with it) are what a command to it relies
+        on; port status and boot info are not.
         It lets a warm API function skip the charger's read and still never send a command
         on a charger that changed since.
         """
@@ -74,11 +76,20 @@ class RegistryStore(LiveChargerState):
             "ConditionCheck": {
                 "TableName": self._table,
                 "Key": keys.charger(charger.id),
-                "ConditionExpression": "#u = :u AND #c.#s = :s AND #c.#st = :connected",
-                "ExpressionAttributeNames": {"#u": "updatedAt", "#c": "connection", "#s": "sessionId", "#st": "state"},
+                "ConditionExpression": "#u = :u AND #c.#s = :s AND #c.#i = :i AND #c.#q = :q AND #c.#st = :connected",
+                "ExpressionAttributeNames": {
+                    "#u": "updatedAt",
+                    "#c": "connection",
+                    "#s": "sessionId",
+                    "#i": "instanceId",
+                    "#q": "queueUrl",
+                    "#st": "state",
+                },
                 "ExpressionAttributeValues": {
                     ":u": {"S": iso(charger.updated_at)},
                     ":s": {"S": charger.connection.session_id},
+                    ":i": {"S": charger.connection.instance_id},
+                    ":q": {"S": charger.connection.queue_url},
                     ":connected": {"S": ConnectionState.CONNECTED.value},
                 },
             }
