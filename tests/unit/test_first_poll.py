@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,15 +56,16 @@ def test_the_first_pause_settles_at_the_quantile_of_the_landing_times() -> None:
     """From the cold 20 ms it comes down to where ~85% of outcomes are stored by the first read."""
     first = FirstPoll(0.02)
     missed = run(first, landing_times(4000))
-    assert first.pause_s == pytest.approx(0.006 + 0.006 * FIRST_POLL_HITS, abs=0.002)
+    assert first.pause_s == pytest.approx(0.006 + 0.006 * FIRST_POLL_HITS, rel=0.25)
     assert 0.08 <= missed <= 0.22
 
 
-def test_it_follows_a_deployment_where_outcomes_land_later() -> None:
-    """Outcomes at 55-65 ms (a slower storage or queue): the pause grows to them."""
+def test_it_never_reads_later_than_a_cold_instance() -> None:
+    """Outcomes at 55-65 ms (a slower storage or queue, or load): the first read stays at the cold 20 ms and
+    the dense later reads find the outcome, rather than one read late at their 85th percentile."""
     first = FirstPoll(0.02)
     run(first, landing_times(2000, 0.055, 0.065))
-    assert 0.055 <= first.pause_s <= 0.066
+    assert first.pause_s == FIRST_POLL_BOUNDS_S[1] == POLL_SCHEDULE_S[0]
 
 
 def test_slow_chargers_in_the_fleet_do_not_drag_it_into_their_range() -> None:
@@ -73,7 +75,14 @@ def test_slow_chargers_in_the_fleet_do_not_drag_it_into_their_range() -> None:
     mixed = [slow[i] if i % 3 == 0 else fast[i] for i in range(3000)]
     first = FirstPoll(0.02)
     run(first, mixed)
-    assert first.pause_s == pytest.approx(0.006 + 0.006 * FIRST_POLL_HITS, abs=0.002)
+    assert first.pause_s == pytest.approx(0.006 + 0.006 * FIRST_POLL_HITS, rel=0.25)
+
+
+def test_after_a_slow_spell_it_comes_back_within_dozens_of_requests() -> None:
+    """A burst of load pushed it to 20 ms; back to outcomes at 6-12 ms, it returns near them in ~40 requests."""
+    first = FirstPoll(0.02)
+    run(first, landing_times(40))
+    assert first.pause_s < 0.013
 
 
 def test_the_pause_stays_within_its_bounds() -> None:
@@ -92,7 +101,7 @@ def test_an_outcome_long_after_the_first_read_or_none_teaches_nothing() -> None:
     first.learn(None)
     assert first.pause_s == 0.01
     first.learn(FIRST_POLL_WINDOW_S)
-    assert first.pause_s == pytest.approx(0.01 + FIRST_POLL_HITS * channel_module.FIRST_POLL_STEP_S)
+    assert first.pause_s == pytest.approx(0.01 * math.exp(FIRST_POLL_HITS * channel_module.FIRST_POLL_STEP))
 
 
 # -- the waiting function -------------------------------------------------------------------
