@@ -13,8 +13,9 @@ from fixtures.channel import execute
 
 from evreserve.aws import dynamodb_client, sqs_client
 from evreserve.channel import CommandChannel, CommandEnvelope
-from evreserve.errors import DependencyUnavailable, IdempotencyConflict, StaleWrite
+from evreserve.errors import DependencyUnavailable, IdempotencyConflict, NotFound, StaleWrite
 from evreserve.models import (
+    BootInfo,
     Charger,
     Command,
     CommandAction,
@@ -227,6 +228,33 @@ def test_stale_connection_cannot_overwrite_newer_one(settings):
     assert registry.register_disconnection(charger_id, "new", utcnow())
     charger = registry.get_charger(charger_id)
     assert charger is not None and not charger.is_connected
+
+
+def test_an_older_boot_never_overwrites_a_newer_one(settings):
+    """A boot written again after a transaction conflict may arrive after a newer boot: it is not stored
+    over it; on a charger that is gone it is NotFound."""
+    registry = RegistryStore(dynamodb_client(settings), settings.registry_table)
+    charger_id = registry.next_id("charger")
+    now = utcnow()
+    registry.create_charger(
+        Charger(
+            id=charger_id,
+            account_id=1,
+            ocpp_id=f"CP-{os.urandom(4).hex()}",
+            ports=(Port(id=registry.next_id("port"), port_number=1),),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    registry.record_boot(charger_id, BootInfo(firmware_version="2.0", timestamp=now))
+    registry.record_boot(charger_id, BootInfo(firmware_version="1.0", timestamp=now - timedelta(seconds=1)))
+    stored = registry.get_charger(charger_id)
+    assert stored is not None and stored.boot is not None and stored.boot.firmware_version == "2.0"
+    registry.record_boot(charger_id, BootInfo(firmware_version="3.0", timestamp=now + timedelta(seconds=1)))
+    stored = registry.get_charger(charger_id)
+    assert stored is not None and stored.boot is not None and stored.boot.firmware_version == "3.0"
+    with pytest.raises(NotFound):
+        registry.record_boot(registry.next_id("charger"), BootInfo(timestamp=now))
 
 
 def _closed_port() -> int:

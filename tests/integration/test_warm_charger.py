@@ -153,18 +153,3 @@ async def test_a_status_report_meeting_a_commands_transaction_is_stored(
     assert answered == [1]
     port = registry.get_charger(charger.id).port_by_number(1)  # type: ignore[union-attr]
     assert port is not None and port.ocpp_status is not None and port.ocpp_status.status == "Faulted"
-
-
-async def test_a_connection_meeting_a_commands_transaction_connects(
-    start_gateway: Any, seed_charger: Any, registry: RegistryStore
-) -> None:
-    """The same for the connection's registration: one conflict is written again and the charger is held,
-    not sent away to come back later."""
-    dynamodb = dynamodb_client(GatewaySettings(aws_read_timeout_s=5.0))
-    answered = answer_with(dynamodb, "UpdateItem", "TransactionConflictException", times=1)
-    gateway = await start_gateway(inject=lambda deps: replace(deps, registry=RegistryStore(dynamodb, registry.table)))
-    charger = seed_charger()
-    async with charger_session(gateway, charger) as session:
-        await wait_held(gateway, charger, registry)
-        assert session._connection.close_code is None
-    assert answered == [1]

@@ -35,6 +35,7 @@ from evreserve.models import Charger, Connection, ConnectionState, OcppVersion, 
 from evreserve.requests import CancelRequest, ChargerChanges, NewPort
 from evreserve.services.memory import ChargerCache, PortCache
 from evreserve.services.principal import Principal
+from evreserve.storage import commands as commands_module
 from evreserve_lambda.schemas import ChargerCreate, PortInput, ReserveRequest
 
 OWNER = Principal(key_id="acct", account_id=ACCOUNT_ID)
@@ -341,3 +342,27 @@ def test_a_retry_on_a_charger_changed_since_answers_as_a_cold_instance(stack: St
     with pytest.raises(NotFound if change == "deleted" else ChargerOffline):
         service.reserve(OWNER, request, "order-1")
     assert len(stack.gateway.sent) == sent
+
+
+def test_a_charger_being_changed_meanwhile_is_read_again_not_503(
+    stack: Stack, reads: list[str], monkeypatch: pytest.MonkeyPatch
+):
+    """The check's item inside another transaction (an update of the charger being written): DynamoDB cancels
+    the command's transaction with TransactionConflict at the check; the request reads the charger again and
+    goes on, instead of answering 503."""
+    reserve(stack, OWNER, reservation_id=1)
+    real = commands_module.transact
+    cancelled: list[list[str]] = []
+
+    def conflict_once(client: Any, items: list[dict[str, Any]], service: str = "DynamoDB") -> None:
+        if not cancelled and any("ConditionCheck" in item for item in items):
+            reasons = ["TransactionConflict" if "ConditionCheck" in item else "None" for item in items]
+            cancelled.append(reasons)
+            raise DependencyUnavailable("DynamoDB cancelled the transaction", service=service, reasons=reasons)
+        real(client, items, service)
+
+    monkeypatch.setattr(commands_module, "transact", conflict_once)
+    reads.clear()
+    assert reserve(stack, OWNER, reservation_id=2) is ReserveStatus.ACCEPTED
+    assert cancelled == [["None", "TransactionConflict", "None", "None"]]
+    assert [k for k in reads if k.startswith("CHARGER#")] == [f"CHARGER#{CHARGER_ID}"]

@@ -129,12 +129,21 @@ class CommandLedger(DynamoStore):
         If a record for the same request already exists, that one is returned
         (``created=False``). ``on_conflict(i)`` turns a failed condition of ``also[i]``
         into the domain error to raise. The first ``checks`` items of ``also`` check what
-        the request rests on (a remembered charger): their failure stands before an
-        existing record, as a read before the transaction would have.
+        the request rests on (a remembered charger): their failure, or their item being
+        inside another transaction, stands before an existing record, as a read before
+        the transaction would have.
         """
         items = [self._put_request(command, ttl, now), *also]
         try:
             transact(self._client, items, self.service)
+        except DependencyUnavailable as busy:
+            # A check's item inside another transaction (a change of the charger being
+            # written): the request reads it again, as if the check had failed.
+            reasons = busy.details.get("reasons") or []
+            held = [i for i, reason in enumerate(reasons) if reason == "TransactionConflict" and 1 <= i <= checks]
+            if held and on_conflict is not None:
+                raise on_conflict(min(held) - 1) from busy
+            raise
         except ConditionsFailed as failure:
             failed_checks = [i for i in failure.items if 1 <= i <= checks]
             if failed_checks and on_conflict is not None:

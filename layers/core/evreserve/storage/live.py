@@ -30,7 +30,9 @@ def epoch_ms(value: datetime) -> int:
 #: A reserve or cancel checks the charger item inside its command's transaction
 #: (``RegistryStore.unchanged_request``), and DynamoDB rejects a plain write to an item an
 #: ongoing transaction holds (TransactionConflictException) for the few milliseconds it
-#: lasts. Each write below is conditional on what it replaces, so writing it again is safe.
+#: lasts. Each write made again is conditional on what it replaces (an older status or
+#: boot never overwrites a newer one, a disconnection names its session), so a late second
+#: write cannot undo a newer one; the connection's registration is not made again.
 CONFLICT_PAUSES_S = (0.02, 0.05, 0.1, 0.2)
 
 
@@ -73,6 +75,9 @@ class LiveChargerState(RegistryTable):
         registered, and ``NotFound`` when the charger was deleted meanwhile.
         """
         try:
+            # Not written again on a conflict: the same connection written late could mark a
+            # charger connected after its disconnection was stored. A connecting charger is
+            # asked to come back instead (the gateway's 1013).
             replaced = self._update(
                 keys.charger(charger_id),
                 "SET #c = :c, connectionEpochMs = :e, #to = :i",
@@ -84,6 +89,7 @@ class LiveChargerState(RegistryTable):
                     ":i": {"S": connection.instance_id},
                 },
                 ReturnValues="UPDATED_OLD",
+                again=False,
             )
         except ClientError as exc:
             if not is_condition_failure(exc):
@@ -165,16 +171,20 @@ class LiveChargerState(RegistryTable):
         return True
 
     def record_boot(self, charger_id: int, boot: BootInfo) -> None:
+        """Store a BootNotification; an older one never overwrites a newer one (a write made again
+        after a conflict may come after a newer boot's)."""
         try:
             self._update(
                 keys.charger(charger_id),
                 "SET boot = :b",
-                "attribute_exists(pk)",
-                ExpressionAttributeValues={":b": serialize(boot_data(boot))},
+                "attribute_exists(pk) AND (attribute_not_exists(boot) OR boot.#t <= :t)",
+                ExpressionAttributeNames={"#t": "timestamp"},
+                ExpressionAttributeValues={":b": serialize(boot_data(boot)), ":t": {"S": iso(boot.timestamp)}},
             )
         except ClientError as exc:
             if not is_condition_failure(exc):
                 raise
-            raise NotFound("charger not found", charger_id=charger_id) from exc
+            if self._get(keys.charger(charger_id)) is None:
+                raise NotFound("charger not found", charger_id=charger_id) from exc
 
     # -- the API's reads, listings and changes ---------------------------------------
