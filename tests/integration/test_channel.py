@@ -198,9 +198,8 @@ def test_command_record_carries_a_ttl(settings, ledger):
     assert abs(int(item["ttl"]["N"]) - expected) <= 1
 
 
-def test_stale_connection_cannot_overwrite_newer_one(settings):
-    """A connection registered earlier than the stored one is refused; the older session cannot mark it gone."""
-    registry = RegistryStore(dynamodb_client(settings), settings.registry_table)
+def _new_charger(registry: RegistryStore) -> int:
+    """A charger with one port, registered now; its id."""
     charger_id = registry.next_id("charger")
     now = utcnow()
     registry.create_charger(
@@ -213,6 +212,14 @@ def test_stale_connection_cannot_overwrite_newer_one(settings):
             updated_at=now,
         )
     )
+    return charger_id
+
+
+def test_stale_connection_cannot_overwrite_newer_one(settings):
+    """A connection registered earlier than the stored one is refused; the older session cannot mark it gone."""
+    registry = RegistryStore(dynamodb_client(settings), settings.registry_table)
+    charger_id = _new_charger(registry)
+    now = utcnow()
 
     def connection(session: str, at) -> Connection:
         return Connection(
@@ -234,18 +241,8 @@ def test_an_older_boot_never_overwrites_a_newer_one(settings):
     """A boot written again after a transaction conflict may arrive after a newer boot: it is not stored
     over it; on a charger that is gone it is NotFound."""
     registry = RegistryStore(dynamodb_client(settings), settings.registry_table)
-    charger_id = registry.next_id("charger")
+    charger_id = _new_charger(registry)
     now = utcnow()
-    registry.create_charger(
-        Charger(
-            id=charger_id,
-            account_id=1,
-            ocpp_id=f"CP-{os.urandom(4).hex()}",
-            ports=(Port(id=registry.next_id("port"), port_number=1),),
-            created_at=now,
-            updated_at=now,
-        )
-    )
     registry.record_boot(charger_id, BootInfo(firmware_version="2.0", timestamp=now))
     registry.record_boot(charger_id, BootInfo(firmware_version="1.0", timestamp=now - timedelta(seconds=1)))
     stored = registry.get_charger(charger_id)
