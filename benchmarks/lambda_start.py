@@ -54,9 +54,21 @@ from common import PYTHON, REPO_ROOT, Report, summarize_ms
 
 FUNCTIONS = REPO_ROOT / "functions"
 EVENTS = REPO_ROOT / "events"
+
+
+def deployed_constants() -> dict[str, str]:
+    """The functions' variables template.yaml sets to a constant (``PYDANTIC_DISABLE_PLUGINS``,
+    Powertools' names), so that a cold start here runs with what the deployed one has."""
+    from devstack.template import load_template
+
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: value for name, value in variables.items() if isinstance(value, str) and value}
+
+
 #: An environment in which importing and validating cannot reach AWS: the endpoints are
 #: a closed local port, so an accidental call fails at once instead of waiting.
 ENV = {
+    **deployed_constants(),
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "bench",
