@@ -24,6 +24,7 @@ from evreserve.requests import ChargerChanges, NewCharger, NewPort, ReserveReque
 from evreserve.services.bootstrap import build_services
 from evreserve.services.principal import Principal
 from evreserve.settings import CoreSettings
+from evreserve.storage.base import CONFLICT_RETRIES_S
 from evreserve.storage.registry import RegistryStore
 from evreserve_gateway import GatewaySettings
 from evreserve_lambda.http import status_of
@@ -165,3 +166,39 @@ async def test_an_idempotency_key_replays_its_answer_for_a_day(start_gateway, se
         with pytest.raises(IdempotencyConflict):
             await asyncio.to_thread(services.reservations.reserve, owner, changed, "order-4711")
         assert len(behaviour.received) == 1
+
+
+@pytest.mark.parametrize("conflicts", [len(CONFLICT_RETRIES_S), len(CONFLICT_RETRIES_S) + 1])
+async def test_a_command_meeting_another_transaction_runs_again(
+    start_gateway, seed_charger, registry, conflicts: int
+) -> None:
+    """Commands of one account all count on the account's rate items, and DynamoDB cancels a transaction
+    that meets another one on an item (TransactionConflict). The command's transaction runs again: after as
+    many conflicts as it has pauses the reservation is Accepted; one more is 503, and nothing was sent."""
+    gateway = await start_gateway()
+    charger = seed_charger()
+    dynamodb = dynamodb_client(CoreSettings())  # type: ignore[call-arg]
+    reasons = [{"Code": "None"}, {"Code": "None"}, {"Code": "TransactionConflict"}, {"Code": "None"}]
+    answered = answer_with(
+        dynamodb, "TransactWriteItems", "TransactionCanceledException", conflicts, CancellationReasons=reasons
+    )
+    services = build_services(CoreSettings(), dynamodb=dynamodb)  # type: ignore[call-arg]
+    owner = owner_of(charger.account_id)
+    request = ReserveRequest(
+        port_id=charger.ports[0].id,
+        expiry_date=utcnow() + timedelta(hours=1),
+        id_tag="RFID001",
+        reservation_id=charger.id * 100 + 90,
+    )
+    behaviour = Behaviour()
+    async with charger_session(gateway, charger, OcppVersion.V16, behaviour):
+        await wait_held(gateway, charger, registry)
+        if conflicts <= len(CONFLICT_RETRIES_S):
+            assert await asyncio.to_thread(services.reservations.reserve, owner, request) == "Accepted"
+            assert len(behaviour.received) == 1
+        else:
+            with pytest.raises(DependencyUnavailable) as refused:
+                await asyncio.to_thread(services.reservations.reserve, owner, request)
+            assert status_of(refused.value) == 503
+            assert behaviour.received == []
+    assert answered == [1] * conflicts

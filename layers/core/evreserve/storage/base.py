@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,24 +39,40 @@ class ConditionsFailed(Exception):
         self.items = items
 
 
+#: Pauses (each drawn between half and one and a half of it) before a transaction that
+#: was cancelled only because another one held some of its items runs again. Commands of
+#: one account all count on the account's rate items, so two at once meet there; a
+#: cancelled transaction wrote nothing, so running it again is safe.
+CONFLICT_RETRIES_S = (0.01, 0.03, 0.08)
+
+
 def transact(client: DynamoDBClient, items: list[dict[str, Any]], service: str = "DynamoDB") -> None:
     """Write ``items`` in one transaction: the one place a cancelled transaction is interpreted.
 
-    Failed conditions raise ``ConditionsFailed``; a cancellation for any other reason
-    (a conflicting transaction, throttling) is the table being busy, not the caller's
-    fault: ``DependencyUnavailable``, which a retry may overcome.
+    Failed conditions raise ``ConditionsFailed``. A cancellation only for conflicts with
+    other transactions runs again after ``CONFLICT_RETRIES_S``; past them, and for any
+    other reason (throttling), it is the table being busy, not the caller's fault:
+    ``DependencyUnavailable``, which a retry may overcome.
     """
-    try:
-        with unavailable_on_transport_errors(service):
-            client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-    except ClientError as exc:
-        if error_code(exc) != "TransactionCanceledException":
-            raise
-        reasons = cancellation_reasons(exc)
-        failed = frozenset(i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed")
-        if failed:
-            raise ConditionsFailed(failed) from exc
-        raise DependencyUnavailable(f"{service} cancelled the transaction", service=service, reasons=reasons) from exc
+    pauses = iter(CONFLICT_RETRIES_S)
+    while True:
+        try:
+            with unavailable_on_transport_errors(service):
+                client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            return
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = cancellation_reasons(exc)
+            failed = frozenset(i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed")
+            if failed:
+                raise ConditionsFailed(failed) from exc
+            pause = next(pauses, None) if "TransactionConflict" in reasons else None
+            if pause is None or not set(reasons) <= {"None", "TransactionConflict"}:
+                raise DependencyUnavailable(
+                    f"{service} cancelled the transaction", service=service, reasons=reasons
+                ) from exc
+            time.sleep(pause * random.uniform(0.5, 1.5))
 
 
 class DynamoStore:
