@@ -22,6 +22,7 @@ Contract (version 1):
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -282,9 +283,9 @@ class CommandChannel:
         somewhere along its way already.
         """
         give_up_at = command.deadline + timedelta(seconds=self._settings.command_grace_s)
-        pause = self.first_poll.pause_s if LEARN_FIRST_POLL else POLL_SCHEDULE_S[0]
-        later = iter(POLL_SCHEDULE_S[1:])
-        #: Seconds slept since the first read; ``None`` once nothing is left to learn.
+        first_pause = self.first_poll.pause_s if LEARN_FIRST_POLL else POLL_SCHEDULE_S[0]
+        pauses = itertools.chain([first_pause], POLL_SCHEDULE_S[1:], itertools.repeat(POLL_SCHEDULE_S[-1]))
+        #: Seconds slept since the first read, while that read may still teach ``first_poll``.
         since_first: float | None = None
         first = True
         while True:
@@ -294,11 +295,9 @@ class CommandChannel:
                 return self._ledger.complete(
                     command, CommandOutcome(kind=OutcomeKind.TIMEOUT, completed_at=now, completed_by="api")
                 )
-            if not first:
-                pause = next(later, POLL_SCHEDULE_S[-1])
-            slept = max(0.0, min(pause, (give_up_at - now).total_seconds()))
+            slept = max(0.0, min(next(pauses), (give_up_at - now).total_seconds()))
             self._sleep(slept)
-            if since_first is not None and not first:
+            if since_first is not None:
                 since_first += slept
             try:
                 current = self._ledger.get(command.command_id)

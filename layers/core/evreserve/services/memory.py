@@ -153,10 +153,10 @@ class ChargerLookup:
     ) -> tuple[Charger, Port, bool] | None:
         """The charger with the port on it, or ``None``; a remembered charger without it is read again (a new port)."""
         charger, remembered = self._charger(charger_id, fresh)
-        port = charger.port_by_id(port_id) if charger is not None and charger.account_id == account_id else None
+        port = _port_of(charger, account_id, port_id)
         if port is None and remembered:
             charger, remembered = self._charger(charger_id, fresh=True)
-            port = charger.port_by_id(port_id) if charger is not None and charger.account_id == account_id else None
+            port = _port_of(charger, account_id, port_id)
         if charger is None or port is None:
             return None
         return charger, port, remembered
@@ -168,3 +168,8 @@ class ChargerLookup:
     def unchanged(self, charger: Charger, remembered: bool) -> list[dict[str, Any]]:
         """The transaction items that confirm a remembered charger (none for one read just now)."""
         return [self._registry.unchanged_request(charger)] if remembered else []
+
+
+def _port_of(charger: Charger | None, account_id: int, port_id: int) -> Port | None:
+    """The port on the charger, if the charger is there and still the account's."""
+    return charger.port_by_id(port_id) if charger is not None and charger.account_id == account_id else None

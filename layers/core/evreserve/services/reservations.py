@@ -61,9 +61,20 @@ MAX_GENERATIONS = 8
 class _ChargerChanged(DependencyUnavailable):
     """A remembered charger changed before its command was recorded (nothing was written).
 
-    Caught where the request starts, which reads the charger again; should it ever
-    escape, it is the 503 a retry overcomes.
+    Caught where the request starts (``_afresh_if_changed``), which reads the charger
+    again; should it ever escape, it is the 503 a retry overcomes.
     """
+
+    def __init__(self) -> None:
+        super().__init__("the charger changed since it was read")
+
+
+def _afresh_if_changed[T](run: Callable[[bool], T]) -> T:
+    """``run(fresh=False)``, on remembered chargers; once more from fresh reads if one had changed."""
+    try:
+        return run(False)
+    except _ChargerChanged:
+        return run(True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +202,7 @@ class ReservationService:
     def reserve(
         self, principal: Principal, request: ReserveRequest, idempotency_key: str | None = None
     ) -> ReserveStatus:
-        try:
-            return self._reserve(principal, request, idempotency_key, fresh=False)
-        except _ChargerChanged:
-            return self._reserve(principal, request, idempotency_key, fresh=True)
+        return _afresh_if_changed(lambda fresh: self._reserve(principal, request, idempotency_key, fresh))
 
     def _reserve(
         self, principal: Principal, request: ReserveRequest, idempotency_key: str | None, fresh: bool
@@ -262,7 +270,7 @@ class ReservationService:
             def conflict(index: int) -> DomainError:
                 index -= len(checks)
                 if index < 0:
-                    return _ChargerChanged("the charger changed since it was read")
+                    return _ChargerChanged()
                 if index == 1:
                     return too_many()
                 # Nothing of the reservation that holds the id (its port, its charger) is
@@ -291,10 +299,7 @@ class ReservationService:
         return ocpp_mapping.reserve_status(outcome)
 
     def cancel(self, principal: Principal, request: CancelRequest, idempotency_key: str | None = None) -> CancelStatus:
-        try:
-            return self._cancel(principal, request, idempotency_key, fresh=False)
-        except _ChargerChanged:
-            return self._cancel(principal, request, idempotency_key, fresh=True)
+        return _afresh_if_changed(lambda fresh: self._cancel(principal, request, idempotency_key, fresh))
 
     def _cancel(
         self, principal: Principal, request: CancelRequest, idempotency_key: str | None, fresh: bool
@@ -324,7 +329,7 @@ class ReservationService:
             budget, too_many = self._channel.budget(account_id)
 
             def conflict(index: int) -> DomainError:
-                return _ChargerChanged("the charger changed since it was read") if index < len(checks) else too_many()
+                return _ChargerChanged() if index < len(checks) else too_many()
 
             return self._channel.submit(
                 command, also=[*checks, budget], on_conflict=conflict, keep_s=identity.replay_s, checks=len(checks)
