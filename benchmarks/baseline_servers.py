@@ -1,10 +1,12 @@
 """The Python baselines the gateway is measured against, one per process.
 
     python benchmarks/baseline_servers.py echo  --port 9001 [--uvloop] [--compression]
+    python benchmarks/baseline_servers.py echo-picows --port 9003 [--uvloop]
     python benchmarks/baseline_servers.py naive --port 9002 [--uvloop]
 
 ``echo``: a bare ``websockets`` server sending every frame back: the physical limit of
-this socket library on this event loop. ``naive``: the ``ocpp`` library's own
+this socket library on this event loop. ``echo-picows``: the same echo on picows'
+websockets-compatible server, the library the gateway's frames go through. ``naive``: the ``ocpp`` library's own
 ``ChargePoint`` answering BootNotification, Heartbeat, StatusNotification and
 MeterValues with no storage, written as its README shows (the design a newcomer would
 ship). Both accept any path and any credentials, and exit on SIGTERM or when stdin closes.
@@ -67,12 +69,28 @@ def naive_handler() -> Any:
 async def main(args: argparse.Namespace) -> None:
     # The library logs every frame at INFO; a naive server still would not print them.
     logging.basicConfig(level=logging.WARNING)
-    handler = echo if args.kind == "echo" else naive_handler()
+    handler = echo if args.kind.startswith("echo") else naive_handler()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.buffer.read1(65536) or stop.set())
+    if args.kind == "echo-picows":
+        from picows.websockets import serve as picows_serve
+
+        async with picows_serve(
+            handler,  # type: ignore[arg-type]
+            HOST,
+            args.port,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            compression=None,
+            ping_interval=60,
+            ping_timeout=60,
+            backlog=4096,
+            use_aiofastnet=False,  # as the gateway: the loop's own transports
+        ):
+            await stop.wait()
+        return
     async with serve(
         handler,
         HOST,
@@ -89,7 +107,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["echo", "naive"])
+    parser.add_argument("kind", choices=["echo", "echo-picows", "naive"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--compression", action="store_true", help="offer permessage-deflate (websockets' default)")

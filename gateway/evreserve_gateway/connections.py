@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from evreserve.channel import CloseSession
@@ -38,6 +36,7 @@ from .reports import ChargerReports
 from .settings import GatewaySettings
 from .tokens import TokenCache
 from .traffic import MessageLog
+from .transport import CONNECTION_CLOSED, ChargerSocket
 
 log = logging.getLogger("evreserve_gateway")
 #: The ocpp library's own records for a session go here, with the charger identity.
@@ -52,7 +51,7 @@ class Held:
     account_id: int
     ocpp_id: str
     session_id: str
-    websocket: ServerConnection
+    websocket: ChargerSocket
     session: OcppSession
     #: What was registered for it, to write again after a storage outage.
     connection: Connection | None = None
@@ -70,7 +69,7 @@ class Connections:
         background: Background,
         stopping: asyncio.Event,
         *,
-        admission_of: Callable[[ServerConnection], Admission | None],
+        admission_of: Callable[[ChargerSocket], Admission | None],
         queue_url: Callable[[], str],
         queue: InstanceQueue,
         tokens: TokenCache,
@@ -115,7 +114,7 @@ class Connections:
 
     # -- a charger's connection -----------------------------------------------------------
 
-    async def handle(self, websocket: ServerConnection) -> None:
+    async def handle(self, websocket: ChargerSocket) -> None:
         admission = self._admission_of(websocket)
         if admission is None:  # pragma: no cover - process_request always admits first
             await websocket.close(CloseCode.INTERNAL_ERROR)
@@ -171,7 +170,7 @@ class Connections:
                 )
                 async for frame in websocket:
                     await session.route_message(frame)
-        except ConnectionClosed:
+        except CONNECTION_CLOSED:
             pass
         finally:
             session.close()
@@ -334,6 +333,6 @@ class Connections:
         return True
 
 
-def _peer(websocket: ServerConnection) -> str:
+def _peer(websocket: ChargerSocket) -> str:
     address = websocket.remote_address
     return f"{address[0]}:{address[1]}" if address else "?"

@@ -20,7 +20,6 @@ import logging
 import ssl
 from types import TracebackType
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
@@ -38,6 +37,7 @@ from .protocol import use_inline_validation
 from .settings import GatewaySettings
 from .tokens import TokenCache
 from .traffic import MessageLog
+from .transport import ChargerSocket, Opening, Server, serve
 
 log = logging.getLogger("evreserve_gateway")
 
@@ -103,7 +103,7 @@ class Gateway:
             deps.io,
             self._background,
             self._stopping,
-            admission_of=self._handshake.admission,
+            admission_of=lambda socket: self._handshake.admission(socket.opening),
             queue_url=lambda: self._queue.url,
             queue=deps.queue,
             tokens=TokenCache(
@@ -318,23 +318,21 @@ class Gateway:
             ping_interval=s.gateway_ping_interval_s,
             ping_timeout=s.gateway_ping_timeout_s,
             max_size=s.gateway_max_frame_bytes,
-            compression="deflate" if s.gateway_compression else None,
-            ssl=context,
-            # Past our own handshake budget the charger is answered 503; websockets'
-            # timeout only catches what never reached it (a peer that sends no request).
+            compression=s.gateway_compression,
+            ssl_context=context,
+            # Past our own handshake budget the charger is answered 503; this timeout
+            # only catches what never reached it (a peer that sends no request).
             open_timeout=2 * s.gateway_handshake_timeout_s,
             backlog=LISTEN_BACKLOG,
-            server_header=None,
-            logger=logging.getLogger("websockets.server"),
         )
 
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: Opening, request: Request) -> Response | None:
         response = await self._handshake.process_request(connection, request)
         if response is not None and response.status_code >= 400 and not is_health_check(request):
             self.metrics.refused(response.status_code)
         return response
 
-    async def _handle(self, websocket: ServerConnection) -> None:
+    async def _handle(self, websocket: ChargerSocket) -> None:
         self.metrics.connected()
         try:
             await self._connections.handle(websocket)

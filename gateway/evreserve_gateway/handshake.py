@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_authorization_basic, parse_subprotocol
@@ -41,6 +40,7 @@ from evreserve.storage.registry import RegistryStore
 from .admission import Admission, HandshakeGate, LoginThrottle, address_key, choose_version, identity_from_path
 from .offload import Offload
 from .settings import GatewaySettings
+from .transport import Opening
 
 log = logging.getLogger("evreserve_gateway")
 
@@ -126,13 +126,13 @@ class Handshake:
         #: Password hashes being upgraded after a login (``_upgrade``).
         self._upgrades: set[asyncio.Task[None]] = set()
         self._gate = HandshakeGate(settings.gateway_max_handshakes, settings.gateway_handshake_timeout_s)
-        self._admissions: WeakKeyDictionary[ServerConnection, Admission] = WeakKeyDictionary()
+        self._admissions: WeakKeyDictionary[Opening, Admission] = WeakKeyDictionary()
 
-    def admission(self, connection: ServerConnection) -> Admission | None:
+    def admission(self, connection: Opening) -> Admission | None:
         """What ``process_request`` decided for this connection (once: the handler takes it)."""
         return self._admissions.pop(connection, None)
 
-    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(self, connection: Opening, request: Request) -> Response | None:
         if is_health_check(request):
             return self._health(connection)
         identity = identity_from_path(request.path)
@@ -168,7 +168,7 @@ class Handshake:
             self._gate.leave()
 
     async def _admit(
-        self, connection: ServerConnection, request: Request, identity: str, address: str | None
+        self, connection: Opening, request: Request, identity: str, address: str | None
     ) -> Response | None:
         try:
             charger = await self._io(self._registry.get_charger_by_ocpp_id, identity)
@@ -209,7 +209,7 @@ class Handshake:
 
     # -- the certificate check (security profile 3) ----------------------------------------
 
-    def _certified(self, connection: ServerConnection, charger: Charger) -> bool:
+    def _certified(self, connection: Opening, charger: Charger) -> bool:
         """Whether the TLS client certificate (verified by the handshake: chain, dates) is this charger's."""
         if charger.client_certificate is None:
             return False  # a profile 3 entry without its rule admits nobody
@@ -278,7 +278,7 @@ class Handshake:
 
     # -- answers --------------------------------------------------------------------------
 
-    def _busy(self, connection: ServerConnection) -> Response:
+    def _busy(self, connection: Opening) -> Response:
         """503 with a Retry-After that spreads a connect storm's retries (see ``HandshakeGate``)."""
         retry_s = self._gate.refuse()
         refused = self._gate.due_report(STORM_LOG_EVERY_S)
@@ -291,7 +291,7 @@ class Handshake:
         response.headers["Retry-After"] = str(retry_s)
         return response
 
-    def select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+    def select_subprotocol(self, connection: Opening, offered: Any) -> Subprotocol | None:
         # Returning None completes the handshake without a subprotocol; the handler then
         # closes it if no version was agreed (OCPP-J 3.2), or speaks the registry's one.
         admission = self._admissions.get(connection)
@@ -300,7 +300,7 @@ class Handshake:
         chosen = admission.version.subprotocol
         return Subprotocol(chosen) if chosen in offered else None
 
-    def _health(self, connection: ServerConnection) -> Response:
+    def _health(self, connection: Opening) -> Response:
         stopping = self._stopping.is_set()
         status = HTTPStatus.SERVICE_UNAVAILABLE if stopping else HTTPStatus.OK
         body = {
@@ -320,7 +320,7 @@ def is_health_check(request: Request) -> bool:
     return urlsplit(request.path).path == HEALTH_PATH
 
 
-def _too_many(connection: ServerConnection, wait_s: float) -> Response:
+def _too_many(connection: Opening, wait_s: float) -> Response:
     response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed logins; try again later.\n")
     response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
     return response

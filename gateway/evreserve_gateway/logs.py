@@ -72,7 +72,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def quiet_libraries() -> None:
-    # ocpp 2.1.0 logs every frame at INFO, and websockets every handshake failure.
+    # ocpp 2.1.0 logs every frame at INFO, websockets' parser every refused handshake, and
+    # picows every accepted connection.
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("picows").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)

@@ -27,9 +27,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 
-from websockets.exceptions import ConnectionClosed
-
 from ..charger_messages import ChargerEvents
+from ..transport import CONNECTION_CLOSED
 from .framing import (
     Answer,
     Call,
@@ -52,7 +51,6 @@ from .framing import (
 )
 from .library import LibraryHandlers, OCPPError, is_known_action
 from .schemas import SchemaViolation, outgoing_call, request_validator, validate_answer, violation_code
-from .wire import send_now
 
 #: Incoming CALLs whose answer waits on storage; they run off the reading task so
 #: that answers to the gateway's own CALLs are never stuck behind them.
@@ -145,7 +143,7 @@ class OcppSession(LibraryHandlers):
             pending = self._route(raw)
             if pending is not None:
                 await pending
-        except ConnectionClosed:
+        except CONNECTION_CLOSED:
             raise
         except Exception:
             # A bug in one frame's handling must not take the charger's connection down.
@@ -217,18 +215,14 @@ class OcppSession(LibraryHandlers):
             return None
         return self._send_error(call.message_id, "GenericError", "too many CALLs outstanding", call)
 
-    def _reply(self, call: Call, frame: str) -> Awaitable[None] | None:
-        """Send the answer to a charger's CALL, and log both; what is left to await, if anything."""
+    def _reply(self, call: Call, frame: str) -> Awaitable[None]:
+        """Send the answer to a charger's CALL, and log both; the send, to await."""
         if self.traffic is not None:
             self.traffic.received(call.at_ms, call.action, call.raw, frame)
-        if send_now(self._connection, frame):
-            return None
         return self._connection.send(frame)  # type: ignore[no-any-return]
 
     async def _reply_sent(self, call: Call, frame: str) -> None:
-        pending = self._reply(call, frame)
-        if pending is not None:
-            await pending
+        await self._reply(call, frame)
 
     async def _answer_directly(self, call: Call, handler: DirectHandler) -> None:
         try:
@@ -251,7 +245,7 @@ class OcppSession(LibraryHandlers):
             while self._inbox:
                 await self._answer(self._inbox[0])
                 self._inbox.popleft()
-        except ConnectionClosed:
+        except CONNECTION_CLOSED:
             pass
         except Exception:
             self.log.exception("failed to answer a CALL")
@@ -284,7 +278,7 @@ class OcppSession(LibraryHandlers):
                 call.message_id, frame_error_code(self.version), "payload is nested too deeply", call
             )
             return
-        except ConnectionClosed:
+        except CONNECTION_CLOSED:
             raise
         except Exception:
             # OCPP-J: every CALL gets an answer, so the charger does not wait out its timeout.
@@ -360,7 +354,7 @@ class OcppSession(LibraryHandlers):
                 try:
                     may_have_gone = True
                     await self._connection.send(frame)
-                except ConnectionClosed as exc:
+                except CONNECTION_CLOSED as exc:
                     raise SessionClosed from exc
                 reply = await future
                 try:

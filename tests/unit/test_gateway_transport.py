@@ -1,0 +1,348 @@
+"""The gateway's transport: our opening handshake in front of picows' frames, over real sockets on 127.0.0.1.
+
+Every gateway integration test connects through it too; these are the cases only the
+transport decides: what is answered before ``process_request`` runs, bytes that arrive
+with the request, the open timeout, permessage-deflate, and both event loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+import uvloop
+from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from evreserve_gateway.transport import (
+    CONNECTION_CLOSED,
+    MAX_REQUEST_BYTES,
+    ChargerSocket,
+    Opening,
+    Server,
+    _deflate_offered,
+    serve,
+)
+
+LOOPS: dict[str, Callable[[Awaitable[Any]], Any]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
+
+
+async def _echo(socket_: ChargerSocket) -> None:
+    try:
+        async for message in socket_:
+            await socket_.send(message)
+    except CONNECTION_CLOSED:
+        pass
+
+
+async def _admit_all(_opening: Opening, _request: Request) -> Response | None:
+    return None
+
+
+def _ocpp16(_opening: Opening, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    return Subprotocol("ocpp1.6") if "ocpp1.6" in offered else None
+
+
+async def _serve(
+    process_request: Callable[[Opening, Request], Awaitable[Response | None]] = _admit_all,
+    *,
+    compression: bool = False,
+    open_timeout: float = 5.0,
+    handler: Callable[[ChargerSocket], Awaitable[None]] = _echo,
+) -> tuple[Server, int]:
+    server = await serve(
+        handler,
+        "127.0.0.1",
+        0,
+        process_request=process_request,
+        select_subprotocol=_ocpp16,
+        ping_interval=None,
+        ping_timeout=None,
+        max_size=64 * 1024,
+        compression=compression,
+        ssl_context=None,
+        open_timeout=open_timeout,
+        backlog=16,
+    )
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _stop(server: Server) -> None:
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 10)
+
+
+async def _raw_exchange(port: int, data: bytes, read_for_s: float = 2.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    received = b""
+    try:
+        async with asyncio.timeout(read_for_s):
+            while chunk := await reader.read(65536):
+                received += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return received
+
+
+def _upgrade_request(path: str = "/ocpp/CP-1", extra: str = "") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n{extra}\r\n"
+    ).encode()
+
+
+def _masked_text(text: str) -> bytes:
+    payload = text.encode()
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_an_admitted_charger_gets_its_subprotocol_and_its_frames_answered(loop: str) -> None:
+    async def scenario() -> tuple[str | None, list[str]]:
+        server, port = await _serve()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ocpp/CP-1", subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+                answers = []
+                for n in range(3):
+                    await ws.send(f'[2,"{n}","Heartbeat",{{}}]')
+                    answers.append(str(await ws.recv()))
+                return ws.subprotocol, answers
+        finally:
+            await _stop(server)
+
+    subprotocol, answers = LOOPS[loop](scenario())
+    assert subprotocol == "ocpp1.6"
+    assert answers == [f'[2,"{n}","Heartbeat",{{}}]' for n in range(3)]
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_refusal_is_answered_before_any_upgrade_and_the_socket_closed(loop: str) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def refuse(opening: Opening, request: Request) -> Response | None:
+        seen.append((request.path, opening.remote_address[0]))
+        response = opening.respond(401, "Invalid credentials.\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+        return response
+
+    async def scenario() -> int:
+        server, port = await _serve(refuse)
+        try:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(f"ws://127.0.0.1:{port}/ocpp/CP-2"):
+                    pass
+            return refused.value.response.status_code
+        finally:
+            await _stop(server)
+
+    assert LOOPS[loop](scenario()) == 401
+    assert seen == [("/ocpp/CP-2", "127.0.0.1")]
+
+
+def test_frames_sent_with_the_request_reach_the_connection() -> None:
+    """A client that writes its first frame in the same packet as the request is not cut short."""
+
+    async def scenario() -> bytes:
+        server, port = await _serve()
+        try:
+            return await _raw_exchange(port, _upgrade_request() + _masked_text("early"), read_for_s=1.0)
+        finally:
+            await _stop(server)
+
+    answer = asyncio.run(scenario())
+    head, _, frames = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"Sec-WebSocket-Protocol: ocpp1.6" in head
+    # The echo of "early": an unmasked server frame.
+    assert frames.startswith(b"\x81\x05early")
+
+
+def test_the_request_is_read_whole_before_it_is_decided() -> None:
+    """A request that arrives in pieces is decided once, on the whole of it."""
+    decided: list[str] = []
+
+    async def count(_opening: Opening, request: Request) -> Response | None:
+        decided.append(request.headers["X-Part"])
+        return None
+
+    async def scenario() -> bytes:
+        server, port = await _serve(count)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = _upgrade_request(extra="X-Part: whole\r\n")
+            for offset in range(0, len(request), 7):
+                writer.write(request[offset : offset + 7])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.close()
+            return head
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 101")
+    assert decided == ["whole"]
+
+
+def test_an_oversized_request_is_refused_with_431_without_being_decided() -> None:
+    decided: list[str] = []
+
+    async def count(_opening: Opening, request: Request) -> Response | None:
+        decided.append(request.path)
+        return None
+
+    async def scenario() -> bytes:
+        server, port = await _serve(count)
+        try:
+            filler = "".join(f"X-Filler-{n}: {'a' * 200}\r\n" for n in range(MAX_REQUEST_BYTES // 200 + 2))
+            return await _raw_exchange(port, _upgrade_request(extra=filler))
+        finally:
+            await _stop(server)
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert decided == []
+
+
+def test_a_request_that_is_not_http_is_dropped_without_being_decided() -> None:
+    decided: list[str] = []
+
+    async def count(_opening: Opening, request: Request) -> Response | None:
+        decided.append(request.path)
+        return None
+
+    async def scenario() -> bytes:
+        server, port = await _serve(count)
+        try:
+            return await _raw_exchange(port, b"\x16\x03\x01 not http at all\r\n\r\n")
+        finally:
+            await _stop(server)
+
+    assert not asyncio.run(scenario()).startswith(b"HTTP/1.1 101")
+    assert decided == []
+
+
+def test_a_plain_http_get_is_answered_by_process_request_and_a_non_upgrade_refused() -> None:
+    """Health checks are plain GETs (process_request answers them); a GET it admits is no upgrade: 426."""
+
+    async def health_only(opening: Opening, request: Request) -> Response | None:
+        if request.path == "/health":
+            return opening.respond(200, '{"status": "ok"}\n')
+        return None
+
+    async def scenario() -> tuple[bytes, bytes]:
+        server, port = await _serve(health_only)
+        try:
+            health = await _raw_exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            other = await _raw_exchange(port, b"GET /ocpp/CP-1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            return health, other
+        finally:
+            await _stop(server)
+
+    health, other = asyncio.run(scenario())
+    assert health.startswith(b"HTTP/1.1 200") and health.endswith(b'{"status": "ok"}\n')
+    assert other.startswith(b"HTTP/1.1 426"), other[:80]
+
+
+def test_a_peer_that_never_sends_its_request_is_dropped_after_the_open_timeout() -> None:
+    async def scenario() -> float:
+        server, port = await _serve(open_timeout=0.3)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            return loop.time() - started
+        finally:
+            await _stop(server)
+
+    assert 0.25 <= asyncio.run(scenario()) < 3
+
+
+def test_a_decision_still_running_at_the_open_timeout_is_cancelled() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow(_opening: Opening, _request: Request) -> Response | None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return None
+
+    async def scenario() -> bool:
+        server, port = await _serve(slow, open_timeout=0.3)
+        try:
+            answer = await _raw_exchange(port, _upgrade_request(), read_for_s=3)
+            assert answer == b""
+            await asyncio.wait_for(cancelled.wait(), 3)
+            return cancelled.is_set()
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario())
+
+
+def test_compression_is_agreed_only_when_on_and_offered_without_server_restrictions() -> None:
+    async def scenario() -> tuple[str | None, str | None, str]:
+        server, port = await _serve(compression=True)
+        plain, port_plain = await _serve(compression=False)
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ocpp/CP-1", subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+                agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+                message = '[2,"1","Heartbeat",{}]' * 20
+                await ws.send(message)
+                echoed = str(await ws.recv())
+                assert echoed == message
+            async with connect(f"ws://127.0.0.1:{port_plain}/ocpp/CP-1") as ws:
+                refused = ws.response.headers.get("Sec-WebSocket-Extensions")
+            return agreed, refused, echoed
+        finally:
+            await _stop(server)
+            await _stop(plain)
+
+    agreed, refused, _ = asyncio.run(scenario())
+    assert agreed == "permessage-deflate"
+    assert refused is None
+
+
+@pytest.mark.parametrize(
+    ("offers", "agreed"),
+    [
+        (["permessage-deflate"], True),
+        (["permessage-deflate; client_max_window_bits"], True),
+        (["permessage-deflate; server_max_window_bits=10"], False),
+        (["permessage-deflate; server_no_context_takeover"], False),
+        # The first offer restricts the server; the fallback does not.
+        (["permessage-deflate; server_max_window_bits=10, permessage-deflate"], True),
+        (["x-webkit-deflate-frame"], False),
+        ([], False),
+    ],
+)
+def test_which_deflate_offers_are_agreed(offers: list[str], agreed: bool) -> None:
+    request = Request("/", Headers([("Sec-WebSocket-Extensions", offer) for offer in offers]))
+    assert _deflate_offered(request) is agreed
+
+
+def test_connection_closed_covers_both_libraries() -> None:
+    import picows.websockets.exceptions as picows_exceptions
+    import websockets.exceptions as websockets_exceptions
+
+    assert picows_exceptions.ConnectionClosed in CONNECTION_CLOSED
+    assert websockets_exceptions.ConnectionClosed in CONNECTION_CLOSED
