@@ -103,7 +103,7 @@ class Gateway:
             deps.io,
             self._background,
             self._stopping,
-            admission_of=lambda socket: self._handshake.admission(socket.opening),
+            admission_of=lambda socket: self._handshake.admission(socket.opened()),
             queue_url=lambda: self._queue.url,
             queue=deps.queue,
             tokens=TokenCache(

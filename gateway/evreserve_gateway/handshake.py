@@ -128,9 +128,9 @@ class Handshake:
         self._gate = HandshakeGate(settings.gateway_max_handshakes, settings.gateway_handshake_timeout_s)
         self._admissions: WeakKeyDictionary[Opening, Admission] = WeakKeyDictionary()
 
-    def admission(self, connection: Opening) -> Admission | None:
+    def admission(self, connection: Opening | None) -> Admission | None:
         """What ``process_request`` decided for this connection (once: the handler takes it)."""
-        return self._admissions.pop(connection, None)
+        return None if connection is None else self._admissions.pop(connection, None)
 
     async def process_request(self, connection: Opening, request: Request) -> Response | None:
         if is_health_check(request):
@@ -213,7 +213,8 @@ class Handshake:
         """Whether the TLS client certificate (verified by the handshake: chain, dates) is this charger's."""
         if charger.client_certificate is None:
             return False  # a profile 3 entry without its rule admits nobody
-        ssl_object = connection.transport.get_extra_info("ssl_object")
+        transport = connection.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         reason = client_certs.refusal(charger.ocpp_id, charger.client_certificate, der, utcnow())
         if reason is not None:

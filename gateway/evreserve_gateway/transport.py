@@ -23,6 +23,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import picows
@@ -52,6 +53,10 @@ CLOSE_TIMEOUT_S = 10.0
 MAX_QUEUE = 16
 #: Bytes buffered for writing before a send waits (websockets' default).
 WRITE_LIMIT = 32 * 1024
+#: Each connection's first read buffer (picows' least). It doubles when a frame needs more;
+#: most OCPP frames are well under 1 KB, and at 10,000 idle chargers picows' default
+#: (16 KiB) would be most of the gateway's memory.
+READ_BUFFER_BYTES = 2 * 1024
 
 _log = logging.getLogger("evreserve_gateway.transport")
 
@@ -67,24 +72,36 @@ class Opening:
     __slots__ = ("__weakref__", "_protocol", "remote_address", "request", "transport")
 
     def __init__(self, protocol: ServerProtocol, transport: asyncio.Transport, request: Request) -> None:
-        self._protocol = protocol
-        self.transport = transport
+        self._protocol: ServerProtocol | None = protocol
+        self.transport: asyncio.Transport | None = transport
         self.request = request
         self.remote_address: Any = transport.get_extra_info("peername")
 
     def respond(self, status: int, text: str) -> Response:
         """A plain-text refusal, as websockets builds it (``Connection: close``, no Server header)."""
+        assert self._protocol is not None, "answered after the decision"
         return self._protocol.reject(status, text)
+
+    def decided(self) -> None:
+        """The socket is admitted: the parser and the transport are no longer this object's to hold."""
+        self._protocol = None
+        self.transport = None
 
 
 class ChargerSocket(ServerConnection):
     """An admitted charger's WebSocket: picows' websockets-compatible connection, and how it was opened."""
 
-    __slots__ = ("opening",)
+    __slots__ = ("_opening",)
 
     def __init__(self, server: Server, opening: Opening, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
-        self.opening = opening
+        self._opening: Opening | None = opening
+
+    def opened(self) -> Opening | None:
+        """How the socket was opened, once: the connection handler takes it (to find its
+        admission), and the opening request's memory goes with it."""
+        opening, self._opening = self._opening, None
+        return opening
 
 
 ProcessRequest = Callable[[Opening, Request], Awaitable[Response | None]]
@@ -201,6 +218,9 @@ class _OpeningProtocol(asyncio.Protocol):
             self._refuse(response)
             return
         self._hand_over(transport, opening, request, response)
+        # Nothing of the opening is needed past this point, should anything still hold this object.
+        self._deciding = None
+        self._received = bytearray()
 
     def _hand_over(self, transport: asyncio.Transport, opening: Opening, request: Request, accepted: Response) -> None:
         options = self._options
@@ -212,10 +232,10 @@ class _OpeningProtocol(asyncio.Protocol):
             headers["Sec-WebSocket-Extensions"] = "permessage-deflate"
         upgrade = picows.WSUpgradeResponse.create_101_response(headers)
         response = OpenResponse.from_picows(upgrade)
-        socket = ChargerSocket(
+        make_socket = partial(
+            ChargerSocket,
             options.server,
             opening,
-            request=OpenRequest(path=request.path, headers=_multidict(request)),
             response=response,
             subprotocol=subprotocol,
             permessage_deflate=configure_permessage_deflate(response, "deflate" if options.compression else None),
@@ -228,11 +248,15 @@ class _OpeningProtocol(asyncio.Protocol):
             max_frame_size=options.max_size,
             logger=_log,
         )
+        opening.decided()
         protocol = WSProtocol(
             None,
             None,
             False,
-            lambda _request: picows.WSUpgradeResponseWithListener(upgrade, socket),
+            # The request as picows parsed it: one copy of its headers per connection, not two.
+            lambda parsed: picows.WSUpgradeResponseWithListener(
+                upgrade, make_socket(request=OpenRequest.from_picows(parsed))
+            ),
             _PICOWS_LOG,
             True,  # disconnect on an exception in the listener (a protocol error: 1002 / 1009)
             self._options.open_timeout,
@@ -243,7 +267,7 @@ class _OpeningProtocol(asyncio.Protocol):
             True,  # answer pings
             options.max_size,
             None,
-            16 * 1024,
+            READ_BUFFER_BYTES,
         )
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -287,13 +311,9 @@ class _OpeningProtocol(asyncio.Protocol):
         # goes nowhere.
 
 
-def _multidict(request: Request) -> Any:
-    from multidict import CIMultiDict
-
-    return CIMultiDict(request.headers.raw_items())
-
-
-_PICOWS_LOG = logging.getLogger("picows.server")
+#: An adapter, not the logger: given a Logger, picows builds a child Logger object for
+#: every connection, memory that 10,000 idle chargers would pay for nothing.
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
 _WEBSOCKETS_LOG = logging.getLogger("websockets.server")
 
 

@@ -224,21 +224,20 @@ class OcppSession(LibraryHandlers):
     async def _reply_sent(self, call: Call, frame: str) -> None:
         await self._reply(call, frame)
 
-    async def _answer_directly(self, call: Call, handler: DirectHandler) -> None:
+    def _answer_directly(self, call: Call, handler: DirectHandler) -> Awaitable[None]:
+        # Synchronous up to the send: per frame one awaitable (the send), not three coroutines.
         try:
             request_validator(self.version, call.action)(call.payload)
         except SchemaViolation as violation:
-            await self._send_error(
+            return self._send_error(
                 call.message_id, error_code_for(self.version, violation_code(violation)), violation.message, call
             )
-            return
         except RecursionError:
-            await self._send_error(
+            return self._send_error(
                 call.message_id, frame_error_code(self.version), "payload is nested too deeply", call
             )
-            return
         answer = handler(self, call.payload)
-        await self._reply_sent(call, call_result(call.message_id, answer))
+        return self._reply(call, call_result(call.message_id, answer))
 
     async def _drain_inbox(self) -> None:
         try:
