@@ -199,41 +199,31 @@ def test_the_request_is_read_whole_before_it_is_decided() -> None:
     assert decided == ["whole"]
 
 
-def test_an_oversized_request_is_refused_with_431_without_being_decided() -> None:
+async def _exchange_undecided(data: bytes) -> tuple[bytes, list[str]]:
+    """What a server answers ``data`` with, and the requests its process_request saw."""
     decided: list[str] = []
 
     async def count(_opening: Opening, request: Request) -> Response | None:
         decided.append(request.path)
         return None
 
-    async def scenario() -> bytes:
-        server, port = await _serve(count)
-        try:
-            filler = "".join(f"X-Filler-{n}: {'a' * 200}\r\n" for n in range(MAX_REQUEST_BYTES // 200 + 2))
-            return await _raw_exchange(port, _upgrade_request(extra=filler))
-        finally:
-            await _stop(server)
+    server, port = await _serve(count)
+    try:
+        return await _raw_exchange(port, data), decided
+    finally:
+        await _stop(server)
 
-    answer = asyncio.run(scenario())
+
+def test_an_oversized_request_is_refused_with_431_without_being_decided() -> None:
+    filler = "".join(f"X-Filler-{n}: {'a' * 200}\r\n" for n in range(MAX_REQUEST_BYTES // 200 + 2))
+    answer, decided = asyncio.run(_exchange_undecided(_upgrade_request(extra=filler)))
     assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
     assert decided == []
 
 
 def test_a_request_that_is_not_http_is_dropped_without_being_decided() -> None:
-    decided: list[str] = []
-
-    async def count(_opening: Opening, request: Request) -> Response | None:
-        decided.append(request.path)
-        return None
-
-    async def scenario() -> bytes:
-        server, port = await _serve(count)
-        try:
-            return await _raw_exchange(port, b"\x16\x03\x01 not http at all\r\n\r\n")
-        finally:
-            await _stop(server)
-
-    assert not asyncio.run(scenario()).startswith(b"HTTP/1.1 101")
+    answer, decided = asyncio.run(_exchange_undecided(b"\x16\x03\x01 not http at all\r\n\r\n"))
+    assert not answer.startswith(b"HTTP/1.1 101")
     assert decided == []
 
 
