@@ -47,6 +47,8 @@ CONNECTION_CLOSED: tuple[type[Exception], ...] = (_PicowsConnectionClosed, _WsCo
 
 #: The longest opening request read (websockets' own parser caps lines and headers too).
 MAX_REQUEST_BYTES = 16 * 1024
+#: Bytes a client may send after its request, before the 101 (early frames), kept for picows.
+MAX_EARLY_BYTES = 64 * 1024
 #: Seconds a connection may take to close cleanly before it is dropped (websockets' default).
 CLOSE_TIMEOUT_S = 10.0
 #: Messages buffered per connection before reading pauses (websockets' default).
@@ -149,6 +151,10 @@ class _OpeningProtocol(asyncio.Protocol):
         self._received = bytearray()
         self._deciding: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: Where the request ends in ``_received``, once it is whole.
+        self._request_end = 0
+        #: The peer closed or left while its request was decided: it gets no connection.
+        self._gone = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
@@ -156,14 +162,20 @@ class _OpeningProtocol(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(self._options.open_timeout, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
-        if self._deciding is not None:
-            # Bytes after the request (frames sent before the 101): kept for picows.
-            self._received += data
-            return
         self._received += data
-        if len(self._received) > MAX_REQUEST_BYTES:
+        if self._deciding is not None:
+            # Bytes after the request (frames sent before the 101): kept for picows, bounded.
+            # Reading goes on during the decision so that a peer that leaves is seen leaving.
+            if len(self._received) - self._request_end > MAX_EARLY_BYTES:
+                self._gone = True
+                self._abort()
+            return
+        end = self._received.find(b"\r\n\r\n")
+        if (end < 0 and len(self._received) > MAX_REQUEST_BYTES) or end + 4 > MAX_REQUEST_BYTES:
             self._refuse(self._parser.reject(431, "Request header fields too large.\n"))
             return
+        if end >= 0:
+            self._request_end = end + 4
         self._parser.receive_data(data)
         self._after_parse()
 
@@ -171,6 +183,9 @@ class _OpeningProtocol(asyncio.Protocol):
         if self._deciding is None:
             self._parser.receive_eof()
             self._after_parse()
+        else:
+            # A charger that closes before its 101 does not want the connection.
+            self._gone = True
         return None
 
     def _after_parse(self) -> None:
@@ -178,7 +193,6 @@ class _OpeningProtocol(asyncio.Protocol):
         assert transport is not None
         events = self._parser.events_received()
         if events and isinstance(events[0], Request):
-            transport.pause_reading()
             self._deciding = asyncio.get_running_loop().create_task(self._decide(transport, events[0]))
             return
         written = self._parser.data_to_send()
@@ -212,12 +226,21 @@ class _OpeningProtocol(asyncio.Protocol):
             response = self._parser.reject(500, "Failed to open a WebSocket connection.\n")
         if self._timer is not None:
             self._timer.cancel()
-        if transport.is_closing():
+        if self._gone or transport.is_closing():
             return
+        if response.status_code == 101 and not options.server.is_serving():
+            # The gateway began to stop while this charger was admitted: as websockets did,
+            # a 503 rather than a connection the stop would no longer close.
+            response = self._parser.reject(503, "Server is shutting down.\n")
         if response.status_code != 101:
             self._refuse(response)
             return
-        self._hand_over(transport, opening, request, response)
+        try:
+            self._hand_over(transport, opening, request, response)
+        except Exception:
+            _log.exception("could not hand an admitted connection over")
+            self._abort()
+            return
         # Nothing of the opening is needed past this point, should anything still hold this object.
         self._deciding = None
         self._received = bytearray()
@@ -253,7 +276,7 @@ class _OpeningProtocol(asyncio.Protocol):
             None,
             None,
             False,
-            # The request as picows parsed it: one copy of its headers per connection, not two.
+            # The head below, as picows parsed it: no second copy of the charger's headers.
             lambda parsed: picows.WSUpgradeResponseWithListener(
                 upgrade, make_socket(request=OpenRequest.from_picows(parsed))
             ),
@@ -269,9 +292,22 @@ class _OpeningProtocol(asyncio.Protocol):
             None,
             READ_BUFFER_BYTES,
         )
+        if type(transport).__module__.startswith("asyncio"):
+            # picows writes a frame over 8 KiB as writelines([its reused header buffer,
+            # payload]); asyncio's selector transport (3.12) queues those views uncopied
+            # and never pauses writing for them, so a slow reader got corrupt headers.
+            # uvloop's transports copy; asyncio's are made to copy too.
+            transport.writelines = lambda chunks: transport.write(b"".join(chunks))  # type: ignore[method-assign,assignment]
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        received = bytes(self._received)
+        # picows checks the upgrade once more, more strictly than websockets (``Connection``
+        # must be exactly "upgrade"): it is given a head of its own, built from the request
+        # websockets accepted, then the bytes the charger sent after it.
+        head = (
+            f"GET {request.path} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {request.headers['Sec-WebSocket-Key']}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode("ascii", "surrogateescape")
+        received = head + bytes(self._received[self._request_end :])
         self._received.clear()
         while received:
             buffer = protocol.get_buffer(len(received))
@@ -279,7 +315,6 @@ class _OpeningProtocol(asyncio.Protocol):
             buffer[:size] = received[:size]
             protocol.buffer_updated(size)
             received = received[size:]
-        transport.resume_reading()
 
     def _refuse(self, response: Response) -> None:
         self._parser.send_response(response)
@@ -296,6 +331,12 @@ class _OpeningProtocol(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
+    def _abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
     def _too_slow(self) -> None:
         # The whole opening (request and decision) over its time: dropped without an answer,
         # as websockets' open timeout did; process_request answers 503 well before this.
@@ -305,6 +346,7 @@ class _OpeningProtocol(asyncio.Protocol):
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
         if self._timer is not None:
             self._timer.cancel()
         # A decision in progress runs to its end (a failed login still counts); its answer
@@ -345,8 +387,15 @@ async def serve(
         open_timeout=open_timeout,
     )
     loop = asyncio.get_running_loop()
+    # A TLS handshake that stalls is bounded like the rest of the opening (as websockets did).
     listening = await loop.create_server(
-        lambda: _OpeningProtocol(options), host, port, ssl=ssl_context, backlog=backlog
+        lambda: _OpeningProtocol(options),
+        host,
+        port,
+        ssl=ssl_context,
+        backlog=backlog,
+        ssl_handshake_timeout=open_timeout if ssl_context else None,
+        ssl_shutdown_timeout=CLOSE_TIMEOUT_S if ssl_context else None,
     )
     server.wrap(listening)
     return server

@@ -106,9 +106,25 @@ def _upgrade_request(path: str = "/ocpp/CP-1", extra: str = "") -> bytes:
 def _masked_text(text: str) -> bytes:
     payload = text.encode()
     mask = os.urandom(4)
-    assert len(payload) < 126
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
+    if len(payload) < 126:
+        return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
+    assert len(payload) < 65536
+    return struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + masked
+
+
+def _server_texts(data: bytes) -> list[bytes]:
+    """The server's (unmasked) text frames in ``data``; fails on anything else."""
+    texts = []
+    while data:
+        assert data[0] == 0x81, f"not a final text frame: {data[:4]!r}"
+        size, start = data[1], 2
+        assert size != 127, "no answer here is over 64 KiB"
+        if size == 126:
+            size, start = struct.unpack("!H", data[2:4])[0], 4
+        texts.append(data[start : start + size])
+        data = data[start + size :]
+    return texts
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
@@ -336,3 +352,109 @@ def test_connection_closed_covers_both_libraries() -> None:
 
     assert picows_exceptions.ConnectionClosed in CONNECTION_CLOSED
     assert websockets_exceptions.ConnectionClosed in CONNECTION_CLOSED
+
+
+def test_frames_sent_with_the_request_are_read_beyond_the_first_buffer_and_not_counted_as_the_request() -> None:
+    """A small request and a 20 KB frame in one write: 101, then the frame, read over several buffers."""
+    message = "x" * 20_000
+
+    async def scenario() -> bytes:
+        server, port = await _serve()
+        try:
+            return await _raw_exchange(port, _upgrade_request() + _masked_text(message), read_for_s=1.0)
+        finally:
+            await _stop(server)
+
+    head, _, frames = asyncio.run(scenario()).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head[:80]
+    assert _server_texts(frames) == [message.encode()]
+
+
+def test_an_upgrade_that_websockets_accepts_is_not_refused_by_picows() -> None:
+    """``Connection: keep-alive, Upgrade`` is a valid upgrade (RFC 6455 4.2.1); picows alone wants exactly "upgrade"."""
+
+    async def scenario() -> bytes:
+        server, port = await _serve()
+        try:
+            request = _upgrade_request().replace(b"Connection: Upgrade", b"Connection: keep-alive, Upgrade")
+            return await _raw_exchange(port, request, read_for_s=0.5)
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 101")
+
+
+def test_a_charger_admitted_while_the_gateway_stops_gets_503() -> None:
+    release = asyncio.Event()
+
+    async def held(_opening: Opening, _request: Request) -> Response | None:
+        await release.wait()
+        return None
+
+    async def scenario() -> bytes:
+        server, port = await _serve(held)
+        exchange = asyncio.create_task(_raw_exchange(port, _upgrade_request(), read_for_s=3))
+        await asyncio.sleep(0.2)
+        server.close()
+        release.set()
+        answer = await exchange
+        await asyncio.wait_for(server.wait_closed(), 10)
+        return answer
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 503")
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_charger_that_leaves_during_its_decision_gets_no_connection(loop: str) -> None:
+    handled: list[ChargerSocket] = []
+
+    async def record(socket_: ChargerSocket) -> None:
+        handled.append(socket_)
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def held(_opening: Opening, _request: Request) -> Response | None:
+            await release.wait()
+            return None
+
+        server, port = await _serve(held, handler=record)
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request())
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()
+            await asyncio.sleep(0.2)
+            release.set()
+            await asyncio.sleep(0.3)
+        finally:
+            await _stop(server)
+
+    LOOPS[loop](scenario())
+    assert handled == []
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_large_answers_to_a_slow_reader_arrive_intact(loop: str) -> None:
+    """Frames over 8 KiB queued for a peer that does not read yet (picows' writelines path)."""
+    messages = [chr(ord("a") + n % 26) * (30_000 + n) for n in range(400)]
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request())
+            await reader.readuntil(b"\r\n\r\n")
+            for message in messages:
+                writer.write(_masked_text(message))
+            await writer.drain()
+            await asyncio.sleep(0.5)  # the echoes pile up in the server's write buffer
+            expected = sum(len(m) + 4 for m in messages)
+            data = await asyncio.wait_for(reader.readexactly(expected), 10)
+            writer.close()
+            return _server_texts(data)
+        finally:
+            await _stop(server)
+
+    assert LOOPS[loop](scenario()) == [m.encode() for m in messages]
