@@ -12,8 +12,9 @@ Why the handshake is ours: picows answers the opening handshake from a synchrono
 callback, and a charger's admission is asynchronous (a registry read, a password check
 on threads). So the HTTP request is read here with websockets' sans-I/O parser (its
 limits, its 4xx answers to malformed requests), decided by ``process_request``, checked
-as an upgrade by websockets' own rules, and only then handed, bytes as received, to a
-picows protocol on the same socket, which answers 101 with the agreed subprotocol.
+as an upgrade by websockets' own rules, and only then handed to a picows protocol on the
+same socket (a request head built from the accepted one, then the bytes sent after it),
+which answers 101 with the agreed subprotocol.
 """
 
 from __future__ import annotations
@@ -153,8 +154,6 @@ class _OpeningProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         #: Where the request ends in ``_received``, once it is whole.
         self._request_end = 0
-        #: The peer closed or left while its request was decided: it gets no connection.
-        self._gone = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; they have its methods.
@@ -167,11 +166,10 @@ class _OpeningProtocol(asyncio.Protocol):
             # Bytes after the request (frames sent before the 101): kept for picows, bounded.
             # Reading goes on during the decision so that a peer that leaves is seen leaving.
             if len(self._received) - self._request_end > MAX_EARLY_BYTES:
-                self._gone = True
                 self._abort()
             return
         end = self._received.find(b"\r\n\r\n")
-        if (end < 0 and len(self._received) > MAX_REQUEST_BYTES) or end + 4 > MAX_REQUEST_BYTES:
+        if (end + 4 if end >= 0 else len(self._received)) > MAX_REQUEST_BYTES:
             self._refuse(self._parser.reject(431, "Request header fields too large.\n"))
             return
         if end >= 0:
@@ -183,9 +181,8 @@ class _OpeningProtocol(asyncio.Protocol):
         if self._deciding is None:
             self._parser.receive_eof()
             self._after_parse()
-        else:
-            # A charger that closes before its 101 does not want the connection.
-            self._gone = True
+        # Falsy: the transport closes, and a charger that closed before its 101 gets no
+        # connection (``_decide`` sees the transport closing).
         return None
 
     def _after_parse(self) -> None:
@@ -198,10 +195,7 @@ class _OpeningProtocol(asyncio.Protocol):
         written = self._parser.data_to_send()
         if written or self._parser.close_expected():
             # A malformed request: websockets' parser answered it (400, 414, 431) or gave up.
-            for chunk in written:
-                if chunk:
-                    transport.write(chunk)
-            self._close()
+            self._write_and_close(written)
 
     async def _decide(self, transport: asyncio.Transport, request: Request) -> None:
         options = self._options
@@ -226,8 +220,8 @@ class _OpeningProtocol(asyncio.Protocol):
             response = self._parser.reject(500, "Failed to open a WebSocket connection.\n")
         if self._timer is not None:
             self._timer.cancel()
-        if self._gone or transport.is_closing():
-            return
+        if transport.is_closing():
+            return  # the charger left (or sent too much) while it was decided
         if response.status_code == 101 and not options.server.is_serving():
             # The gateway began to stop while this charger was admitted: as websockets did,
             # a 503 rather than a connection the stop would no longer close.
@@ -243,7 +237,6 @@ class _OpeningProtocol(asyncio.Protocol):
             return
         # Nothing of the opening is needed past this point, should anything still hold this object.
         self._deciding = None
-        self._received = bytearray()
 
     def _hand_over(self, transport: asyncio.Transport, opening: Opening, request: Request, accepted: Response) -> None:
         options = self._options
@@ -282,7 +275,7 @@ class _OpeningProtocol(asyncio.Protocol):
             ),
             _PICOWS_LOG,
             True,  # disconnect on an exception in the listener (a protocol error: 1002 / 1009)
-            self._options.open_timeout,
+            options.open_timeout,
             False,  # keepalive pings: the connection's own (ping_interval)
             20.0,
             20.0,
@@ -318,9 +311,12 @@ class _OpeningProtocol(asyncio.Protocol):
 
     def _refuse(self, response: Response) -> None:
         self._parser.send_response(response)
+        self._write_and_close(self._parser.data_to_send())
+
+    def _write_and_close(self, chunks: list[bytes]) -> None:
         transport = self._transport
         assert transport is not None
-        for chunk in self._parser.data_to_send():
+        for chunk in chunks:
             if chunk:
                 transport.write(chunk)
         self._close()
@@ -342,11 +338,9 @@ class _OpeningProtocol(asyncio.Protocol):
         # as websockets' open timeout did; process_request answers 503 well before this.
         if self._deciding is not None:
             self._deciding.cancel()
-        if self._transport is not None:
-            self._transport.abort()
+        self._abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._gone = True
         if self._timer is not None:
             self._timer.cancel()
         # A decision in progress runs to its end (a failed login still counts); its answer

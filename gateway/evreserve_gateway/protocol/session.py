@@ -221,9 +221,6 @@ class OcppSession(LibraryHandlers):
             self.traffic.received(call.at_ms, call.action, call.raw, frame)
         return self._connection.send(frame)  # type: ignore[no-any-return]
 
-    async def _reply_sent(self, call: Call, frame: str) -> None:
-        await self._reply(call, frame)
-
     def _answer_directly(self, call: Call, handler: DirectHandler) -> Awaitable[None]:
         # Synchronous up to the send: per frame one awaitable (the send), not three coroutines.
         try:
@@ -285,14 +282,14 @@ class OcppSession(LibraryHandlers):
             await self._send_error(call.message_id, "InternalError", "the CSMS failed to handle this CALL", call)
             return
         if answer is not None:
-            await self._reply_sent(call, answer)
+            await self._reply(call, answer)
 
     async def _send_error(self, message_id: str, code: str, description: str, call: Call | None = None) -> None:
         """A CALLERROR; logged with its CALL when there is one (an unreadable frame is only counted)."""
         self.log.warning("answered with a CALLERROR", extra={"errorCode": code, "description": description})
         frame = call_error(message_id, code, description)
         if call is not None:
-            await self._reply_sent(call, frame)
+            await self._reply(call, frame)
         else:
             await self._connection.send(frame)
 
