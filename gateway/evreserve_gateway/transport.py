@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -105,6 +105,31 @@ class ChargerSocket(ServerConnection):
         admission), and the opening request's memory goes with it."""
         opening, self._opening = self._opening, None
         return opening
+
+
+class _CopyingWritelines:
+    """The loop's transport as picows sees it, with a ``writelines`` that copies.
+
+    picows writes a frame over 8 KiB as ``writelines([a view of its reused header
+    buffer, payload])``. asyncio's selector transport (3.12) and uvloop's both queue
+    such views uncopied when the socket is full, so the next frame's header overwrote
+    the queued one and a slow reader got corrupt frames. The hot path (``write``, the
+    buffer size, the socket) is the transport's own bound methods; the rest is forwarded.
+    """
+
+    __slots__ = ("_transport", "get_extra_info", "get_write_buffer_size", "write")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.write = transport.write
+        self.get_write_buffer_size = transport.get_write_buffer_size
+        self.get_extra_info = transport.get_extra_info
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._transport.write(b"".join(chunks))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 ProcessRequest = Callable[[Opening, Request], Awaitable[Response | None]]
@@ -285,14 +310,8 @@ class _OpeningProtocol(asyncio.Protocol):
             None,
             READ_BUFFER_BYTES,
         )
-        if type(transport).__module__.startswith("asyncio"):
-            # picows writes a frame over 8 KiB as writelines([its reused header buffer,
-            # payload]); asyncio's selector transport (3.12) queues those views uncopied
-            # and never pauses writing for them, so a slow reader got corrupt headers.
-            # uvloop's transports copy; asyncio's are made to copy too.
-            transport.writelines = lambda chunks: transport.write(b"".join(chunks))  # type: ignore[method-assign,assignment]
         transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        protocol.connection_made(_CopyingWritelines(transport))
         # picows checks the upgrade once more, more strictly than websockets (``Connection``
         # must be exactly "upgrade"): it is given a head of its own, built from the request
         # websockets accepted, then the bytes the charger sent after it.
