@@ -160,7 +160,9 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Sample ``pid`` for ``seconds`` without pausing it; collapsed stacks (one line per stack) to ``out``."""
     spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
-    argv += ["--nonblocking", "--format", "raw", "--output", str(out)]
+    # --gil: only the thread holding the GIL, so threads (and the loop) waiting on I/O are
+    # not counted as busy.
+    argv += ["--nonblocking", "--gil", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

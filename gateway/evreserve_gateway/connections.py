@@ -28,6 +28,7 @@ from evreserve.storage.reservations import ReservationStore
 
 from .admission import Admission
 from .background import Background
+from .charger_socket import CONNECTION_CLOSED, ChargerSocket
 from .commands.queue import InstanceQueue
 from .logs import ChargerLogger
 from .offload import Offload
@@ -36,7 +37,6 @@ from .reports import ChargerReports
 from .settings import GatewaySettings
 from .tokens import TokenCache
 from .traffic import MessageLog
-from .transport import CONNECTION_CLOSED, ChargerSocket
 
 log = logging.getLogger("evreserve_gateway")
 #: The ocpp library's own records for a session go here, with the charger identity.
@@ -168,8 +168,7 @@ class Connections:
                     "charger connected",
                     extra={"sessionId": session_id, "protocol": admission.version.value, "peer": _peer(websocket)},
                 )
-                async for frame in websocket:
-                    await session.route_message(frame)
+                await websocket.serve(session.take_frame, session.frame_failed)
         except CONNECTION_CLOSED:
             pass
         finally:

@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 from . import tls
 from .background import Background
 from .bootstrap import Dependencies
+from .charger_socket import ChargerSocket
 from .commands import CommandQueue, CommandRunner
 from .commands.spool import SpoolWriter
 from .connections import Connections
@@ -37,7 +38,7 @@ from .protocol import use_inline_validation
 from .settings import GatewaySettings
 from .tokens import TokenCache
 from .traffic import MessageLog
-from .transport import ChargerSocket, Opening, Server, serve
+from .transport import Opening, Server, serve
 
 log = logging.getLogger("evreserve_gateway")
 

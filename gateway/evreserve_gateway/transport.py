@@ -3,8 +3,9 @@
 Why picows: under load, websockets' pure-Python frame path (parsing, the message
 assembler, the per-frame send context) was ~45% of the gateway's time, more than
 everything OCPP costs it. picows parses and writes frames in Cython, and its
-websockets-compatible connection (``picows.websockets``: ``send``, ``close``, async
-iteration, ``close_code``) keeps the API the sessions were written against. Side by
+websockets-compatible connection (``picows.websockets``: ``send``, ``close``,
+``close_code``) keeps the API the sessions were written against; messages reach the
+sessions from its frame callback (``charger_socket``). Side by
 side (benchmarks/gateway_throughput.py, 1,000 chargers, heartbeat), an echo server on it
 costs ~0.4x the CPU per message of the same echo on websockets.
 
@@ -29,22 +30,17 @@ from typing import Any, cast
 
 import picows
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
-from picows.websockets.asyncio.connection import ServerConnection
 from picows.websockets.asyncio.negotiation import configure_permessage_deflate
 from picows.websockets.asyncio.server import Server
 from picows.websockets.compat import Request as OpenRequest
 from picows.websockets.compat import Response as OpenResponse
-from picows.websockets.exceptions import ConnectionClosed as _PicowsConnectionClosed
-from websockets.exceptions import ConnectionClosed as _WsConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-__all__ = ["CONNECTION_CLOSED", "ChargerSocket", "Opening", "Server", "serve"]
+from .charger_socket import MAX_QUEUE, ChargerSocket
 
-#: What a send, a receive or a close raises once the charger's socket is gone. Both
-#: libraries' classes: sessions also run over websockets' connections in unit tests.
-CONNECTION_CLOSED: tuple[type[Exception], ...] = (_PicowsConnectionClosed, _WsConnectionClosed)
+__all__ = ["Opening", "Server", "serve"]
 
 #: The longest opening request read (websockets' own parser caps lines and headers too).
 MAX_REQUEST_BYTES = 16 * 1024
@@ -52,8 +48,6 @@ MAX_REQUEST_BYTES = 16 * 1024
 MAX_EARLY_BYTES = 64 * 1024
 #: Seconds a connection may take to close cleanly before it is dropped (websockets' default).
 CLOSE_TIMEOUT_S = 10.0
-#: Messages buffered per connection before reading pauses (websockets' default).
-MAX_QUEUE = 16
 #: Bytes buffered for writing before a send waits (websockets' default).
 WRITE_LIMIT = 32 * 1024
 #: Each connection's first read buffer (picows' least). It doubles when a frame needs more;
@@ -89,22 +83,6 @@ class Opening:
         """The socket is admitted: the parser and the transport are no longer this object's to hold."""
         self._protocol = None
         self.transport = None
-
-
-class ChargerSocket(ServerConnection):
-    """An admitted charger's WebSocket: picows' websockets-compatible connection, and how it was opened."""
-
-    __slots__ = ("_opening",)
-
-    def __init__(self, server: Server, opening: Opening, **kwargs: Any) -> None:
-        super().__init__(server, **kwargs)
-        self._opening: Opening | None = opening
-
-    def opened(self) -> Opening | None:
-        """How the socket was opened, once: the connection handler takes it (to find its
-        admission), and the opening request's memory goes with it."""
-        opening, self._opening = self._opening, None
-        return opening
 
 
 class _CopyingWritelines:

@@ -10,6 +10,7 @@ import pytest
 
 from evreserve.access_ids import Group, TokenStatus, Verdict
 from evreserve.models import OcppVersion
+from evreserve_gateway.charger_socket import CONNECTION_CLOSED
 from evreserve_gateway.protocol import (
     CallErrorReply,
     CallResultReply,
@@ -68,10 +69,22 @@ def _session(version=OcppVersion.V16, events=None):
     return new_session(version, "CP-1", connection, events or FakeEvents(), logger, 60), connection
 
 
+async def _route(session, raw):
+    """A frame handled to the end, as the charger's socket runs it (ChargerSocket.serve)."""
+    pending = session.take_frame(raw)
+    if pending is not None:
+        try:
+            await pending
+        except CONNECTION_CLOSED:
+            raise
+        except Exception as exc:
+            session.frame_failed(exc)
+
+
 async def test_heartbeat_is_answered_with_the_time():
     """A Heartbeat gets a CALLRESULT with currentTime."""
     session, connection = _session()
-    await session.route_message('[2,"a","Heartbeat",{}]')
+    await _route(session, '[2,"a","Heartbeat",{}]')
     answer = connection.sent.get_nowait()
     assert answer[:2] == [3, "a"] and answer[2]["currentTime"].endswith("Z")
 
@@ -80,7 +93,7 @@ async def test_boot_notification_reports_and_answers_interval():
     """BootNotification is reported to the events and answered with the configured interval."""
     events = FakeEvents()
     session, connection = _session(events=events)
-    await session.route_message('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+    await _route(session, '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
     answer = connection.sent.get_nowait()
     assert (answer[2]["status"], answer[2]["interval"]) == ("Accepted", 60)
     assert (events.boots[0].vendor, events.boots[0].model) == ("V", "M")
@@ -99,7 +112,7 @@ async def test_boot_notification_reports_and_answers_interval():
 async def test_v16_malformed_frames_get_1_6_codes(frame, expected):
     """1.6 frames that are not valid OCPP-J get 1.6's codes (FormationViolation, not FormatViolation)."""
     session, connection = _session()
-    await session.route_message(frame)
+    await _route(session, frame)
     assert connection.sent.get_nowait()[:3] == expected
 
 
@@ -118,7 +131,7 @@ async def test_v16_directly_answered_calls_are_validated(frame, expected):
     """MeterValues and StatusNotification, answered without the library, are still refused when invalid."""
     events = FakeEvents()
     session, connection = _session(events=events)
-    await session.route_message(frame)
+    await _route(session, frame)
     assert connection.sent.get_nowait()[:3] == expected
     assert events.statuses == []
 
@@ -128,7 +141,7 @@ async def test_status_notification_is_reported_and_answered_empty():
     events = FakeEvents()
     session, connection = _session(OcppVersion.V201, events=events)
     frame = {"timestamp": "2026-11-23T10:00:00Z", "connectorStatus": "Occupied", "evseId": 2, "connectorId": 1}
-    await session.route_message(json.dumps([2, "s", "StatusNotification", frame]))
+    await _route(session, json.dumps([2, "s", "StatusNotification", frame]))
     assert connection.sent.get_nowait() == [3, "s", {}]
     assert [(port, status.status) for port, status in events.statuses] == [(2, "Occupied")]
 
@@ -136,14 +149,14 @@ async def test_status_notification_is_reported_and_answered_empty():
 async def test_v16_unknown_message_type_is_ignored():
     """OCPP-J 1.6: a frame with an unknown messageTypeId is ignored."""
     session, connection = _session()
-    await session.route_message('[9,"d"]')
+    await _route(session, '[9,"d"]')
     assert connection.sent.empty()
 
 
 async def test_v201_unparseable_frame_gets_rpc_framework_error():
     """2.0.1: a frame that is not an OCPP-J message gets RpcFrameworkError."""
     session, connection = _session(OcppVersion.V201)
-    await session.route_message("[]")
+    await _route(session, "[]")
     assert connection.sent.get_nowait()[:3] == [4, "-1", "RpcFrameworkError"]
 
 
@@ -161,7 +174,7 @@ async def test_call_result_answers_the_pending_call():
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
     assert sent[2:] == ["CancelReservation", {"reservationId": 1}]
-    await session.route_message(json.dumps([3, sent[1], {"status": "Accepted"}]))
+    await _route(session, json.dumps([3, sent[1], {"status": "Accepted"}]))
     assert await pending == CallResultReply({"status": "Accepted"})
 
 
@@ -170,7 +183,7 @@ async def test_call_error_with_unknown_code_is_passed_through():
     session, connection = _session(OcppVersion.V201)
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
-    await session.route_message(json.dumps([4, sent[1], "RpcFrameworkError", "bad", {}]))
+    await _route(session, json.dumps([4, sent[1], "RpcFrameworkError", "bad", {}]))
     assert await pending == CallErrorReply("RpcFrameworkError", "bad")
 
 
@@ -179,7 +192,7 @@ async def test_invalid_answer_becomes_a_call_error():
     session, connection = _session()
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
-    await session.route_message(json.dumps([3, sent[1], {"status": "Maybe"}]))
+    await _route(session, json.dumps([3, sent[1], {"status": "Maybe"}]))
     reply = await pending
     assert isinstance(reply, CallErrorReply) and reply.code == "FormatViolation"
 
@@ -197,10 +210,10 @@ async def test_close_fails_the_pending_call_at_once():
 async def test_late_answer_is_ignored():
     """An answer for no pending call does not disturb the next call."""
     session, connection = _session()
-    await session.route_message('[3,"stale",{"status":"Accepted"}]')
+    await _route(session, '[3,"stale",{"status":"Accepted"}]')
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
-    await session.route_message(json.dumps([3, sent[1], {"status": "Rejected"}]))
+    await _route(session, json.dumps([3, sent[1], {"status": "Rejected"}]))
     assert await pending == CallResultReply({"status": "Rejected"})
 
 
@@ -209,8 +222,8 @@ async def test_slow_authorize_does_not_hold_up_answers_to_our_calls():
     session, connection = _session(events=FakeEvents(Group("G", "Central"), lookup_delay_s=0.2))
     pending = asyncio.create_task(session.send_call("CancelReservation", {"reservationId": 1}))
     sent = await connection.sent.get()
-    await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
-    await session.route_message(json.dumps([3, sent[1], {"status": "Accepted"}]))
+    await _route(session, '[2,"auth","Authorize",{"idTag":"T"}]')
+    await _route(session, json.dumps([3, sent[1], {"status": "Accepted"}]))
     assert await asyncio.wait_for(pending, 0.1) == CallResultReply({"status": "Accepted"})
     answer = await asyncio.wait_for(connection.sent.get(), 1)
     assert answer == [3, "auth", {"idTagInfo": {"status": "Accepted", "parentIdTag": "G"}}]
@@ -219,9 +232,9 @@ async def test_slow_authorize_does_not_hold_up_answers_to_our_calls():
 async def test_calls_after_a_slow_one_are_answered_in_order():
     """A Heartbeat and a MeterValues sent while Authorize is pending are answered after it, in order."""
     session, connection = _session(events=FakeEvents(lookup_delay_s=0.05))
-    await session.route_message('[2,"auth","Authorize",{"idTag":"T"}]')
-    await session.route_message('[2,"hb","Heartbeat",{}]')
-    await session.route_message('[2,"mv","MeterValues",{"connectorId":1,"meterValue":[]}]')
+    await _route(session, '[2,"auth","Authorize",{"idTag":"T"}]')
+    await _route(session, '[2,"hb","Heartbeat",{}]')
+    await _route(session, '[2,"mv","MeterValues",{"connectorId":1,"meterValue":[]}]')
     answers = [await asyncio.wait_for(connection.sent.get(), 1) for _ in range(3)]
     assert [answer[1] for answer in answers] == ["auth", "hb", "mv"]
     assert answers[2][0] == 4  # an empty meterValue breaks the schema: refused, in its turn
@@ -250,11 +263,11 @@ async def test_library_frame_lines_stay_out_of_the_log(version, caplog):
     logger = logging.LoggerAdapter(logging.getLogger("evreserve_gateway.ocpp"), {"charger": "CP-1"})
     session = new_session(version, "CP-1", connection, events, logger, 60)
     token = '{"idTag":"T-1"}' if version is OcppVersion.V16 else '{"idToken":{"idToken":"T-1","type":"Central"}}'
-    await session.route_message(f'[2,"a","Authorize",{token}]')
+    await _route(session, f'[2,"a","Authorize",{token}]')
     answer = await asyncio.wait_for(connection.sent.get(), 2)
     assert "FLEET-SECRET-77" in json.dumps(answer)  # the charger gets the group
     event = '{"type":"SettingSystemTime","timestamp":"2026-01-01T00:00:00Z"}'
-    await session.route_message(f'[2,"b","SecurityEventNotification",{event}]')
+    await _route(session, f'[2,"b","SecurityEventNotification",{event}]')
     await asyncio.wait_for(connection.sent.get(), 2)
     assert not [r for r in caplog.records if "FLEET-SECRET-77" in r.getMessage()]
     assert [r for r in caplog.records if r.getMessage() == "security event" and r.levelno == logging.INFO]
@@ -281,7 +294,7 @@ async def test_call_cancelled_while_its_frame_is_written_still_hears_the_late_an
         async with asyncio.timeout(0.05):
             await session.send_call("ReserveNow", payload, late.append)
     frame = connection.sent.get_nowait()
-    await session.route_message(json.dumps([3, frame[1], {"status": "Accepted"}]))
+    await _route(session, json.dumps([3, frame[1], {"status": "Accepted"}]))
     assert late == [CallResultReply({"status": "Accepted"})]
 
 
@@ -320,7 +333,7 @@ async def test_the_tokens_verdict_answers_authorize_and_the_start_of_a_transacti
         events = FakeEvents(verdict.group, status=verdict.status)
         session, connection = _session(version, events)
         for n, (action, payload) in enumerate(calls):
-            await session.route_message(f'[2,"c{n}","{action}",{payload}]')
+            await _route(session, f'[2,"c{n}","{action}",{payload}]')
             answer = await asyncio.wait_for(connection.sent.get(), 2)
             assert answer[0] == 3, answer
             assert answer[2][info] == (v16 if version is OcppVersion.V16 else v201), (version, action)
@@ -336,6 +349,6 @@ async def test_a_transaction_event_without_a_token_asks_for_no_verdict():
         '{"eventType":"Updated","timestamp":"2026-01-01T00:00:00Z","triggerReason":"MeterValuePeriodic",'
         '"seqNo":1,"transactionInfo":{"transactionId":"t1"}}'
     )
-    await session.route_message(f'[2,"u","TransactionEvent",{payload}]')
+    await _route(session, f'[2,"u","TransactionEvent",{payload}]')
     assert await asyncio.wait_for(connection.sent.get(), 2) == [3, "u", {}]
     assert events.presented == []

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -22,25 +23,21 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from evreserve_gateway.transport import (
-    CONNECTION_CLOSED,
-    MAX_REQUEST_BYTES,
-    ChargerSocket,
-    Opening,
-    Server,
-    _deflate_offered,
-    serve,
-)
+from evreserve_gateway.charger_socket import CONNECTION_CLOSED, ChargerSocket
+from evreserve_gateway.transport import MAX_REQUEST_BYTES, Opening, Server, _deflate_offered, serve
 
 LOOPS: dict[str, Callable[[Awaitable[Any]], Any]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
 
 
 async def _echo(socket_: ChargerSocket) -> None:
-    try:
-        async for message in socket_:
-            await socket_.send(message)
-    except CONNECTION_CLOSED:
-        pass
+    def take(message: str | bytes) -> Coroutine[Any, Any, None]:
+        return socket_.send(message)  # type: ignore[no-any-return]
+
+    def failed(exc: BaseException) -> None:
+        raise AssertionError("an echo failed") from exc
+
+    with contextlib.suppress(CONNECTION_CLOSED):  # with permessage-deflate, a dropped peer raises
+        await socket_.serve(take, failed)
 
 
 async def _admit_all(_opening: Opening, _request: Request) -> Response | None:
@@ -458,3 +455,225 @@ def test_large_answers_to_a_slow_reader_arrive_intact(loop: str) -> None:
             await _stop(server)
 
     assert LOOPS[loop](scenario()) == [m.encode() for m in messages]
+
+
+# -- messages straight from the frame callback (ChargerSocket.serve) ------------------------
+
+
+def _masked(first_byte: int, payload: bytes) -> bytes:
+    """A client frame: ``first_byte`` is FIN/RSV/opcode (0x81 a final text frame, 0x01 a
+    first text fragment, 0x00 / 0x80 a continuation / the last one)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    if len(payload) < 126:
+        return struct.pack("!BB", first_byte, 0x80 | len(payload)) + mask + masked
+    if len(payload) < 65536:
+        return struct.pack("!BBH", first_byte, 0x80 | 126, len(payload)) + mask + masked
+    return struct.pack("!BBQ", first_byte, 0x80 | 127, len(payload)) + mask + masked
+
+
+def _close_code(data: bytes) -> int | None:
+    """The code of the server's close frame in ``data`` (after its text frames), if any."""
+    at = data.find(b"\x88")
+    if at < 0 or len(data) < at + 4:
+        return None
+    return int(struct.unpack("!H", data[at + 2 : at + 4])[0])
+
+
+def _serving(
+    take_for: Callable[[ChargerSocket], Callable[[str | bytes], Coroutine[Any, Any, None] | None]],
+    failures: list[BaseException] | None = None,
+    before: float = 0.0,
+) -> Callable[[ChargerSocket], Awaitable[None]]:
+    """A handler that serves each socket with ``take_for(socket)``, ``before`` s after it opened."""
+
+    async def handler(socket_: ChargerSocket) -> None:
+        await asyncio.sleep(before)
+        await socket_.serve(take_for(socket_), (failures if failures is not None else []).append)
+
+    return handler
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_messages_are_taken_in_order_while_one_waits(loop: str) -> None:
+    """A message whose remainder waits holds back the next ones; none is lost or reordered."""
+    taken: list[str] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        async def slowly(message: str) -> None:
+            await asyncio.sleep(0.2)
+            await socket_.send(message)
+
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            taken.append(str(message))
+            if message == "slow":
+                return slowly(message)
+            return socket_.send(message)  # type: ignore[no-any-return]
+
+        return take
+
+    sent = ["a", "slow", *[f"m{n}" for n in range(40)]]
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve(handler=_serving(take_for))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request() + _masked(0x81, b"ready"))
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2 + len("ready"))  # served: the batch meets the frame callback
+            writer.write(b"".join(_masked(0x81, m.encode()) for m in sent))
+            await writer.drain()
+            data = await asyncio.wait_for(reader.readexactly(sum(len(m) + 2 for m in sent)), 10)
+            writer.close()
+            return _server_texts(data)
+        finally:
+            await _stop(server)
+
+    assert LOOPS[loop](scenario()) == [m.encode() for m in sent]
+    assert taken == ["ready", *sent]
+
+
+def test_reading_pauses_while_messages_wait_and_resumes_after() -> None:
+    """Behind a message that does not finish, at most a queue's worth is read; then all are answered."""
+    release = asyncio.Event()
+    sockets: list[ChargerSocket] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        sockets.append(socket_)
+
+        async def held(message: str | bytes) -> None:
+            await release.wait()
+            await socket_.send(message)
+
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            return held(message) if message == "hold" else socket_.send(message)  # type: ignore[return-value]
+
+        return take
+
+    sent = ["hold", *[f"m{n}" for n in range(100)]]
+
+    async def scenario() -> tuple[bool, list[bytes]]:
+        server, port = await _serve(handler=_serving(take_for))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request() + _masked(0x81, b"ready"))
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2 + len("ready"))  # served: the batch meets the frame callback
+            writer.write(b"".join(_masked(0x81, m.encode()) for m in sent))
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            paused = sockets[0]._paused is not None
+            release.set()
+            expected = sum(len(m) + 2 for m in sent)
+            data = await asyncio.wait_for(reader.readexactly(expected), 10)
+            writer.close()
+            return paused, _server_texts(data)
+        finally:
+            await _stop(server)
+
+    paused, answers = asyncio.run(scenario())
+    assert paused
+    assert answers == [m.encode() for m in sent]
+
+
+def test_messages_sent_before_serve_are_taken_once_it_starts() -> None:
+    """Frames that arrive while the connection is being registered wait for ``serve``."""
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve(handler=_serving(lambda s: s.send, before=0.3))  # type: ignore[arg-type,return-value]
+        try:
+            data = await _raw_exchange(port, _upgrade_request() + _masked(0x81, b"one") + _masked(0x81, b"two"), 1.0)
+            return _server_texts(data.partition(b"\r\n\r\n")[2])
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == [b"one", b"two"]
+
+
+def test_a_fragmented_message_is_taken_whole() -> None:
+    async def scenario() -> list[bytes]:
+        server, port = await _serve()
+        try:
+            frames = _masked(0x01, b"[2,") + _masked(0x00, b'"f","Heart') + _masked(0x80, b'beat",{}]')
+            data = await _raw_exchange(port, _upgrade_request() + frames + _masked(0x81, b"after"), 1.0)
+            return _server_texts(data.partition(b"\r\n\r\n")[2])
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == [b'[2,"f","Heartbeat",{}]', b"after"]
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        (_masked(0x81, b"\xff\xfe not utf-8"), 1007),
+        (_masked(0x80, b"continuation of nothing"), 1002),
+        (_masked(0x01, b"[2,") + _masked(0x81, b"a new message mid-fragments"), 1002),
+        (_masked(0x01, b"x" * 40_000) + _masked(0x80, b"y" * 40_000), 1009),  # 64 KiB max_size
+    ],
+    ids=["invalid-utf8", "stray-continuation", "interleaved", "too-big-in-fragments"],
+)
+def test_a_malformed_message_closes_the_connection_with_its_code(frames: bytes, code: int) -> None:
+    taken: list[str | bytes] = []
+
+    def take_for(_socket: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        def take(message: str | bytes) -> None:
+            taken.append(message)
+
+        return take
+
+    async def scenario() -> bytes:
+        server, port = await _serve(handler=_serving(take_for))
+        try:
+            return await _raw_exchange(port, _upgrade_request() + frames, 1.0)
+        finally:
+            await _stop(server)
+
+    answer = asyncio.run(scenario()).partition(b"\r\n\r\n")[2]
+    assert _close_code(answer) == code
+    assert taken == []
+
+
+def test_a_failing_remainder_is_reported_and_the_next_message_still_taken() -> None:
+    failures: list[BaseException] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        async def broken() -> None:
+            raise ValueError("a bug in one frame's handling")
+
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            return broken() if message == "bug" else socket_.send(message)  # type: ignore[return-value]
+
+        return take
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve(handler=_serving(take_for, failures))
+        try:
+            data = await _raw_exchange(port, _upgrade_request() + _masked(0x81, b"bug") + _masked(0x81, b"ok"), 1.0)
+            return _server_texts(data.partition(b"\r\n\r\n")[2])
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == [b"ok"]
+    assert [type(f) for f in failures] == [ValueError]
+
+
+def test_a_served_socket_cannot_also_be_iterated() -> None:
+    errors: list[str] = []
+
+    async def handler(socket_: ChargerSocket) -> None:
+        for attempt in (lambda: socket_.__aiter__(), lambda: socket_.recv().send(None)):
+            try:
+                attempt()
+            except TypeError as exc:
+                errors.append(str(exc))
+
+    async def scenario() -> None:
+        server, port = await _serve(handler=handler)
+        try:
+            await _raw_exchange(port, _upgrade_request(), 0.5)
+        finally:
+            await _stop(server)
+
+    asyncio.run(scenario())
+    assert len(errors) == 2 and all("serve()" in e for e in errors)

@@ -24,11 +24,11 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Protocol
 
 from ..charger_messages import ChargerEvents
-from ..transport import CONNECTION_CLOSED
+from ..charger_socket import CONNECTION_CLOSED
 from .framing import (
     Answer,
     Call,
@@ -136,20 +136,22 @@ class OcppSession(LibraryHandlers):
 
     # -- incoming frames ------------------------------------------------------------
 
-    async def route_message(self, raw: str | bytes) -> None:
+    def take_frame(self, raw: str | bytes) -> Coroutine[Any, Any, None] | None:
+        """One frame from the charger, decided synchronously: what is left to run (usually
+        the answer's send), or ``None``. The charger's socket runs it eagerly
+        (``ChargerSocket.serve``), so a frame whose answer goes out at once costs no task
+        switch; ``frame_failed`` gets its errors."""
         try:
-            # _route decides synchronously and hands back what is left to await (usually
-            # the answer's send): one coroutine per frame, not three.
-            pending = self._route(raw)
-            if pending is not None:
-                await pending
-        except CONNECTION_CLOSED:
-            raise
-        except Exception:
-            # A bug in one frame's handling must not take the charger's connection down.
-            self.log.exception("failed to handle a frame")
+            return self._route(raw)
+        except Exception as exc:
+            self.frame_failed(exc)
+            return None
 
-    def _route(self, raw: str | bytes) -> Awaitable[None] | None:
+    def frame_failed(self, exc: BaseException) -> None:
+        # A bug in one frame's handling must not take the charger's connection down.
+        self.log.error("failed to handle a frame", exc_info=exc)
+
+    def _route(self, raw: str | bytes) -> Coroutine[Any, Any, None] | None:
         value = decode(raw)
         if self._budget is not None and not self._answers_pending(value):
             if not self._budget.take():
@@ -200,7 +202,7 @@ class OcppSession(LibraryHandlers):
         if message_id is not None:
             await self._connection.send(call_error(message_id, "GenericError", "rate limit exceeded; slow down"))
 
-    def _route_call(self, call: Call) -> Awaitable[None] | None:
+    def _route_call(self, call: Call) -> Coroutine[Any, Any, None] | None:
         if call.action == "Heartbeat" and not call.payload and self._inbox is None:
             return self._reply(call, heartbeat_result(call.message_id, current_time()))
         if self._inbox is None and call.action not in SLOW_ACTIONS:
@@ -215,13 +217,13 @@ class OcppSession(LibraryHandlers):
             return None
         return self._send_error(call.message_id, "GenericError", "too many CALLs outstanding", call)
 
-    def _reply(self, call: Call, frame: str) -> Awaitable[None]:
+    def _reply(self, call: Call, frame: str) -> Coroutine[Any, Any, None]:
         """Send the answer to a charger's CALL, and log both; the send, to await."""
         if self.traffic is not None:
             self.traffic.received(call.at_ms, call.action, call.raw, frame)
         return self._connection.send(frame)  # type: ignore[no-any-return]
 
-    def _answer_directly(self, call: Call, handler: DirectHandler) -> Awaitable[None]:
+    def _answer_directly(self, call: Call, handler: DirectHandler) -> Coroutine[Any, Any, None]:
         # Synchronous up to the send: per frame one awaitable (the send), not three coroutines.
         try:
             request_validator(self.version, call.action)(call.payload)
@@ -249,7 +251,7 @@ class OcppSession(LibraryHandlers):
             self._inbox = None
             self._inbox_task = None
 
-    def _answer(self, call: Call) -> Awaitable[None]:
+    def _answer(self, call: Call) -> Coroutine[Any, Any, None]:
         """The answer to one CALL: the direct path for the frequent ones, else the library."""
         direct = self._direct.get(call.action)
         if direct is not None:
