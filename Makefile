@@ -144,7 +144,7 @@ e2e: $(STAMP) $(NODE_STAMP)  ## End-to-end tests over the whole local stack
 
 bench: $(STAMP) $(NODE_STAMP)  ## Run the benchmarks (minutes; on a quiet machine)
 	npm ci --prefix benchmarks --no-audit --no-fund --loglevel=error
-	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs aws_clients lambda_start message_log_cost sqs_candidates; do \
+	@for script in gateway_throughput gateway_memory reservation_roundtrip request_costs aws_clients lambda_start message_log_cost session_cost sqs_candidates; do \
 	  echo "== benchmarks/$$script.py"; $(BIN)/python benchmarks/$$script.py || exit 1; done
 
 plots: $(STAMP)  ## Redraw docs/img/*.png from the benchmark results kept in docs/data/

@@ -19,6 +19,7 @@ SCRIPTS = [
     "aws_clients",
     "lambda_start",
     "message_log_cost",
+    "session_cost",
 ]
 
 pytestmark = pytest.mark.integration

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
+import fastjsonschema
 import ocpp.messages
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallResult
 
@@ -208,3 +212,95 @@ def test_decimal_payloads_are_left_to_the_library() -> None:
         },
     }
     assert _verdict(lambda: schemas.outgoing_call(OcppVersion.V16, "1", "SetChargingProfile", profile))[0] == "ok"
+
+
+# -- jsonschema-rs's quick verdict against fastjsonschema's, on every schema ----------------
+
+
+def _all_schemas() -> list[tuple[OcppVersion, str, bool]]:
+    found = []
+    for version in OcppVersion:
+        folder = library.schema_path(version, "Heartbeat").parent
+        for path in sorted(folder.glob("*.json")):
+            name = path.stem
+            answer = name.endswith("Response")
+            action = name.removesuffix("Response") if answer else name.removesuffix("Request")
+            if library.schema_path(version, action, answer=answer) == path:
+                found.append((version, action, answer))
+    return found
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 1.0, 2.5, 2**63, -(2**63) - 1, "\ud800", ""]),
+    st.text(max_size=8),
+    st.just([]),
+    st.just({}),
+)
+
+
+def _payloads(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values shaped by ``schema`` (so that many are valid), with junk in any place (so that many are not)."""
+    if "$ref" in schema:
+        schema = root["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
+    kind = schema.get("type")
+    shaped: st.SearchStrategy[Any]
+    if "enum" in schema:
+        shaped = st.sampled_from(schema["enum"])
+    elif kind == "object" and depth < 6:
+        properties = {k: _payloads(v, root, depth + 1) for k, v in schema.get("properties", {}).items()}
+        required = [k for k in schema.get("required", []) if k in properties]
+        optional = {k: v for k, v in properties.items() if k not in required}
+        shaped = st.fixed_dictionaries({k: properties[k] for k in required}, optional=optional)
+        extra = shaped.map(lambda d: {**d, "extra": 1})
+        short = shaped.map(lambda d: dict(list(d.items())[1:]))
+        shaped = _mostly(shaped, st.one_of(extra, short), one_in=5)
+    elif kind == "array" and depth < 6:
+        items = _payloads(schema.get("items", {}), root, depth + 1)
+        shaped = st.lists(items, min_size=0, max_size=schema.get("maxItems", 3) + 1)
+    elif kind == "string":
+        limit = schema.get("maxLength")
+        shaped = st.text(max_size=limit + 2) if limit else st.text(max_size=12)
+        if limit:
+            shaped = _mostly(shaped, st.sampled_from(["x" * limit, "x" * (limit + 1)]), one_in=5)
+    elif kind == "integer":
+        shaped = _mostly(st.integers(min_value=-5, max_value=2**31), st.sampled_from([1.0, 2.5, True]), one_in=5)
+    elif kind == "number":
+        shaped = st.one_of(st.integers(min_value=-5, max_value=10**6), st.floats(-1e6, 1e6), st.just(0.1))
+    elif kind == "boolean":
+        shaped = _mostly(st.booleans(), st.just(1), one_in=5)
+    else:
+        shaped = _JUNK
+    # Junk in one place of ten: most payloads are valid or nearly so, where verdicts can differ.
+    return _mostly(shaped, _JUNK, one_in=10)
+
+
+def _mostly(usual: st.SearchStrategy[Any], odd: st.SearchStrategy[Any], one_in: int) -> st.SearchStrategy[Any]:
+    """``odd`` once in ``one_in`` draws, else ``usual`` (``st.one_of`` weighs its branches alike)."""
+    return st.integers(min_value=1, max_value=one_in).flatmap(lambda n: odd if n == 1 else usual)
+
+
+@pytest.mark.parametrize(("version", "action", "answer"), _all_schemas(), ids=lambda v: str(getattr(v, "value", v)))
+def test_the_quick_verdict_never_differs_from_fastjsonschemas(version, action, answer):
+    """The validators say "valid" first with jsonschema-rs; only a payload both call valid passes."""
+    schema = json.loads(library.schema_path(version, action, answer=answer).read_text(encoding="utf-8-sig"))
+    schema["$schema"] = "http://json-schema.org/draft-04/schema#"
+    reference = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+    validate = (schemas.answer_validator if answer else schemas.request_validator)(version, action)
+
+    def verdict(check: Any, payload: Any) -> bool:
+        try:
+            check(payload)
+        except SchemaViolation:
+            return False
+        return True
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(_payloads(schema, schema))
+    def compare(payload: Any) -> None:
+        assert verdict(validate, payload) == verdict(reference, payload), payload
+
+    compare()
