@@ -3,7 +3,8 @@
 picows calls ``on_ws_frame`` for every frame it parses. A data frame's message goes from
 there straight to the session (``serve``), not through the compatible connection's
 receive queue and an ``async for``: a message whose answer goes out at once is then
-handled without a future, a task wake-up or a coroutine of its own. Everything else of
+handled without a receive waiter, a task wake-up or a trip through the event loop (its
+answer's send runs as an eager task). Everything else of
 the connection (sending, closing, keepalive pings, control frames) is picows'
 websockets-compatible connection's.
 """
@@ -32,6 +33,8 @@ CONNECTION_CLOSED: tuple[type[Exception], ...] = (_PicowsConnectionClosed, _WsCo
 
 #: Messages buffered per connection before reading pauses (websockets' default).
 MAX_QUEUE = 16
+#: Fragments one message may come in; an OCPP message needs one. More closes with 1009.
+MAX_FRAGMENTS = 1024
 
 #: What a connection's messages go to: run synchronously, it hands back what is left to
 #: run (usually the answer's send) or ``None``.
@@ -52,20 +55,34 @@ class ChargerSocket(ServerConnection):
     connection's own receive path, which inflates them.
     """
 
-    __slots__ = ("_busy", "_direct", "_failed", "_fragments", "_max_size", "_opening", "_paused", "_take", "_waiting")
+    __slots__ = (
+        "_broken",
+        "_busy",
+        "_direct",
+        "_failed",
+        "_fragments",
+        "_max_size",
+        "_opening",
+        "_paused",
+        "_take",
+        "_waiting",
+    )
 
     def __init__(self, server: Server, opening: Opening, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
         self._opening: Opening | None = opening
         self._direct = kwargs.get("permessage_deflate") is None
-        self._max_size: int = kwargs["max_message_size"]
+        #: picows' convention: 0 (or None) is no limit.
+        self._max_size: int = kwargs.get("max_message_size") or 0
         self._take: TakeMessage | None = None
         self._failed: MessageFailed | None = None
         #: Messages read while one is handled, or before ``serve``; ``None`` when there are none.
-        self._waiting: deque[str | bytes] | None = None
+        self._waiting: deque[_Queued] | None = None
+        #: Invalid text was met: the connection is being dropped, nothing more is taken.
+        self._broken = False
         #: The message being handled, when its remainder did not finish at once.
         self._busy: asyncio.Task[None] | None = None
-        #: A fragmented message so far: its type, then its fragments' payloads.
+        #: A fragmented message so far: its type, its size so far, then its fragments' payloads.
         self._fragments: list[Any] | None = None
         #: The transport whose reading is paused (too many messages waiting), else ``None``.
         self._paused: Any = None
@@ -78,7 +95,9 @@ class ChargerSocket(ServerConnection):
 
     async def serve(self, take: TakeMessage, failed: MessageFailed) -> None:
         """Hand the charger's messages to ``take``, in order, until the connection has
-        closed and the messages read before the close are handled."""
+        closed and the messages read before then are handled (as with picows' own
+        connection, that includes any read after a close frame was sent or received).
+        Cancelled, it cancels the message being handled and takes no more."""
         if not self._direct:
             async for message in ServerConnection.__aiter__(self):
                 pending = take(message)
@@ -98,6 +117,11 @@ class ChargerSocket(ServerConnection):
                 await asyncio.wait((self._busy,))
         finally:
             self._take = self._failed = self._waiting = None
+            if self._busy is not None:  # cancelled (the gateway stops): its remainder goes too
+                self._busy.cancel()
+            if self._paused is not None:
+                self._paused, paused = None, self._paused
+                paused.resume_reading()
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         if self._direct:
@@ -111,21 +135,24 @@ class ChargerSocket(ServerConnection):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
+        message: _Queued
+        if self._broken and msg_type in _DATA_FRAMES:
+            return  # after invalid text, nothing more is taken: the connection is being dropped
         if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None and self._direct and not frame.rsv1:
             # Nearly every frame: a whole text message.
             try:
-                message: str | bytes = frame.get_payload_as_utf8_text()
+                message = frame.get_payload_as_utf8_text()
             except UnicodeDecodeError as exc:
-                raise _invalid_text(exc) from exc
+                message = _InvalidText(transport, exc)
         elif not self._direct or msg_type not in _DATA_FRAMES or frame.rsv1:
             # Control frames, and what the compatible connection refuses or inflates.
             ServerConnection.on_ws_frame(self, transport, frame)
             return
         else:
-            assembled = self._assembled(msg_type, frame)
-            if assembled is None:
+            whole = self._assembled(msg_type, frame)
+            if whole is None:
                 return
-            message = assembled
+            message = _decoded(transport, *whole)
         if self._busy is None and self._take is not None and not self._waiting:
             self._run(message)
             return
@@ -137,29 +164,45 @@ class ChargerSocket(ServerConnection):
             self._paused = transport.underlying_transport
             self._paused.pause_reading()
 
-    def _assembled(self, msg_type: WSMsgType, frame: WSFrame) -> str | bytes | None:
-        """A binary message, or a fragmented one once its last fragment is here; else ``None``."""
+    def _assembled(self, msg_type: WSMsgType, frame: WSFrame) -> tuple[WSMsgType, bytes] | None:
+        """A binary message, or a fragmented one once its last fragment is here; else ``None``.
+
+        Fragments are counted and their size kept as they come (``[type, size, parts...]``):
+        a message in many tiny fragments costs one pass, and at most ``MAX_FRAGMENTS``.
+        """
         fragments = self._fragments
         if msg_type is WSMsgType.CONTINUATION:
             if fragments is None:
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
-            fragments.append(frame.get_payload_as_bytes())
-            if sum(len(part) for part in fragments[1:]) > self._max_size:
+            part = frame.get_payload_as_bytes()
+            fragments.append(part)
+            fragments[1] += len(part)
+            if self._max_size and fragments[1] > self._max_size:
                 raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            if len(fragments) - 2 > MAX_FRAGMENTS:
+                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message in too many fragments")
             if not frame.fin:
                 return None
             self._fragments = None
-            return _message(fragments[0], b"".join(fragments[1:]))
+            return fragments[0], b"".join(fragments[2:])
         if fragments is not None:
             raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "expected continuation frame")
         if not frame.fin:
-            self._fragments = [msg_type, frame.get_payload_as_bytes()]
+            first = frame.get_payload_as_bytes()
+            self._fragments = [msg_type, len(first), first]
             return None
-        return _message(msg_type, frame.get_payload_as_bytes())
+        return msg_type, frame.get_payload_as_bytes()
 
-    def _run(self, message: str | bytes) -> None:
+    def _run(self, message: _Queued) -> None:
         assert self._take is not None
-        pending = self._take(message)
+        if isinstance(message, _InvalidText):
+            self._drop(message)
+            return
+        try:
+            pending = self._take(message)
+        except Exception as exc:  # ``take`` is meant not to raise; if it does, the next message still comes
+            self._report(exc)
+            return
         if pending is None:
             return
         # Run eagerly: a remainder that does not wait (an answer sent at once) is done
@@ -171,6 +214,14 @@ class ChargerSocket(ServerConnection):
             self._busy = task
             task.add_done_callback(self._finished)
 
+    def _drop(self, invalid: _InvalidText) -> None:
+        """Invalid UTF-8, once the messages before it are handled: 1007 and the socket
+        aborted, as picows' compatible connection does; later messages are not taken."""
+        self._broken = True
+        self._waiting = None
+        invalid.transport.send_close(WSCloseCode.INVALID_TEXT, invalid.reason.encode())
+        invalid.transport.disconnect(False)
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._busy = None
         self._settle(task)
@@ -180,13 +231,17 @@ class ChargerSocket(ServerConnection):
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None and not isinstance(exc, CONNECTION_CLOSED) and self._failed is not None:
+        if exc is not None and not isinstance(exc, CONNECTION_CLOSED):
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        if self._failed is not None:
             self._failed(exc)
 
     def _drain(self) -> None:
+        while self._waiting and self._busy is None and self._take is not None:
+            self._run(self._waiting.popleft())
         waiting = self._waiting
-        while waiting and self._busy is None and self._take is not None:
-            self._run(waiting.popleft())
         if not waiting:
             self._waiting = None
         paused = self._paused
@@ -195,14 +250,24 @@ class ChargerSocket(ServerConnection):
             paused.resume_reading()
 
 
-def _message(msg_type: WSMsgType, payload: bytes) -> str | bytes:
+class _InvalidText:
+    """A text message that is not UTF-8, queued in its place among the messages."""
+
+    __slots__ = ("reason", "transport")
+
+    def __init__(self, transport: WSTransport, exc: UnicodeDecodeError) -> None:
+        self.transport = transport
+        self.reason = f"{exc.reason} at position {exc.start}"
+
+
+#: What waits in a socket's queue: a message, or the invalid text that ends the connection.
+_Queued = str | bytes | _InvalidText
+
+
+def _decoded(transport: WSTransport, msg_type: WSMsgType, payload: bytes) -> _Queued:
     if msg_type is not WSMsgType.TEXT:
         return payload
     try:
         return payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _invalid_text(exc) from exc
-
-
-def _invalid_text(exc: UnicodeDecodeError) -> WSProtocolError:
-    return WSProtocolError(WSCloseCode.INVALID_TEXT, f"{exc.reason} at position {exc.start}")
+        return _InvalidText(transport, exc)

@@ -677,3 +677,157 @@ def test_a_served_socket_cannot_also_be_iterated() -> None:
 
     asyncio.run(scenario())
     assert len(errors) == 2 and all("serve()" in e for e in errors)
+
+
+def _answers_and_close(data: bytes) -> tuple[list[bytes], int | None]:
+    """The server's text frames, then the code of its close frame (if any)."""
+    texts = []
+    while data and data[0] == 0x81:
+        size, start = data[1], 2
+        if size == 126:
+            size, start = struct.unpack("!H", data[2:4])[0], 4
+        texts.append(data[start : start + size])
+        data = data[start + size :]
+    code = int(struct.unpack("!H", data[2:4])[0]) if data[:1] == b"\x88" and len(data) >= 4 else None
+    return texts, code
+
+
+@pytest.mark.parametrize(
+    ("fragment", "count"),
+    [(b"x", 5_000), (b"", 5_000)],
+    ids=["one-byte", "empty"],
+)
+def test_a_message_in_too_many_fragments_is_refused_at_once(fragment: bytes, count: int) -> None:
+    """Each fragment costs O(1): thousands of tiny ones end in 1009, not in a stalled loop."""
+    frames = _masked(0x01, b"[") + b"".join(_masked(0x00, fragment) for _ in range(count)) + _masked(0x80, b"]")
+
+    async def scenario() -> bytes:
+        server, port = await _serve()
+        try:
+            return await _raw_exchange(port, _upgrade_request() + frames, 1.0)
+        finally:
+            await _stop(server)
+
+    answer = asyncio.run(scenario()).partition(b"\r\n\r\n")[2]
+    assert _close_code(answer) == 1009
+
+
+def test_a_message_in_many_fragments_within_the_limit_is_taken_whole() -> None:
+    parts = [f"{n:03d}".encode() for n in range(500)]
+    frames = _masked(0x01, parts[0]) + b"".join(_masked(0x00, p) for p in parts[1:-1]) + _masked(0x80, parts[-1])
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve()
+        try:
+            data = await _raw_exchange(port, _upgrade_request() + frames, 1.0)
+            return _server_texts(data.partition(b"\r\n\r\n")[2])
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == [b"".join(parts)]
+
+
+def test_invalid_text_ends_the_connection_in_its_turn() -> None:
+    """Messages before the invalid one are answered; none after it is taken; then 1007."""
+    release = asyncio.Event()
+    taken: list[str] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        async def held(message: str) -> None:
+            await release.wait()
+            await socket_.send(message)
+
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            taken.append(str(message))
+            return held(str(message)) if message == "A" else socket_.send(message)  # type: ignore[return-value]
+
+        return take
+
+    async def scenario() -> tuple[list[bytes], int | None]:
+        server, port = await _serve(handler=_serving(take_for))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request() + _masked(0x81, b"ready"))
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2 + len("ready"))
+            writer.write(b"".join(_masked(0x81, m) for m in (b"A", b"B", b"C", b"\xff bad", b"D")))
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            release.set()
+            data = b""
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    while chunk := await reader.read(65536):
+                        data += chunk
+            writer.close()
+            return _answers_and_close(data)
+        finally:
+            await _stop(server)
+
+    answers, code = asyncio.run(scenario())
+    assert answers == [b"A", b"B", b"C"]
+    assert code == 1007
+    assert taken == ["ready", "A", "B", "C"]
+
+
+def test_a_take_that_raises_is_reported_and_the_queue_goes_on() -> None:
+    failures: list[BaseException] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            if message == "boom":
+                raise RuntimeError("a bug in take")
+            return socket_.send(message)  # type: ignore[no-any-return]
+
+        return take
+
+    async def scenario() -> list[bytes]:
+        server, port = await _serve(handler=_serving(take_for, failures))
+        try:
+            frames = b"".join(_masked(0x81, m) for m in (b"one", b"boom", b"two"))
+            data = await _raw_exchange(port, _upgrade_request() + frames, 1.0)
+            return _server_texts(data.partition(b"\r\n\r\n")[2])
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == [b"one", b"two"]
+    assert [str(f) for f in failures] == ["a bug in take"]
+
+
+def test_a_cancelled_serve_cancels_the_message_being_handled() -> None:
+    outcome: list[str] = []
+    handlers: list[asyncio.Task[None]] = []
+
+    def take_for(socket_: ChargerSocket) -> Callable[[str | bytes], Coroutine[Any, Any, None] | None]:
+        async def forever(message: str | bytes) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+        def take(message: str | bytes) -> Coroutine[Any, Any, None] | None:
+            return forever(message)
+
+        return take
+
+    async def handler(socket_: ChargerSocket) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await _serving(take_for)(socket_)
+
+    async def scenario() -> list[str]:
+        server, port = await _serve(handler=handler)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_upgrade_request() + _masked(0x81, b"hold"))
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.3)
+            handlers[0].cancel()
+            await asyncio.sleep(0.1)
+            seen = list(outcome)  # before the loop's own shutdown cancels what is left
+            writer.close()
+            return seen
+        finally:
+            await _stop(server)
+
+    assert asyncio.run(scenario()) == ["cancelled"]
