@@ -24,11 +24,17 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
+# Only what is missing is installed: a machine whose Node came from elsewhere has no use
+# for (and may conflict with) Debian's nodejs and npm.
 system-deps:  ## Java 17, Node/npm and Chromium (Swagger UI's browser test), from Debian's packages when missing (needs root)
-	@command -v java >/dev/null && command -v npm >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing Java, Node and Chromium from Debian packages"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    openjdk-17-jre-headless nodejs npm chromium; }
+	@missing=""; \
+	  command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	  command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing from Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi
 
 # A person sees the first install's progress (it takes minutes); CI logs stay short.
 PIP_PROGRESS := $(if $(CI),-q,--progress-bar on)
