@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed as _WsConnectionClosed
 if TYPE_CHECKING:
     from .transport import Opening
 
-__all__ = ["CONNECTION_CLOSED", "MAX_QUEUE", "ChargerSocket", "MessageFailed", "TakeMessage"]
+__all__ = ["CONNECTION_CLOSED", "MAX_FRAGMENTS", "MAX_QUEUE", "ChargerSocket", "MessageFailed", "TakeMessage"]
 
 #: What a send, a receive or a close raises once the charger's socket is gone. Both
 #: libraries' classes: sessions also run over websockets' connections in unit tests.
@@ -78,7 +78,7 @@ class ChargerSocket(ServerConnection):
         self._failed: MessageFailed | None = None
         #: Messages read while one is handled, or before ``serve``; ``None`` when there are none.
         self._waiting: deque[_Queued] | None = None
-        #: Invalid text was met: the connection is being dropped, nothing more is taken.
+        #: Invalid text or a protocol error was met: the connection is being dropped, nothing more is taken.
         self._broken = False
         #: The message being handled, when its remainder did not finish at once.
         self._busy: asyncio.Task[None] | None = None
@@ -137,7 +137,7 @@ class ChargerSocket(ServerConnection):
         msg_type = frame.msg_type
         message: _Queued
         if self._broken and msg_type in _DATA_FRAMES:
-            return  # after invalid text, nothing more is taken: the connection is being dropped
+            return  # after invalid text or a protocol error, the connection is being dropped
         if msg_type is WSMsgType.TEXT and frame.fin and self._fragments is None and self._direct and not frame.rsv1:
             # Nearly every frame: a whole text message.
             try:
@@ -149,7 +149,13 @@ class ChargerSocket(ServerConnection):
             ServerConnection.on_ws_frame(self, transport, frame)
             return
         else:
-            whole = self._assembled(msg_type, frame)
+            try:
+                whole = self._assembled(msg_type, frame)
+            except WSProtocolError:
+                # picows closes the connection; the frames already read after this one
+                # are dropped, not each refused (and logged) again.
+                self._broken = True
+                raise
             if whole is None:
                 return
             message = _decoded(transport, *whole)
@@ -215,12 +221,13 @@ class ChargerSocket(ServerConnection):
             task.add_done_callback(self._finished)
 
     def _drop(self, invalid: _InvalidText) -> None:
-        """Invalid UTF-8, once the messages before it are handled: 1007 and the socket
-        aborted, as picows' compatible connection does; later messages are not taken."""
+        """Invalid UTF-8, once the messages before it are handled: 1007, then the socket
+        closed; later messages are not taken. (picows' compatible connection aborts; a
+        close lets the 1007 frame out first, where an abort's reset can overtake it.)"""
         self._broken = True
         self._waiting = None
         invalid.transport.send_close(WSCloseCode.INVALID_TEXT, invalid.reason.encode())
-        invalid.transport.disconnect(False)
+        invalid.transport.disconnect()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._busy = None
