@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed as _WsConnectionClosed
 if TYPE_CHECKING:
     from .transport import Opening
 
-__all__ = ["CONNECTION_CLOSED", "MAX_FRAGMENTS", "MAX_QUEUE", "ChargerSocket", "MessageFailed", "TakeMessage"]
+__all__ = ["CONNECTION_CLOSED", "MAX_FRAGMENTS", "MAX_QUEUE", "ChargerSocket", "MessageFailed", "TakeMessage", "finish"]
 
 #: What a send, a receive or a close raises once the charger's socket is gone. Both
 #: libraries' classes: sessions also run over websockets' connections in unit tests.
@@ -102,12 +102,7 @@ class ChargerSocket(ServerConnection):
             async for message in ServerConnection.__aiter__(self):
                 pending = take(message)
                 if pending is not None:
-                    try:
-                        await pending
-                    except CONNECTION_CLOSED:
-                        raise
-                    except Exception as exc:
-                        failed(exc)
+                    await finish(pending, failed)
             return
         self._take, self._failed = take, failed
         try:
@@ -255,6 +250,17 @@ class ChargerSocket(ServerConnection):
         if paused is not None and (not waiting or len(waiting) < MAX_QUEUE // 4):
             self._paused = None
             paused.resume_reading()
+
+
+async def finish(pending: Coroutine[Any, Any, None], failed: MessageFailed) -> None:
+    """Run a message's remainder to its end, awaited: its error goes to ``failed``, except
+    the socket's closing, which is raised (it ends the connection's handling)."""
+    try:
+        await pending
+    except CONNECTION_CLOSED:
+        raise
+    except Exception as exc:
+        failed(exc)
 
 
 class _InvalidText:

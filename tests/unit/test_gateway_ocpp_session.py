@@ -10,7 +10,7 @@ import pytest
 
 from evreserve.access_ids import Group, TokenStatus, Verdict
 from evreserve.models import OcppVersion
-from evreserve_gateway.charger_socket import CONNECTION_CLOSED
+from evreserve_gateway.charger_socket import finish
 from evreserve_gateway.protocol import (
     CallErrorReply,
     CallResultReply,
@@ -73,12 +73,7 @@ async def _route(session, raw):
     """A frame handled to the end, as the charger's socket runs it (ChargerSocket.serve)."""
     pending = session.take_frame(raw)
     if pending is not None:
-        try:
-            await pending
-        except CONNECTION_CLOSED:
-            raise
-        except Exception as exc:
-            session.frame_failed(exc)
+        await finish(pending, session.frame_failed)
 
 
 async def test_heartbeat_is_answered_with_the_time():

@@ -88,7 +88,7 @@ def _compile(version: OcppVersion, action: str, *, answer: bool) -> Callable[[An
         # against ~7.6); fastjsonschema judges only what it doubts, so every violation
         # is fastjsonschema's, with its keyword (the CALLERROR code). A payload it finds
         # valid after all stays valid: the two agree on every schema here
-        # (tests/unit/test_gateway_schemas.py compares them).
+        # (tests/unit/test_gateway_ocpp_schemas.py compares them).
         try:
             if quick(payload):
                 return
